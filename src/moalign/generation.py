@@ -1,0 +1,105 @@
+"""Batched chat generation with a Hugging Face causal LM (the one generation path of the project)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+Chat = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Decoding settings; ``temperature == 0`` means greedy."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    num_beams: int = 1
+    length_penalty: float = 1.0
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams}
+        if self.temperature > 0:
+            kw.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
+        else:
+            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if self.num_beams > 1:
+            kw.update(length_penalty=self.length_penalty, early_stopping=True)
+        return kw
+
+
+def as_chat(prompt: str | Chat) -> Chat:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+def chat_inputs(tokenizer: Any, prompts: Sequence[str | Chat]) -> list[str]:
+    """Prompts rendered with the tokenizer's chat template and the assistant turn opened."""
+    return [
+        tokenizer.apply_chat_template(as_chat(p), tokenize=False, add_generation_prompt=True) for p in prompts
+    ]
+
+
+@dataclass
+class Generation:
+    prompt_index: int
+    text: str
+    num_tokens: int
+
+
+@torch.inference_mode()
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str | Chat],
+    sampling: SamplingConfig = SamplingConfig(),
+    *,
+    num_return_sequences: int = 1,
+    batch_size: int = 8,
+    progress: bool = True,
+    desc: str = "generating",
+) -> list[list[Generation]]:
+    """Generate ``num_return_sequences`` completions per prompt; returns one list per prompt.
+
+    Prompts are sorted by length and batched with left padding, so little compute goes to padding.
+    """
+    from tqdm.auto import tqdm
+
+    texts = chat_inputs(tokenizer, prompts)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out: list[list[Generation]] = [[] for _ in texts]
+    was_training = model.training
+    model.eval()
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    eos = model.generation_config.eos_token_id
+    eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+    try:
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        for batch in tqdm(batches, desc=desc, unit="batch", disable=not progress):
+            enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = {k: v.to(model.device) for k, v in enc.items()}
+            seqs = model.generate(
+                **enc,
+                **sampling.generate_kwargs(),
+                num_return_sequences=num_return_sequences,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            new = seqs[:, enc["input_ids"].shape[1] :]
+            for row, ids in enumerate(new.tolist()):
+                n = len(ids)
+                for j, tok in enumerate(ids):
+                    if tok in eos_ids:
+                        n = j
+                        break
+                text = tokenizer.decode(ids[:n], skip_special_tokens=True)
+                out[batch[row // num_return_sequences]].append(
+                    Generation(prompt_index=batch[row // num_return_sequences], text=text, num_tokens=n)
+                )
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    return out

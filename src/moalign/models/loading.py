@@ -1,0 +1,81 @@
+"""Model specs -> loaded models. A spec is ``builtin:NAME``, a local directory or a hub id.
+
+Every loader goes through :func:`resolve_model`, so a model that cannot be found gives one
+clear :class:`UserError` naming the spec and how to obtain it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from moalign.errors import UserError
+from moalign.models.builtin import PREFIX, get_builtin, materialise
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def resolve_model(spec: str) -> str:
+    """A local directory (or, online, a hub id) that ``from_pretrained`` can open for ``spec``."""
+    if spec.startswith(PREFIX):
+        return str(materialise(get_builtin(spec)))
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir() or not (path / "config.json").exists():
+            raise UserError(f"model '{spec}': '{path}' is not a Hugging Face model directory (no config.json)")
+        return str(path)
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise UserError(f"model '{spec}': local directory '{path}' does not exist")
+    if hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(spec, "config.json"), str):
+            raise UserError(
+                f"model '{spec}' is not a built-in, not a local directory and not in the Hugging Face "
+                "cache, and HF_HUB_OFFLINE=1 forbids downloading it. On a machine with network run "
+                f"`hf download {spec}` (or unset HF_HUB_OFFLINE), or pass a local directory; "
+                "`moalign models list` shows the built-ins"
+            )
+    return spec
+
+
+def _wrap_load_errors(spec: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot load model '{spec}': {first}") from exc
+
+
+def load_tokenizer(spec: str, *, padding_side: str = "left") -> Any:
+    """The model's tokenizer, with a pad token (the EOS token if it has none)."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model(spec)
+    tokenizer = _wrap_load_errors(spec, AutoTokenizer.from_pretrained, path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def load_causal_lm(spec: str, *, dtype: Any = None, **kwargs: Any) -> Any:
+    """A ``PreTrainedModel`` for causal LM; float32 unless ``dtype`` says otherwise."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model(spec)
+    return _wrap_load_errors(
+        spec, AutoModelForCausalLM.from_pretrained, path, dtype=dtype or torch.float32, **kwargs
+    )
+
+
+def load_encoder(spec: str, **kwargs: Any) -> Any:
+    """A bare encoder (``AutoModel``), e.g. the sentence embedder ``builtin:minilm-l6``."""
+    from transformers import AutoModel
+
+    path = resolve_model(spec)
+    return _wrap_load_errors(spec, AutoModel.from_pretrained, path, **kwargs)

@@ -38,9 +38,7 @@ def as_chat(prompt: str | Chat) -> Chat:
 
 def chat_inputs(tokenizer: Any, prompts: Sequence[str | Chat]) -> list[str]:
     """Prompts rendered with the tokenizer's chat template and the assistant turn opened."""
-    return [
-        tokenizer.apply_chat_template(as_chat(p), tokenize=False, add_generation_prompt=True) for p in prompts
-    ]
+    return [tokenizer.apply_chat_template(as_chat(p), tokenize=False, add_generation_prompt=True) for p in prompts]
 
 
 @dataclass

@@ -33,8 +33,7 @@ def run_recipe(recipe: Recipe, *, output_dir: str | Path | None = None, overwrit
     stages: list[dict[str, Any]] = []
     t_run = time.time()
     for index, spec in enumerate(recipe.stages, start=1):
-        ctx = StageContext(recipe=recipe, run=run, index=index, stage_type=spec.type, model=model,
-                           seed=recipe.seed)
+        ctx = StageContext(recipe=recipe, run=run, index=index, stage_type=spec.type, model=model, seed=recipe.seed)
         set_seed(recipe.seed + index)
         t0, c0 = time.time(), time.process_time()
         result = STAGES.get(spec.type).run(ctx, spec.config)

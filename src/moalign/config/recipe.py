@@ -103,8 +103,7 @@ def validate_plugin(
     if name not in registry:
         known = ", ".join(registry.names()) or "none"
         problems.append(
-            ((*loc, name), f"unknown {registry.kind} '{name}'{did_you_mean(name, registry.names())}; "
-             f"known: {known}")
+            ((*loc, name), f"unknown {registry.kind} '{name}'{did_you_mean(name, registry.names())}; known: {known}")
         )
         return None
     cls = registry.get(name).config_cls

@@ -173,7 +173,9 @@ def materialise(model: BuiltinModel, *, force: bool = False) -> Path:
             with atomic_directory(target) as tmp:
                 convert_gguf(source, tmp, progress)
                 (tmp / SOURCE_FILE).write_text(
-                    json.dumps({"package": model.package, "package_version": model.package_version(),
-                                "file": model.file}, indent=2)
+                    json.dumps(
+                        {"package": model.package, "package_version": model.package_version(), "file": model.file},
+                        indent=2,
+                    )
                 )
     return target

@@ -68,9 +68,7 @@ def load_causal_lm(spec: str, *, dtype: Any = None, **kwargs: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
     path = resolve_model(spec)
-    return _wrap_load_errors(
-        spec, AutoModelForCausalLM.from_pretrained, path, dtype=dtype or torch.float32, **kwargs
-    )
+    return _wrap_load_errors(spec, AutoModelForCausalLM.from_pretrained, path, dtype=dtype or torch.float32, **kwargs)
 
 
 def load_encoder(spec: str, **kwargs: Any) -> Any:

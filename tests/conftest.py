@@ -7,8 +7,32 @@ from pathlib import Path
 
 import pytest
 
+from moalign.config import StrictModel
+from moalign.stages import STAGES, StageResult, register_stage
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class EchoConfig(StrictModel):
+    """Config of ``test_echo``, a stage that trains nothing: it logs its config and hands the model on."""
+
+    learning_rate: float = 1e-5
+    per_device_train_batch_size: int = 2
+    note: str = ""
+    fail: bool = False
+
+
+if "test_echo" not in STAGES:
+
+    @register_stage("test_echo", EchoConfig)
+    def _run_echo(ctx, config: EchoConfig) -> StageResult:
+        if config.fail:
+            raise RuntimeError("test_echo asked to fail")
+        ctx.log({"train/loss": config.learning_rate}, step=1)
+        (ctx.dir / "echo.txt").write_text(ctx.model)
+        return StageResult(model=f"{ctx.model}+{ctx.index}", summary={"note": config.note})
+
 
 SMOLLM2 = "builtin:smollm2-135m-instruct"
 MINILM = "builtin:minilm-l6"

@@ -1,7 +1,5 @@
 """The ``moalign`` command line: parse, load config, call a stage or a pipeline. Nothing else."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import Annotated, Any

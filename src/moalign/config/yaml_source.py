@@ -57,7 +57,10 @@ def parse_yaml(text: str, name: str) -> YamlSource:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise UserError(f"invalid YAML: {exc.problem}", source=f"{name}{line}") from None
+        context = ""
+        if exc.context and exc.context_mark is not None:
+            context = f" ({exc.context} started at line {exc.context_mark.line + 1})"
+        raise UserError(f"invalid YAML: {exc.problem}{context}", source=f"{name}{line}") from None
     lines: dict[Loc, int] = {}
     if node is not None:
         _walk(node, (), lines, name)

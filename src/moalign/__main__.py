@@ -1,0 +1,3 @@
+from moalign.cli import main
+
+main()

@@ -1,0 +1,133 @@
+import textwrap
+
+import pytest
+
+from moalign.config import RecipeError, load_recipe
+from moalign.config.yaml_source import YamlSource, apply_override, parse_override, parse_yaml
+from moalign.errors import UserError
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_valid_recipe_resolves_defaults(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        name: demo
+        stages:
+          - test_echo: {learning_rate: 3.0e-4}
+          - test_echo
+        """,
+    )
+    recipe = load_recipe(path)
+    assert recipe.model == "builtin:smollm2-135m-instruct"
+    assert [s.type for s in recipe.stages] == ["test_echo", "test_echo"]
+    assert recipe.stages[0].config.learning_rate == 3.0e-4
+    assert recipe.stages[1].config.per_device_train_batch_size == 2
+    resolved = recipe.to_yaml()
+    assert "per_device_train_batch_size: 2" in resolved and "seed: 0" in resolved
+
+
+def test_typo_in_key_names_file_line_path_and_suggestion(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        name: demo
+        stages:
+          - test_echo:
+              lerning_rate: 1.0e-5
+        """,
+    )
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    msg = str(info.value)
+    assert f"{path}:5: stages[0].test_echo.lerning_rate: unknown key (did you mean 'learning_rate'?)" in msg
+
+
+def test_wrong_type_names_key_path_expected_and_value(tmp_path):
+    path = write(tmp_path, "name: demo\nseed: many\nstages:\n  - test_echo: {per_device_train_batch_size: two}\n")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    msg = str(info.value)
+    assert f"{path}:2: seed: Input should be a valid integer" in msg and "(got 'many')" in msg
+    assert f"{path}:4: stages[0].test_echo.per_device_train_batch_size: Input should be a valid integer" in msg
+
+
+def test_unknown_stage_and_top_level_key(tmp_path):
+    path = write(tmp_path, "name: demo\nmodle: x\nstages:\n  - test_ecko: {}\n")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    msg = str(info.value)
+    assert "modle: unknown key (did you mean 'model'?)" in msg
+    assert "stages[0].test_ecko: unknown stage 'test_ecko' (did you mean 'test_echo'?)" in msg
+
+
+def test_stage_item_must_be_a_one_key_mapping(tmp_path):
+    path = write(tmp_path, "name: demo\nstages:\n  - {test_echo: {}, other: {}}\n")
+    with pytest.raises(RecipeError, match=r"stages\[0\]: expected a stage name or a one-key mapping"):
+        load_recipe(path)
+
+
+def test_missing_name_and_bad_name(tmp_path):
+    with pytest.raises(RecipeError, match="name: Field required"):
+        load_recipe(write(tmp_path, "seed: 1\n"))
+    with pytest.raises(RecipeError, match="name: String should match pattern"):
+        load_recipe(write(tmp_path, "name: ../escape\n"))
+
+
+def test_duplicate_key_and_syntax_error_have_line_numbers(tmp_path):
+    with pytest.raises(UserError, match=r"recipe.yaml:3: duplicate key 'seed'"):
+        load_recipe(write(tmp_path, "name: a\nseed: 1\nseed: 2\n"))
+    with pytest.raises(UserError, match=r"recipe.yaml:3: invalid YAML: .*flow sequence started at line 2"):
+        load_recipe(write(tmp_path, "name: a\nseed: [1, 2\n"))
+    with pytest.raises(UserError, match="a recipe must be a YAML mapping"):
+        load_recipe(write(tmp_path, "- a\n- b\n"))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UserError, match="file not found"):
+        load_recipe(tmp_path / "nope.yaml")
+
+
+def test_set_overrides_nested_list_and_new_keys(tmp_path):
+    path = write(tmp_path, "name: demo\nstages:\n  - test_echo: {learning_rate: 1.0e-5}\n")
+    recipe = load_recipe(
+        path, ["stages.0.test_echo.learning_rate=2e-4", "seed=7", "stages.0.test_echo.note=hello world"]
+    )
+    assert recipe.seed == 7
+    assert recipe.stages[0].config.learning_rate == pytest.approx(2e-4)
+    assert recipe.stages[0].config.note == "hello world"
+
+
+def test_set_errors_point_at_the_override(tmp_path):
+    path = write(tmp_path, "name: demo\nstages:\n  - test_echo: {}\n")
+    with pytest.raises(RecipeError, match=r"--set stages.0.test_echo.lr=1: stages\[0\].test_echo.lr: unknown key"):
+        load_recipe(path, ["stages.0.test_echo.lr=1"])
+    with pytest.raises(UserError, match="index 3 is out of range"):
+        load_recipe(path, ["stages.3.test_echo.learning_rate=1"])
+    with pytest.raises(UserError, match="--set expects KEY=VALUE"):
+        load_recipe(path, ["seed"])
+
+
+def test_parse_override_uses_yaml_types():
+    assert parse_override("a.b=true") == (("a", "b"), True)
+    assert parse_override("stages.1.x=[1, 2]") == (("stages", 1, "x"), [1, 2])
+    assert parse_override("k=") == (("k",), "")
+
+
+def test_apply_override_creates_missing_mappings():
+    src = YamlSource(data={"a": 1}, name="x")
+    apply_override(src, "b.c.d=3")
+    assert src.data == {"a": 1, "b": {"c": {"d": 3}}}
+    assert src.where(("b", "c", "d")) == "--set b.c.d=3"
+
+
+def test_line_map_points_at_keys_and_items():
+    src = parse_yaml("name: a\nstages:\n  - x:\n      k: 1\n  - y\n", "r.yaml")
+    assert src.where(("stages", 0, "x", "k")) == "r.yaml:4"
+    assert src.where(("stages", 1)) == "r.yaml:5"
+    assert src.where(("stages", 1, "missing")) == "r.yaml:5"

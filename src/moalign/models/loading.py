@@ -13,6 +13,8 @@ from typing import Any
 from moalign.errors import UserError
 from moalign.models.builtin import PREFIX, get_builtin, materialise
 
+ADAPTER_CONFIG = "adapter_config.json"
+
 
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
@@ -24,7 +26,7 @@ def resolve_model(spec: str) -> str:
         return str(materialise(get_builtin(spec)))
     path = Path(spec).expanduser()
     if path.exists():
-        if not path.is_dir() or not (path / "config.json").exists():
+        if not path.is_dir() or not ((path / "config.json").exists() or (path / ADAPTER_CONFIG).exists()):
             raise UserError(f"model '{spec}': '{path}' is not a Hugging Face model directory (no config.json)")
         return str(path)
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
@@ -68,6 +70,15 @@ def load_causal_lm(spec: str, *, dtype: Any = None, **kwargs: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
     path = resolve_model(spec)
+    adapter = Path(path) / ADAPTER_CONFIG
+    if adapter.exists():  # a LoRA checkpoint: load its base and fold the adapter in
+        import json
+
+        from peft import PeftModel
+
+        base_spec = json.loads(adapter.read_text())["base_model_name_or_path"]
+        base = load_causal_lm(base_spec, dtype=dtype, **kwargs)
+        return _wrap_load_errors(spec, PeftModel.from_pretrained, base, path).merge_and_unload()
     return _wrap_load_errors(spec, AutoModelForCausalLM.from_pretrained, path, dtype=dtype or torch.float32, **kwargs)
 
 

@@ -2,4 +2,7 @@
 
 from moalign.stages.base import STAGES, StageContext, StageDef, StageResult, register_stage
 
+# Each module registers its stage on import.
+from moalign.stages import sft  # noqa: E402, F401  isort: skip
+
 __all__ = ["STAGES", "StageContext", "StageDef", "StageResult", "register_stage"]

@@ -1,0 +1,112 @@
+"""Training-data specs -> ``datasets.Dataset`` for the trainer-backed stages.
+
+A stage's ``dataset`` key takes any of:
+
+- ``builtin:NAME`` - a suite the project generates offline (:mod:`moalign.data.sources`);
+- a local ``.json``/``.jsonl``/``.parquet``/``.csv`` file, with any columns;
+- ``stage:TYPE/FILE`` - a file written by the latest earlier stage of that type in the same run,
+  e.g. ``stage:best_of_n/pairs.jsonl``;
+- a Hugging Face hub dataset id (``HuggingFaceH4/ultrafeedback_binarized``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from moalign.errors import UserError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from moalign.stages.base import StageContext
+
+FILE_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+STAGE_PREFIX = "stage:"
+
+
+def stage_output(spec: str, ctx: StageContext | None) -> Path:
+    """Resolve ``stage:TYPE/FILE`` to the file written by the latest earlier stage of that type."""
+    stage_type, _, name = spec.removeprefix(STAGE_PREFIX).partition("/")
+    if ctx is None:
+        raise UserError(f"dataset '{spec}': 'stage:' references only work inside a recipe run")
+    for index in range(ctx.index - 1, 0, -1):
+        candidate = ctx.run.root / f"{index:02d}-{stage_type}"
+        if candidate.is_dir():
+            path = candidate / name
+            if not path.exists():
+                raise UserError(f"dataset '{spec}': stage {candidate.name} wrote no file '{name}'")
+            return path
+    raise UserError(f"dataset '{spec}': no earlier '{stage_type}' stage in this recipe")
+
+
+def load_dataset_spec(spec: str, *, split: str = "train", ctx: StageContext | None = None) -> Dataset:
+    """Load a dataset spec (see module docstring) as a ``datasets.Dataset``."""
+    from datasets import Dataset
+
+    if spec.startswith("builtin:"):
+        from moalign.data.sources import load_records
+
+        return Dataset.from_list(load_records(spec, split))
+    if spec.startswith(STAGE_PREFIX):
+        return load_file(stage_output(spec, ctx))
+    path = Path(spec).expanduser()
+    if path.suffix in FILE_FORMATS or path.exists():
+        return load_file(path)
+    return load_hub(spec, split)
+
+
+def load_file(path: Path) -> Dataset:
+    from datasets import load_dataset
+
+    if not path.exists():
+        raise UserError("dataset file not found", source=str(path))
+    fmt = FILE_FORMATS.get(path.suffix)
+    if fmt is None:
+        raise UserError(f"unsupported dataset format '{path.suffix}' (use {', '.join(FILE_FORMATS)})", source=str(path))
+    try:
+        return load_dataset(fmt, data_files=str(path), split="train")
+    except Exception as exc:  # datasets raises many types for malformed files
+        raise UserError(f"cannot read dataset: {str(exc).splitlines()[0]}", source=str(path)) from exc
+
+
+def load_hub(spec: str, split: str) -> Dataset:
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(spec, split=split)
+    except Exception as exc:
+        raise UserError(
+            f"cannot load hub dataset '{spec}' (split '{split}'): {str(exc).splitlines()[0]}. Offline machines "
+            "need the dataset in the local Hugging Face cache or as a local file"
+        ) from exc
+
+
+def first(dataset: Dataset, n: int | None) -> Dataset:
+    return dataset if n is None or n >= len(dataset) else dataset.select(range(n))
+
+
+def as_messages(value: Any, role: str) -> list[dict[str, str]]:
+    """A string or a chat (list of ``{role, content}``) as a chat."""
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    return list(value)
+
+
+def train_eval_datasets(config: Any, ctx: StageContext | None, normalise: Any) -> tuple[Dataset, Dataset | None]:
+    """The stage's training set and optional validation set, each mapped through ``normalise``.
+
+    ``config`` carries the shared keys ``dataset``, ``split``, ``eval_dataset``, ``validation_fraction``
+    and ``num_samples``; validation comes from ``eval_dataset`` or a seeded held-out fraction.
+    """
+    train = first(load_dataset_spec(config.dataset, split=config.split, ctx=ctx), config.num_samples)
+    train = normalise(train, config.dataset)
+    evaluation = None
+    if config.eval_dataset:
+        evaluation = normalise(load_dataset_spec(config.eval_dataset, split="validation", ctx=ctx), config.eval_dataset)
+    elif config.validation_fraction > 0:
+        parts = train.train_test_split(test_size=config.validation_fraction, seed=ctx.seed if ctx else 0)
+        train, evaluation = parts["train"], parts["test"]
+    if len(train) == 0:
+        raise UserError("the training set is empty", source=config.dataset)
+    return train, evaluation

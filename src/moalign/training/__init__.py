@@ -1,0 +1,1 @@
+"""Training plumbing shared by the stages: TRL/transformers arguments, callbacks, checkpoints."""

@@ -1,0 +1,131 @@
+"""Config keys every trainer-backed stage shares, named as in transformers/TRL, and their translation.
+
+A stage config derives from :class:`TrainerStageConfig`; :func:`trainer_kwargs` turns it into the
+keyword arguments of a TRL ``*Config`` (which is a ``transformers.TrainingArguments``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from moalign.config.base import StrictModel
+
+
+class LoraSpec(StrictModel):
+    """LoRA adapters (peft ``LoraConfig`` names)."""
+
+    r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: list[str] | str = "all-linear"
+
+    def to_peft(self) -> Any:
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=self.target_modules,
+            task_type="CAUSAL_LM",
+        )
+
+
+class TrainerStageConfig(StrictModel):
+    """Keys shared by the trainer-backed stages (transformers ``TrainingArguments`` names)."""
+
+    dataset: str
+    """``builtin:...``, a local json/jsonl/parquet/csv file, a hub id, or ``stage:TYPE/FILE`` (an earlier
+    stage's output in this run)."""
+    split: str = "train"
+    eval_dataset: str | None = None
+    validation_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    """Held-out share of ``dataset`` for validation when ``eval_dataset`` is not given."""
+    num_samples: int | None = Field(None, gt=0)
+    """Use only the first N records (after the split)."""
+    learning_rate: float = 2e-5
+    per_device_train_batch_size: int = Field(4, gt=0)
+    per_device_eval_batch_size: int = Field(8, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    warmup_ratio: float = 0.0
+    warmup_steps: int = 0
+    lr_scheduler_type: str = "linear"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int | None = 512
+    logging_steps: int = 1
+    eval_steps: int | None = None
+    """Validate every N steps (needs a validation set); the best checkpoint is restored at the end."""
+    early_stopping_patience: int | None = None
+    bf16: bool | None = None
+    """None: on where the device supports bf16 (autocast on CPU), as TRL's default intends."""
+    gradient_checkpointing: bool = False
+    report_to: list[str] = Field(default_factory=list)
+    """``tensorboard``, ``wandb``, ``trackio``...; metrics.jsonl is always written."""
+    peft: LoraSpec | None = None
+    dataloader_num_workers: int = 0
+
+
+def accelerator_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_bf16(requested: bool | None) -> bool:
+    """bf16 if asked, or (None) if the device supports it; False on CPUs without bf16 matmul.
+
+    TRL configs default to ``bf16=True``, which transformers rejects on a machine with no GPU unless
+    ``use_cpu`` is set, and which cannot work where the CPU has no bf16 kernels.
+    """
+    from transformers.utils.import_utils import is_torch_bf16_available_on_device
+
+    supported = is_torch_bf16_available_on_device("cuda" if accelerator_available() else "cpu")
+    return supported if requested is None else (requested and supported)
+
+
+def trainer_kwargs(config: TrainerStageConfig, output_dir: Path, *, seed: int, has_eval: bool) -> dict[str, Any]:
+    """Keyword arguments for a TRL ``*Config`` from the shared stage keys."""
+    evaluating = has_eval and config.eval_steps is not None
+    kwargs: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "learning_rate": config.learning_rate,
+        "per_device_train_batch_size": config.per_device_train_batch_size,
+        "per_device_eval_batch_size": config.per_device_eval_batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "num_train_epochs": config.num_train_epochs,
+        "max_steps": config.max_steps,
+        "warmup_steps": config.warmup_steps or config.warmup_ratio,
+        "lr_scheduler_type": config.lr_scheduler_type,
+        "weight_decay": config.weight_decay,
+        "max_grad_norm": config.max_grad_norm,
+        "logging_steps": config.logging_steps,
+        "bf16": resolve_bf16(config.bf16),
+        "use_cpu": not accelerator_available(),
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "report_to": config.report_to or "none",
+        "seed": seed,
+        "data_seed": seed,
+        "dataloader_num_workers": config.dataloader_num_workers,
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "disable_tqdm": False,
+    }
+    if evaluating:
+        kwargs.update(
+            eval_strategy="steps",
+            eval_steps=config.eval_steps,
+            save_strategy="steps",
+            save_steps=config.eval_steps,
+            save_total_limit=2,
+            load_best_model_at_end=True,
+            metric_for_best_model="eval_loss",
+            greater_is_better=False,
+            save_only_model=True,
+        )
+    return kwargs

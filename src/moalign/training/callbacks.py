@@ -1,0 +1,44 @@
+"""transformers ``TrainerCallback``s that connect TRL trainers to the run directory."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from transformers import TrainerCallback
+
+
+class MetricsCallback(TrainerCallback):
+    """Write every trainer log (``loss``, ``rewards/margins``, ``eval_loss``...) to metrics.jsonl.
+
+    Keys are prefixed like the rest of moalign: ``loss`` -> ``train/loss``, ``eval_loss`` -> ``eval/loss``.
+    """
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not logs:
+            return
+        out: dict[str, Any] = {}
+        for key, value in logs.items():
+            if not isinstance(value, int | float) or (isinstance(value, float) and not math.isfinite(value)):
+                continue
+            if key.startswith("eval_"):
+                out[f"eval/{key[5:]}"] = value
+            elif "/" in key:
+                out[key] = value
+            else:
+                out[f"train/{key}"] = value
+        if out:
+            self._log(out, step=state.global_step)
+
+
+def trainer_callbacks(ctx: Any, config: Any, has_eval: bool) -> list[Any]:
+    """The callbacks every trainer-backed stage attaches: metrics.jsonl, and early stopping when asked."""
+    from transformers import EarlyStoppingCallback
+
+    callbacks: list[Any] = [MetricsCallback(ctx.log)]
+    if has_eval and config.eval_steps is not None and config.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    return callbacks

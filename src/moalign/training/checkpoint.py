@@ -1,0 +1,19 @@
+"""Final checkpoints: an HF-format directory (full model or LoRA adapter), written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from moalign.atomic import atomic_directory
+
+
+def save_final_model(model: Any, tokenizer: Any, path: Path) -> Path:
+    """Save ``model`` (a ``PreTrainedModel`` or a peft model: adapter only) and its tokenizer to ``path``.
+
+    The directory appears only once complete, so a crash never leaves a checkpoint that looks whole.
+    """
+    with atomic_directory(path) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return path

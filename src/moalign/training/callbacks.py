@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from transformers import TrainerCallback
@@ -12,10 +13,12 @@ class MetricsCallback(TrainerCallback):
     """Write every trainer log (``loss``, ``rewards/margins``, ``eval_loss``...) to metrics.jsonl.
 
     Keys are prefixed like the rest of moalign: ``loss`` -> ``train/loss``, ``eval_loss`` -> ``eval/loss``.
+    ``derive(logs)`` may add metrics computed from the trainer's own (e.g. DPO's ``kl``).
     """
 
-    def __init__(self, log: Any) -> None:
+    def __init__(self, log: Any, derive: Callable[[dict[str, Any]], dict[str, float]] | None = None) -> None:
         self._log = log
+        self._derive = derive
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if not logs:
@@ -30,15 +33,19 @@ class MetricsCallback(TrainerCallback):
                 out[key] = value
             else:
                 out[f"train/{key}"] = value
+        if self._derive is not None:
+            out.update(self._derive(logs))
         if out:
             self._log(out, step=state.global_step)
 
 
-def trainer_callbacks(ctx: Any, config: Any, has_eval: bool) -> list[Any]:
+def trainer_callbacks(
+    ctx: Any, config: Any, has_eval: bool, derive: Callable[[dict[str, Any]], dict[str, float]] | None = None
+) -> list[Any]:
     """The callbacks every trainer-backed stage attaches: metrics.jsonl, and early stopping when asked."""
     from transformers import EarlyStoppingCallback
 
-    callbacks: list[Any] = [MetricsCallback(ctx.log)]
+    callbacks: list[Any] = [MetricsCallback(ctx.log, derive)]
     if has_eval and config.eval_steps is not None and config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     return callbacks

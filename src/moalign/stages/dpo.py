@@ -1,0 +1,100 @@
+"""DPO on TRL's DPOTrainer (seed 004 eq. 5, implemented in :func:`moalign.losses.preference.dpo_loss`).
+
+The reference model is a frozen copy of the stage's starting checkpoint; with LoRA it is the same
+model with its adapters disabled (no second copy in memory). ``precompute_ref_log_probs`` computes
+the reference log-probabilities once before training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from moalign.data.specs import as_messages, train_eval_datasets
+from moalign.errors import UserError
+from moalign.stages.base import StageContext, StageResult, register_stage
+from moalign.training.args import TrainerStageConfig, trainer_kwargs
+
+
+class DPOStageConfig(TrainerStageConfig):
+    """Defaults follow seed 004 section 4 (lr 5e-6, beta 0.1, linear schedule, 10 warmup steps)."""
+
+    learning_rate: float = 5e-6
+    warmup_steps: int = 10
+    beta: float = Field(0.1, gt=0.0)
+    loss_type: str = "sigmoid"
+    precompute_ref_log_probs: bool = False
+    max_length: int | None = 512
+
+
+def preference_records(dataset: Any, source: str) -> Any:
+    """Normalise to TRL's conversational preference format: prompt / chosen / rejected chats."""
+    missing = {"prompt", "chosen", "rejected"} - set(dataset.column_names)
+    if missing:
+        raise UserError(
+            f"preference data needs prompt, chosen and rejected; missing {sorted(missing)} "
+            f"(found {dataset.column_names})",
+            source=source,
+        )
+
+    def convert(row: dict[str, Any]) -> dict[str, Any]:
+        prompt = as_messages(row["prompt"], "user")
+        chosen, rejected = as_messages(row["chosen"], "assistant"), as_messages(row["rejected"], "assistant")
+        # UltraFeedback-style rows repeat the prompt inside chosen/rejected: keep only the reply
+        if len(chosen) > 1 and chosen[:-1] == prompt:
+            chosen, rejected = chosen[-1:], rejected[-1:]
+        return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+    return dataset.map(convert, remove_columns=dataset.column_names)
+
+
+def dpo_kl(logs: dict[str, Any], beta: float) -> dict[str, float]:
+    """``{"kl": mean log-ratio log pi/pi_ref}`` over the pairs' responses: DPO's implicit rewards / beta.
+
+    An estimate of how far the policy moved from the reference on the training responses (seed 004
+    figure 4 tracks this drift); it is not the on-policy KL, which needs samples from the policy.
+    """
+    if "rewards/chosen" not in logs or "rewards/rejected" not in logs:
+        return {}
+    return {"kl": (logs["rewards/chosen"] + logs["rewards/rejected"]) / (2.0 * beta)}
+
+
+@register_stage("dpo", DPOStageConfig)
+def run_dpo(ctx: StageContext, config: DPOStageConfig) -> StageResult:
+    """Train with DPO against the starting checkpoint; hand on the final checkpoint."""
+    from trl import DPOConfig, DPOTrainer
+
+    from moalign.models import load_causal_lm, load_tokenizer
+    from moalign.training.callbacks import trainer_callbacks
+    from moalign.training.checkpoint import save_final_model
+
+    train, evaluation = train_eval_datasets(config, ctx, preference_records)
+    tokenizer = load_tokenizer(ctx.model, padding_side="right")
+    model = load_causal_lm(ctx.model)
+    ref_model = None if config.peft or config.precompute_ref_log_probs else load_causal_lm(ctx.model)
+    args = DPOConfig(
+        **trainer_kwargs(config, ctx.dir / "trainer", seed=ctx.seed, has_eval=evaluation is not None),
+        beta=config.beta,
+        loss_type=[config.loss_type],
+        precompute_ref_log_probs=config.precompute_ref_log_probs,
+        max_length=config.max_length,
+    )
+    if evaluation is not None:
+        args.metric_for_best_model = "eval_loss"
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=tokenizer,
+        peft_config=config.peft.to_peft() if config.peft else None,
+        callbacks=trainer_callbacks(ctx, config, evaluation is not None, derive=lambda logs: dpo_kl(logs, config.beta)),
+    )
+    output = trainer.train()
+    path = save_final_model(trainer.model, tokenizer, ctx.dir / "model")
+    summary: dict[str, Any] = {"train_loss": output.training_loss, "steps": output.global_step, "pairs": len(train)}
+    if evaluation is not None:
+        summary["eval_loss"] = trainer.evaluate()["eval_loss"]
+    return StageResult(model=str(path), summary=summary)

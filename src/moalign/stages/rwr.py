@@ -1,0 +1,48 @@
+"""Reward-weighted likelihood (seed 000 section 3.3) on the project's on-policy loop.
+
+Samples completions from the current policy, scores them with the recipe's objectives and
+aggregator, and minimises ``-log p(y|x) * (r - baseline)`` (:func:`moalign.losses.policy.reward_weighted_nll`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from moalign.losses.policy import Baseline, reward_weighted_nll
+from moalign.stages.base import StageContext, StageResult, register_stage
+from moalign.training.logprobs import completion_logps, join_prompt_completion
+from moalign.training.online import OnlineStageConfig, train_online
+from moalign.training.rollout import Rollout
+
+
+class RWRStageConfig(OnlineStageConfig):
+    baseline: Baseline = "leave_one_out"
+    """``leave_one_out`` (default), ``mean``, or ``none`` (the paper's literal -log p * r)."""
+    length_normalize: bool = False
+    """Use the mean per-token log-probability instead of the sum (less weight on long samples)."""
+
+
+def rwr_step_loss(config: RWRStageConfig):
+    def step_loss(model: Any, rollout: Rollout, rewards: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        device = next(model.parameters()).device
+        pad = 0
+        ids, attn, comp = (
+            t.to(device) for t in join_prompt_completion(rollout.prompt_ids, rollout.completion_ids, pad)
+        )
+        logps = completion_logps(model, ids, attn, comp)
+        if config.length_normalize:
+            logps = logps / comp[:, 1:].sum(-1).clamp(min=1)
+        k = rollout.group_size
+        loss = reward_weighted_nll(logps.view(-1, k), rewards.to(device).view(-1, k), config.baseline)
+        return loss, {"rwr/sequence_logp": logps.mean().item()}
+
+    return step_loss
+
+
+@register_stage("rwr", RWRStageConfig)
+def run_rwr(ctx: StageContext, config: RWRStageConfig) -> StageResult:
+    """Train with reward-weighted likelihood; hand on the final checkpoint."""
+    path = train_online(ctx, config, rwr_step_loss(config))
+    return StageResult(model=path, summary={"steps": config.max_steps})

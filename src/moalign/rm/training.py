@@ -1,0 +1,261 @@
+"""Training of the multi-head reward model: a compact accelerate loop.
+
+The loop knows the model only through ``forward -> {dimension: logits}`` and a loss from
+:mod:`moalign.losses.multihead`. It validates every ``eval_steps`` optimiser steps (and at the end),
+keeps the weights of the best validation result in memory (only the trainable ones change) and
+writes that best model. accelerate provides bf16 autocast, gradient accumulation and devices.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from moalign.errors import UserError
+from moalign.losses.multihead import joint_softmax_cross_entropy, multihead_cross_entropy
+from moalign.rm.config import RewardModelConfig
+from moalign.rm.data import RatedExample, load_rated
+from moalign.rm.evaluation import head_metrics, write_report
+from moalign.rm.labels import resolve_bins
+from moalign.rm.model import MultiHeadRewardModel
+
+LOSSES = {"per_head": multihead_cross_entropy, "joint_softmax": joint_softmax_cross_entropy}
+Log = Callable[[dict[str, Any], int], None]
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    dimensions: dict[str, int]
+    steps: int
+    best_step: int
+    best: dict[str, Any]
+    """Validation metrics of the saved model (empty without validation data)."""
+    train_samples: int
+    validation_samples: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def split_by_prompt(
+    examples: list[RatedExample], fraction: float, seed: int
+) -> tuple[list[RatedExample], list[RatedExample]]:
+    """Hold out about ``fraction`` of the examples, whole prompts at a time (no prompt on both sides)."""
+    if fraction <= 0 or len(examples) < 2:
+        return examples, []
+    prompts = sorted({e.prompt for e in examples})
+    random.Random(seed).shuffle(prompts)
+    target = max(1, round(fraction * len(examples)))
+    held: set[str] = set()
+    count = 0
+    sizes: dict[str, int] = {}
+    for e in examples:
+        sizes[e.prompt] = sizes.get(e.prompt, 0) + 1
+    for p in prompts:
+        if count >= target or len(held) == len(prompts) - 1:
+            break
+        held.add(p)
+        count += sizes[p]
+    return [e for e in examples if e.prompt not in held], [e for e in examples if e.prompt in held]
+
+
+def label_tensor(examples: list[RatedExample], dimensions: dict[str, int]) -> torch.Tensor:
+    """``[B, H]`` 0-based class indices, -100 where a dimension is unlabelled."""
+    return torch.tensor(
+        [[-100 if e.labels.get(d) is None else e.labels[d] - 1 for d in dimensions] for e in examples],
+        dtype=torch.long,
+    )
+
+
+def _use_bf16(setting: bool | None) -> bool:
+    if setting is not None:
+        return setting
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def _better(metric: str, new: float, old: float | None) -> bool:
+    if old is None:
+        return True
+    return new < old if metric == "loss" else new > old
+
+
+@torch.no_grad()
+def validate(
+    model: MultiHeadRewardModel,
+    examples: list[RatedExample],
+    loss_fn: Callable[..., torch.Tensor],
+    batch_size: int,
+    autocast: Callable[[], Any],
+) -> dict[str, Any]:
+    """Mean loss per sample and :func:`head_metrics` over ``examples``."""
+    was_training = model.training
+    model.eval()
+    total, probs = 0.0, {d: [] for d in model.dimensions}
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start : start + batch_size]
+        enc = model.encode([e.prompt for e in batch], [e.response for e in batch])
+        with autocast():
+            logits = model(**{k: v.to(model.device) for k, v in enc.items()})
+        labels = label_tensor(batch, model.dimensions).to(model.device)
+        total += loss_fn(logits, labels).item() * len(batch)
+        for d, z in logits.items():
+            probs[d].append(z.float().softmax(-1).cpu())
+    model.train(was_training)
+    labels_by_dim = {d: [e.labels.get(d) for e in examples] for d in model.dimensions}
+    metrics = head_metrics({d: torch.cat(p) for d, p in probs.items()}, labels_by_dim, model.dimensions)
+    return {"loss": total / len(examples), **metrics["mean"], "heads": metrics["heads"]}
+
+
+def train_reward_model(
+    config: RewardModelConfig,
+    model_dir: str | Path,
+    *,
+    seed: int = 0,
+    report_dir: str | Path | None = None,
+    log: Log | None = None,
+    dataset: str | None = None,
+    eval_dataset: str | None = None,
+) -> TrainResult:
+    """Train per ``config``, save the best model to ``model_dir`` and its validation report to ``report_dir``.
+
+    ``dataset``/``eval_dataset`` override the config's sources (the stage resolves run-relative paths).
+    """
+    from accelerate import Accelerator
+    from transformers import get_scheduler, set_seed
+
+    log = log or (lambda metrics, step: None)
+    bins = resolve_bins(config.dimensions, config.bins)
+    dimensions = {d: b.classes for d, b in bins.items()}
+    source = dataset or config.dataset
+    examples = load_rated(source, bins, config.columns, split=config.split, max_samples=config.max_samples)
+    if eval_dataset or config.eval_dataset:
+        train_set = examples
+        val_set = load_rated(eval_dataset or config.eval_dataset, bins, config.columns, split=config.split)
+    else:
+        train_set, val_set = split_by_prompt(examples, config.validation_fraction, seed)
+    if not train_set:
+        raise UserError(f"dataset '{source}': nothing left to train on after holding out validation data")
+
+    set_seed(seed)
+    model = MultiHeadRewardModel.from_backbone(
+        config.backbone, dimensions, pooling=config.pooling, max_length=config.max_length
+    )
+    if config.peft is not None:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=config.peft.r,
+            lora_alpha=config.peft.lora_alpha,
+            lora_dropout=config.peft.lora_dropout,
+            target_modules=config.peft.target_modules,
+        )
+        model.backbone = get_peft_model(model.backbone, lora)
+    use_bf16 = _use_bf16(config.bf16)
+    accelerator = Accelerator(
+        mixed_precision="bf16" if use_bf16 else "no",
+        cpu=not torch.cuda.is_available(),
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+    )
+    generator = torch.Generator().manual_seed(seed)
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_size=config.per_device_train_batch_size, shuffle=True, collate_fn=list, generator=generator
+    )
+    steps_per_epoch = max(1, math.ceil(len(loader) / config.gradient_accumulation_steps))
+    total_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.num_train_epochs)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = get_scheduler(
+        "linear", optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps), num_training_steps=total_steps
+    )
+    prepared, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    rm: MultiHeadRewardModel = accelerator.unwrap_model(prepared)
+    loss_fn = LOSSES[config.loss]
+
+    history: list[dict[str, Any]] = []
+    best_metric: float | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    best: dict[str, Any] = {}
+    best_step = 0
+
+    def evaluate(step: int) -> None:
+        nonlocal best_metric, best_state, best, best_step
+        if not val_set:
+            return
+        metrics = validate(rm, val_set, loss_fn, config.per_device_eval_batch_size, accelerator.autocast)
+        flat = {f"eval/{k}": v for k, v in metrics.items() if k != "heads"}
+        for d, h in metrics["heads"].items():
+            flat[f"eval/{d}/intensity_accuracy"] = h["intensity_accuracy"]
+        log(flat, step)
+        history.append({"step": step, **flat})
+        value = metrics[config.metric_for_best_model]
+        if value == value and _better(config.metric_for_best_model, value, best_metric):
+            best_metric, best, best_step = value, metrics, step
+            best_state = {n: p.detach().to("cpu", copy=True) for n, p in rm.named_parameters() if p.requires_grad}
+
+    prepared.train()
+    step, running, seen = 0, 0.0, 0
+    while step < total_steps:
+        for batch in loader:
+            with accelerator.accumulate(prepared):
+                enc = rm.encode([e.prompt for e in batch], [e.response for e in batch])
+                labels = label_tensor(batch, dimensions).to(accelerator.device)
+                with accelerator.autocast():
+                    logits = prepared(**{k: v.to(accelerator.device) for k, v in enc.items()})
+                loss = loss_fn(logits, labels)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            running += loss.item()
+            seen += 1
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            if step % config.logging_steps == 0 or step == total_steps:
+                log({"train/loss": running / seen, "train/learning_rate": scheduler.get_last_lr()[0]}, step)
+                running, seen = 0.0, 0
+            if step % config.eval_steps == 0 or step == total_steps:
+                evaluate(step)
+            if step >= total_steps:
+                break
+
+    if best_state is not None:
+        current = dict(rm.named_parameters())
+        with torch.no_grad():
+            for name, value in best_state.items():
+                current[name].copy_(value.to(current[name].device))
+    else:
+        best_step = step
+    training = {
+        "dataset": source,
+        "steps": step,
+        "best_step": best_step,
+        "metric_for_best_model": config.metric_for_best_model,
+        "train_samples": len(train_set),
+        "validation_samples": len(val_set),
+        "seed": seed,
+        "bf16": use_bf16,
+        "peft": config.peft.model_dump() if config.peft else None,
+        "bins": {d: b.model_dump() for d, b in bins.items()},
+    }
+    model_dir = rm.save(model_dir, extra={"training": training})
+    if best and report_dir is not None:
+        write_report({"samples": len(val_set), "step": best_step, "heads": best["heads"]}, report_dir)
+    accelerator.free_memory()
+    return TrainResult(
+        model_dir=Path(model_dir),
+        dimensions=dimensions,
+        steps=step,
+        best_step=best_step,
+        best={k: v for k, v in best.items() if k != "heads"},
+        train_samples=len(train_set),
+        validation_samples=len(val_set),
+        history=history,
+    )

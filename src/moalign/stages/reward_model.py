@@ -1,0 +1,55 @@
+"""The ``reward_model`` stage: train seed 002's multi-head classification reward model.
+
+It trains on rated responses (e.g. the ``ratings.jsonl`` a ``best_of_n`` stage writes), writes the
+best model to ``<stage dir>/model`` and its validation report (``rm_eval.json``, ``rm_eval.png``)
+beside it. The policy model passes through unchanged; the summary names the reward model for the
+stages (and the ``multihead`` scorer) that use it.
+
+```yaml
+stages:
+  - reward_model:
+      dataset: stage:best_of_n/ratings.jsonl   # the latest best_of_n stage's output in this run
+      dimensions: {constraints: 5, length: 3}
+      max_steps: 300
+```
+"""
+
+from __future__ import annotations
+
+from moalign.data.specs import STAGE_PREFIX, stage_output
+from moalign.rm.config import RewardModelConfig
+from moalign.stages.base import StageContext, StageResult, register_stage
+
+
+def _source(spec: str | None, ctx: StageContext) -> str | None:
+    """A dataset spec with ``stage:TYPE/FILE`` references resolved to the file in this run."""
+    if spec is None or not spec.startswith(STAGE_PREFIX):
+        return spec
+    return str(stage_output(spec, ctx))
+
+
+@register_stage("reward_model", RewardModelConfig)
+def run_reward_model(ctx: StageContext, config: RewardModelConfig) -> StageResult:
+    from moalign.rm.training import train_reward_model
+
+    result = train_reward_model(
+        config,
+        ctx.dir / "model",
+        seed=config.seed if config.seed is not None else ctx.seed,
+        report_dir=ctx.dir,
+        log=lambda metrics, step: ctx.log(metrics, step=step),
+        dataset=_source(config.dataset, ctx),
+        eval_dataset=_source(config.eval_dataset, ctx),
+    )
+    return StageResult(
+        model=None,
+        summary={
+            "reward_model": str(result.model_dir),
+            "dimensions": result.dimensions,
+            "steps": result.steps,
+            "best_step": result.best_step,
+            "train_samples": result.train_samples,
+            "validation_samples": result.validation_samples,
+            "validation": result.best,
+        },
+    )

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from moalign.errors import UserError
+from moalign.rm.cli import rm_app
 
 app = typer.Typer(
     help="Multi-objective, controllable preference alignment for small language models.",
@@ -16,6 +17,7 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="Built-in models and the model cache.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(rm_app, name="rm")
 
 _state = {"debug": False}
 

@@ -6,37 +6,103 @@ seed: 0
 model: builtin:smollm2-135m-instruct
 objectives:
   - {name: constraints, scorer: verifier, weight: 1.0}
+  - name: concise
+    scorer: {length: {unit: words, target: 60, penalty: over}}
+    weight: 0.01
+    tag_dimension: brevity      # applies only to prompts tagged <brevity n>
+aggregator: weighted_sum        # or {soft_chebyshev: {tau: 0.1}}, {moslim: {k: all}}, ...
+tag_dimensions: {helpfulness: [1, 5], brevity: [1, 5], structure: [1, 5]}
 stages:
   - sft: {dataset: builtin:..., learning_rate: 2.0e-5}
   - dpo: {beta: 0.1}
 ```
-Each stage item is a one-key mapping from a registered stage type to that stage's typed config.
+Each stage item is a one-key mapping from a registered stage type to that stage's typed config;
+an objective's ``scorer`` and the ``aggregator`` are plug-in entries of the same shape, validated
+against the scorer and aggregator registries (imported on first use, so this module stays light).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_serializer
 
 from moalign.config.base import StrictModel, unknown_key_hint
 from moalign.config.yaml_source import Loc, YamlSource, apply_override, load_yaml
 from moalign.errors import UserError
 from moalign.registry import Registry, did_you_mean
+from moalign.tags import DEFAULT_TAG_DIMENSIONS, IntensityRange, check_dimensions
+
+
+class PluginSpec(BaseModel):
+    """A validated plug-in entry (a scorer, an aggregator): its registered name and typed config.
+
+    It serialises back to the recipe form ``{name: {config}}``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    config: SerializeAsAny[StrictModel]
+
+    @model_serializer(mode="plain")
+    def _as_entry(self) -> dict[str, Any]:
+        return {self.type: self.config.model_dump(mode="json")}
+
+
+def _scorers() -> Registry[Any]:
+    from moalign.rewards.scorers import SCORERS
+
+    return SCORERS
+
+
+def _aggregators() -> Registry[Any]:
+    from moalign.rewards.aggregators import AGGREGATORS
+
+    return AGGREGATORS
+
+
+def plugin_spec(registry: Registry[Any], raw: Any) -> PluginSpec:
+    """``raw`` (a name or ``{name: {config}}``) as a :class:`PluginSpec`; ``ValueError`` if invalid."""
+    if isinstance(raw, PluginSpec):
+        return raw
+    problems: list[tuple[Loc, str]] = []
+    checked = validate_plugin(registry, raw, (), problems)
+    if checked is None:
+        raise ValueError("; ".join(f"{format_loc(loc)}: {msg}" if loc else msg for loc, msg in problems))
+    return PluginSpec(type=checked[0], config=checked[1])
 
 
 class ObjectiveConfig(StrictModel):
-    """One objective: a named score with its scorer and its place in the aggregate."""
+    """One objective: a named score with its scorer and its place in the aggregate.
 
-    name: str
-    scorer: str | dict[str, Any]
+    ```yaml
+    - name: fluency
+      scorer: {classifier: {model: ./disfluency-bert, label: disfluent, complement: true}}
+      weight: 1.0
+      ideal: 1.0            # for gap_to_ideal / chebyshev / soft_chebyshev
+      normalize: group      # z-score within each prompt's group before aggregating
+      tag_dimension: null   # if set, the objective applies only to prompts tagged with it
+    ```
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    scorer: PluginSpec
     """A registered scorer name, or a one-key mapping ``{scorer_name: {its config}}``."""
     weight: float = 1.0
     ideal: float | None = None
-    normalize: str | None = None
+    """The score this objective aims at (distance-based aggregators)."""
+    normalize: Literal["batch", "group"] | None = None
+    """z-score this objective over the batch, or within each prompt group, before aggregating."""
     tag_dimension: str | None = None
+    """A declared tag dimension: the objective applies only to prompts whose tags name it."""
+
+    @field_validator("scorer", mode="before")
+    @classmethod
+    def _validate_scorer(cls, raw: Any) -> PluginSpec:
+        return plugin_spec(_scorers(), raw)
 
 
 class StageSpec(BaseModel):
@@ -56,7 +122,21 @@ class Recipe(StrictModel):
     model: str = "builtin:smollm2-135m-instruct"
     output_dir: str = "runs"
     objectives: list[ObjectiveConfig] = Field(default_factory=list)
+    aggregator: PluginSpec = Field(default_factory=lambda: plugin_spec(_aggregators(), "weighted_sum"))
+    """How the objectives' scores become one reward: a name or ``{name: {params}}``."""
+    tag_dimensions: dict[str, IntensityRange] = Field(default_factory=lambda: dict(DEFAULT_TAG_DIMENSIONS))
+    """Preference-tag dimensions and their intensity ranges, ``{name: [low, high]}``."""
     stages: list[StageSpec] = Field(default_factory=list)
+
+    @field_validator("aggregator", mode="before")
+    @classmethod
+    def _validate_aggregator(cls, raw: Any) -> PluginSpec:
+        return plugin_spec(_aggregators(), raw)
+
+    @field_validator("tag_dimensions", mode="after")
+    @classmethod
+    def _validate_tag_dimensions(cls, dims: dict[str, IntensityRange]) -> dict[str, IntensityRange]:
+        return check_dimensions(dims)
 
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json")
@@ -128,11 +208,22 @@ def validate_recipe(source: YamlSource) -> Recipe:
     if not isinstance(raw_stages, list):
         problems.append((("stages",), "expected a list of {stage_type: {config}} items"))
         raw_stages = []
+    checked_data = {**data, "stages": []}
+    raw_objectives = data.get("objectives")
+    if isinstance(raw_objectives, list):
+        checked_data["objectives"] = [
+            _checked_objective(raw, ("objectives", i), problems) for i, raw in enumerate(raw_objectives)
+        ]
+    if "aggregator" in data:
+        checked = validate_plugin(_aggregators(), data["aggregator"], ("aggregator",), problems)
+        checked_data["aggregator"] = _spec(checked)
     recipe = None
     try:
-        recipe = Recipe.model_validate({**data, "stages": []})
+        recipe = Recipe.model_validate(checked_data)
     except ValidationError as exc:
         problems.extend(_describe(err, Recipe) for err in exc.errors())
+    if recipe is not None and not problems:
+        problems.extend(objective_problems(recipe.objectives, recipe.aggregator, recipe.tag_dimensions))
     specs: list[StageSpec] = []
     for i, raw in enumerate(raw_stages):
         checked = validate_plugin(STAGES, raw, ("stages", i), problems)
@@ -143,6 +234,72 @@ def validate_recipe(source: YamlSource) -> Recipe:
         raise RecipeError("invalid recipe\n" + "\n".join(lines), source=source.name)
     assert recipe is not None
     return recipe.model_copy(update={"stages": specs})
+
+
+def _spec(checked: tuple[str, StrictModel] | None) -> PluginSpec:
+    # an invalid entry (already reported) gets a placeholder so that the rest is still checked
+    return (
+        PluginSpec(type="<invalid>", config=StrictModel())
+        if checked is None
+        else PluginSpec(type=checked[0], config=checked[1])
+    )
+
+
+def _checked_objective(raw: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> Any:
+    if not isinstance(raw, dict) or "scorer" not in raw:
+        return raw  # the model reports what is wrong with it
+    return {**raw, "scorer": _spec(validate_plugin(_scorers(), raw["scorer"], (*loc, "scorer"), problems))}
+
+
+def objective_problems(
+    objectives: list[ObjectiveConfig], aggregator_spec: PluginSpec, dims: dict[str, IntensityRange]
+) -> list[tuple[Loc, str]]:
+    """Checks across keys: unique names, declared tag dimensions, what the aggregator needs."""
+    problems: list[tuple[Loc, str]] = []
+    aggregator = _aggregators().get(aggregator_spec.type)
+    seen: dict[str, int] = {}
+    tagged: dict[str, int] = {}
+    for i, obj in enumerate(objectives):
+        loc: Loc = ("objectives", i)
+        if obj.name in seen:
+            problems.append(
+                ((*loc, "name"), f"objective name '{obj.name}' is already used by objectives[{seen[obj.name]}]")
+            )
+        seen.setdefault(obj.name, i)
+        if obj.tag_dimension is not None and obj.tag_dimension not in dims:
+            known = ", ".join(dims) or "none"
+            problems.append(
+                (
+                    (*loc, "tag_dimension"),
+                    f"tag dimension '{obj.tag_dimension}' is not declared in tag_dimensions"
+                    f"{did_you_mean(obj.tag_dimension, list(dims))}; declared: {known}",
+                )
+            )
+        if aggregator.needs_ideals and obj.ideal is None:
+            problems.append(
+                ((*loc, "ideal"), f"aggregator '{aggregator.name}' needs an ideal value for every objective")
+            )
+        if aggregator.needs_tags:
+            if obj.tag_dimension is None:
+                problems.append(
+                    (
+                        (*loc, "tag_dimension"),
+                        f"aggregator '{aggregator.name}' needs a tag dimension for every objective",
+                    )
+                )
+            elif obj.tag_dimension in tagged:
+                first = tagged[obj.tag_dimension]
+                problems.append(
+                    (
+                        (*loc, "tag_dimension"),
+                        f"tag dimension '{obj.tag_dimension}' is already scored by objectives[{first}]",
+                    )
+                )
+            else:
+                tagged[obj.tag_dimension] = i
+            if obj.weight != 1.0:
+                problems.append(((*loc, "weight"), f"aggregator '{aggregator.name}' (seed 002, eq. 11) has no weights"))
+    return problems
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:

@@ -1,0 +1,267 @@
+"""The multi-objective reward: objectives -> scorers -> ``[B, k]`` score matrix -> aggregator -> ``[B]``.
+
+:class:`MultiObjectiveReward` is built from a recipe's objectives, aggregator and tag dimensions. For
+a batch it strips preference tags from the prompts (scorers never see them), runs every objective's
+scorer, checks the scores, logs each objective's mean and std (``reward/<objective>/mean``, ``/std``)
+and aggregates. It is also a TRL-style reward function: ``reward(prompts=..., completions=...,
+**columns) -> list[float]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from pydantic import ValidationError
+
+from moalign.errors import UserError
+from moalign.rewards.aggregators import AGGREGATORS, aggregate, group_zscore
+from moalign.rewards.moslim import MoslimMapper
+from moalign.rewards.scorers import SCORERS, ModelCache, ScorerDef
+from moalign.tags import (
+    DEFAULT_TAG_DIMENSIONS,
+    TagDimensions,
+    TagError,
+    check_dimensions,
+    parse_tags,
+    tags_from_columns,
+)
+
+if TYPE_CHECKING:
+    from moalign.config.recipe import ObjectiveConfig, PluginSpec, Recipe
+
+MetricsLogger = Callable[[dict[str, float]], Any]
+"""Receives one ``{"reward/<objective>/mean": ..., ...}`` mapping per scored batch (e.g. ``StageContext.log``)."""
+
+
+class ScoreError(UserError):
+    """A scorer returned something that is not a score (NaN where it should score, inf, wrong count)."""
+
+
+def message_text(item: Any, role: str | None) -> str:
+    """The text of a prompt or completion: a string, or the last ``role`` message of a chat (TRL's
+    conversational format; ``role=None`` takes the last message)."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, list) and all(isinstance(m, Mapping) and "content" in m for m in item):
+        messages = [m for m in item if role is None or m.get("role") == role]
+        return str(messages[-1]["content"]) if messages else ""
+    raise TypeError(f"expected a text or a list of chat messages, got {type(item).__name__}")
+
+
+def _excerpt(text: str, width: int = 60) -> str:
+    return repr(text if len(text) <= width else text[: width - 3] + "...")
+
+
+@dataclass
+class ScoreMatrix:
+    """Scores of one batch on every objective: ``values[b, i]`` of sample b on objective i."""
+
+    names: list[str]
+    values: torch.Tensor
+    """``[B, k]`` float64; NaN where the objective does not apply to the sample."""
+    tags: list[dict[str, int]]
+    """Each sample's preference tags ``{dimension: intensity}``."""
+    groups: list[str]
+    """Each sample's prompt as given: samples with the same prompt form a group (GRPO/RLOO)."""
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def applicable(self) -> torch.Tensor:
+        """``[B, k]`` bool: the objective applies to the sample."""
+        return ~torch.isnan(self.values)
+
+    def column(self, name: str) -> torch.Tensor:
+        return self.values[:, self.names.index(name)]
+
+    def metrics(self, prefix: str = "reward") -> dict[str, float]:
+        """``{prefix}/<objective>/mean`` and ``/std`` (population std) over applicable samples only."""
+        out: dict[str, float] = {}
+        for i, name in enumerate(self.names):
+            col = self.values[:, i]
+            col = col[~torch.isnan(col)]
+            if col.numel():
+                out[f"{prefix}/{name}/mean"] = col.mean().item()
+                out[f"{prefix}/{name}/std"] = col.std(correction=0).item()
+        return out
+
+
+class MultiObjectiveReward:
+    """Scores batches on k objectives and aggregates them into one reward per sample.
+
+    ``objectives`` are :class:`~moalign.config.ObjectiveConfig` (or mappings of their keys);
+    every scorer sees the whole batch (one forward per batch, shared where models are shared) and
+    the entries of an objective tied to a tag dimension are then kept only for prompts tagged with it;
+    ``aggregator`` is a registered aggregator name or ``{name: {params}}``. Objectives whose scorers
+    load the same model share one copy (``models``). For ``moslim`` the reward keeps moving
+    statistics: ``train = False`` freezes them (evaluation), and ``state_dict()`` /
+    ``load_state_dict()`` carry them across a resume.
+    """
+
+    def __init__(
+        self,
+        objectives: Sequence[ObjectiveConfig | Mapping[str, Any]],
+        aggregator: str | Mapping[str, Any] | PluginSpec = "weighted_sum",
+        *,
+        tag_dimensions: TagDimensions | None = None,
+        log: MetricsLogger | None = None,
+        models: ModelCache | None = None,
+    ) -> None:
+        from moalign.config.recipe import ObjectiveConfig, format_loc, objective_problems, plugin_spec
+
+        self.objectives: list[ObjectiveConfig] = []
+        for i, o in enumerate(objectives):
+            try:
+                self.objectives.append(o if isinstance(o, ObjectiveConfig) else ObjectiveConfig.model_validate(o))
+            except ValidationError as exc:
+                lines = [f"{format_loc(('objectives', i, *e['loc']))}: {e['msg']}" for e in exc.errors()]
+                raise UserError("invalid objective: " + "; ".join(lines)) from None
+        if not self.objectives:
+            raise UserError("a multi-objective reward needs at least one objective")
+        try:
+            self.aggregator = plugin_spec(AGGREGATORS, aggregator)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        self.tag_dimensions = check_dimensions(DEFAULT_TAG_DIMENSIONS if tag_dimensions is None else tag_dimensions)
+        problems = objective_problems(self.objectives, self.aggregator, self.tag_dimensions)
+        if problems:
+            raise UserError("invalid objectives: " + "; ".join(f"{format_loc(loc)}: {msg}" for loc, msg in problems))
+        self.names = [o.name for o in self.objectives]
+        self.log = log
+        self.models = models if models is not None else ModelCache()
+        self.train = True
+        self._defs: list[ScorerDef] = [SCORERS.get(o.scorer.type) for o in self.objectives]
+        self.scorers = []
+        for obj, d in zip(self.objectives, self._defs, strict=True):
+            try:
+                self.scorers.append(d.create(obj.scorer.config, self.models))
+            except UserError as exc:
+                raise UserError(f"objective '{obj.name}' (scorer '{d.name}'): {exc}") from exc
+        self.moslim: MoslimMapper | None = None
+        if self.aggregator.type == "moslim":
+            cfg = self.aggregator.config
+            dims = [str(o.tag_dimension) for o in self.objectives]
+            self.moslim = MoslimMapper(dims, k=cfg.k, momentum=cfg.momentum, eps=cfg.eps)  # type: ignore[attr-defined]
+        self.__name__ = "moalign_reward"  # TRL names reward functions by __name__ in its logs
+
+    @classmethod
+    def from_recipe(
+        cls, recipe: Recipe, *, log: MetricsLogger | None = None, models: ModelCache | None = None
+    ) -> MultiObjectiveReward:
+        return cls(recipe.objectives, recipe.aggregator, tag_dimensions=recipe.tag_dimensions, log=log, models=models)
+
+    # -- scoring ---------------------------------------------------------------------------------
+
+    def _tags(self, prompts: list[str], columns: Mapping[str, Sequence[Any]]) -> tuple[list[str], list[dict[str, int]]]:
+        stripped, tags = [], []
+        for i, prompt in enumerate(prompts):
+            try:
+                text, found = parse_tags(prompt, self.tag_dimensions)
+            except TagError as exc:
+                raise TagError(f"sample {i}: {exc}") from None
+            stripped.append(text)
+            tags.append(found)
+        for i, given in enumerate(tags_from_columns(columns, self.tag_dimensions, len(prompts))):
+            for dim, value in given.items():
+                if tags[i].setdefault(dim, value) != value:
+                    raise TagError(f"sample {i}: prompt tag <{dim} {tags[i][dim]}> disagrees with column value {value}")
+        return stripped, tags
+
+    def _checked(
+        self, j: int, raw: Any, applies: torch.Tensor, prompts: Sequence[str], completions: Sequence[str]
+    ) -> torch.Tensor:
+        obj, d = self.objectives[j], self._defs[j]
+        where = f"objective '{obj.name}' (scorer '{d.name}')"
+        values = list(raw)
+        if len(values) != len(prompts):
+            raise ScoreError(f"{where} returned {len(values)} scores for {len(prompts)} samples")
+        out = torch.full((len(values),), math.nan, dtype=torch.float64)
+        for i, v in enumerate(values):
+            if not applies[i]:
+                continue
+            try:
+                f = math.nan if v is None else float(v)
+            except (TypeError, ValueError):
+                raise ScoreError(f"{where} returned {v!r} for sample {i}, not a number") from None
+            if math.isinf(f) or (math.isnan(f) and not d.partial):
+                raise ScoreError(
+                    f"{where} returned {f} for sample {i} (prompt {_excerpt(prompts[i])}, "
+                    f"completion {_excerpt(completions[i])}); a score must be finite"
+                    + ("" if d.partial else ", and this scorer must score every sample")
+                )
+            out[i] = f
+        return out
+
+    def score(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Sequence[Any]) -> ScoreMatrix:
+        """The ``[B, k]`` score matrix of a batch (prompts may carry tags; chats are reduced to text)."""
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        prompt_texts = [message_text(p, "user") for p in prompts]
+        completion_texts = [message_text(c, None) for c in completions]
+        stripped, tags = self._tags(prompt_texts, columns)
+        scorer_columns = {**columns, "tags": tags}
+        values = torch.full((len(prompts), len(self.objectives)), math.nan, dtype=torch.float64)
+        for j, (obj, scorer) in enumerate(zip(self.objectives, self.scorers, strict=True)):
+            applies = torch.tensor(
+                [obj.tag_dimension is None or obj.tag_dimension in t for t in tags], dtype=torch.bool
+            )
+            try:
+                raw = scorer(stripped, completion_texts, **scorer_columns) if len(prompts) else []
+            except UserError as exc:
+                raise type(exc)(f"objective '{obj.name}': {exc}") from exc
+            values[:, j] = self._checked(j, raw, applies, stripped, completion_texts)
+        return ScoreMatrix(names=list(self.names), values=values, tags=tags, groups=prompt_texts)
+
+    # -- aggregation -----------------------------------------------------------------------------
+
+    def aggregate(self, matrix: ScoreMatrix) -> torch.Tensor:
+        """One reward per sample ``[B]`` (NaN where no objective applies)."""
+        values = matrix.values.clone()
+        for j, obj in enumerate(self.objectives):
+            if obj.normalize is not None:
+                groups = matrix.groups if obj.normalize == "group" else None
+                values[:, j] = group_zscore(values[:, j : j + 1], groups)[:, 0]
+        if self.moslim is not None:
+            dims = self.moslim.dimensions
+            intensities = torch.tensor([[t.get(d, 0) for d in dims] for t in matrix.tags], dtype=torch.long)
+            return self.moslim(values, intensities.view(len(matrix), len(dims)), update=self.train)
+        cfg = self.aggregator.config
+        needs_ideals = AGGREGATORS.get(self.aggregator.type).needs_ideals
+        return aggregate(
+            self.aggregator.type,
+            values,
+            weights=[o.weight for o in self.objectives],
+            ideals=[float(o.ideal) for o in self.objectives] if needs_ideals else None,  # type: ignore[arg-type]
+            tau=getattr(cfg, "tau", 1.0),
+            groups=matrix.groups,
+            eps=getattr(cfg, "eps", 1e-6),
+        )
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Sequence[Any]) -> list[float]:
+        """Score, log and aggregate a batch: one reward per sample (NaN where nothing applies)."""
+        matrix = self.score(prompts, completions, **columns)
+        reward = self.aggregate(matrix)
+        if self.log is not None:
+            metrics = matrix.metrics()
+            defined = reward[~torch.isnan(reward)]
+            if defined.numel():
+                metrics["reward/mean"] = defined.mean().item()
+                metrics["reward/std"] = defined.std(correction=0).item()
+            self.log(metrics)
+        return reward.tolist()
+
+    # -- state (the MOSLIM statistics) ------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"moslim": self.moslim.state_dict()} if self.moslim is not None else {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if self.moslim is not None:
+            if "moslim" not in state:
+                raise ValueError("saved reward state has no MOSLIM statistics")
+            self.moslim.load_state_dict(state["moslim"])

@@ -54,7 +54,7 @@ def test_declared_dimensions_with_their_ranges():
     ("text", "message"),
     [
         ("<helpfulnes 4> Hi", r"unknown dimension 'helpfulnes' \(did you mean 'helpfulness'\?\)"),
-        ("<brevity 2> Hi", r"unknown dimension 'brevity'.*known: helpfulness, honesty, harmless"),
+        ("<tone 2> Hi", r"unknown dimension 'tone'.*known: helpfulness, honesty, harmless, brevity, structure"),
         ("<helpfulness 6> Hi", r"intensity 6 is outside \[1, 5\]"),
         ("<harmless 0> Hi", r"intensity 0 is outside \[1, 2\]"),
         ("<helpfulness 4 Explain", r"unclosed bracket"),
@@ -82,8 +82,8 @@ def test_format_tags():
     assert format_tags({}, "x") == "x"
     with pytest.raises(TagError, match="outside"):
         format_tags({"helpfulness": 9}, "x", DEFAULT_TAG_DIMENSIONS)
-    with pytest.raises(TagError, match="unknown tag dimension 'brevity'"):
-        format_tags({"brevity": 3}, "x", DEFAULT_TAG_DIMENSIONS)
+    with pytest.raises(TagError, match="unknown tag dimension 'tone'"):
+        format_tags({"tone": 3}, "x", DEFAULT_TAG_DIMENSIONS)
     with pytest.raises(TagError, match="must be an int or 'max'"):
         format_tags({"honesty": 2.5}, "x")
 

@@ -82,8 +82,8 @@ def test_tags_from_columns_merge_with_prompt_tags():
     assert matrix.tags == [{"helpfulness": 3}, {"honesty": 2}]
     with pytest.raises(TagError, match="sample 0: prompt tag <honesty 1> disagrees with column value 2"):
         reward.score(["<honesty 1> Hi"], ["a"], tag_honesty=[2])
-    with pytest.raises(TagError, match="sample 1: .*unknown dimension 'brevity'"):
-        reward.score(["Hi", "<brevity 2> Hi"], ["a", "b"])
+    with pytest.raises(TagError, match="sample 1: .*unknown dimension 'tone'"):
+        reward.score(["Hi", "<tone 2> Hi"], ["a", "b"])
 
 
 def test_declared_dimensions_are_used_for_parsing():
@@ -206,8 +206,8 @@ def test_invalid_objectives_are_user_errors():
         MultiObjectiveReward([])
     with pytest.raises(UserError, match=r"unknown aggregator 'wieghted_sum' \(did you mean 'weighted_sum'\?\)"):
         MultiObjectiveReward([objective("a", "length")], "wieghted_sum")
-    with pytest.raises(UserError, match="tag dimension 'brevity' is not declared"):
-        MultiObjectiveReward([objective("a", "length", tag_dimension="brevity")])
+    with pytest.raises(UserError, match="tag dimension 'tone' is not declared"):
+        MultiObjectiveReward([objective("a", "length", tag_dimension="tone")])
     with pytest.raises(
         UserError, match=r"objectives\[0\].scorer: .*unknown scorer 'lenght' \(did you mean 'length'\?\)"
     ):

@@ -54,7 +54,7 @@ def test_recipe_objectives_aggregator_and_tag_dimensions(tmp_path):
 def test_defaults(tmp_path):
     recipe = load_recipe(write(tmp_path, "name: demo\nobjectives:\n  - {name: words, scorer: length}\n"))
     assert recipe.aggregator.type == "weighted_sum"
-    assert set(recipe.tag_dimensions) == {"helpfulness", "honesty", "harmless"}
+    assert set(recipe.tag_dimensions) == {"helpfulness", "honesty", "harmless", "brevity", "structure"}
     assert "aggregator:\n  weighted_sum: {}" in recipe.to_yaml()
 
 

@@ -4,6 +4,7 @@ from moalign.rewards.scorers.base import SCORERS, ModelCache, Scorer, ScorerDef,
 
 # Each module registers its scorers on import.
 from moalign.rewards.scorers import (  # noqa: E402, F401  isort: skip
+    dimensions,
     length,
     multihead,
     perplexity,
@@ -11,6 +12,7 @@ from moalign.rewards.scorers import (  # noqa: E402, F401  isort: skip
     relevance,
     repetition,
     sequence_classification,
+    verifier,
 )
 
 __all__ = ["SCORERS", "ModelCache", "Scorer", "ScorerDef", "register_scorer"]

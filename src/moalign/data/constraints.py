@@ -1,0 +1,577 @@
+"""Verifiable constraints: small pure functions ``check(response, **params) -> (score, reason)``.
+
+A record carries its constraints as JSON, e.g. ``[{"kind": "word_count", "min_words": 20, "max_words": 60}]``.
+Every kind is registered in :data:`CONSTRAINTS` with its parameters, the sentence that asks for it in a
+prompt, the kinds it cannot be combined with and a sampler of parameters.
+
+Scores lie in [0, 1]; a constraint is *satisfied* when its score is 1. Count constraints give partial
+credit (a denser reward signal for RL), format constraints are all-or-nothing. Shared readings:
+
+- an empty or whitespace-only response satisfies nothing (score 0), so a policy cannot earn
+  "no commas" or "all lowercase" by saying nothing;
+- leading and trailing whitespace is ignored; phrase and keyword matching is case-insensitive
+  (Unicode case folding) and keywords match whole words;
+- text measures (words, bullets, headers, ...) are those of :mod:`moalign.data.text_features`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import random
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from moalign.data import text_features as tf
+from moalign.errors import UserError
+from moalign.registry import Registry, did_you_mean
+
+Check = Callable[..., tuple[float, str]]
+
+
+@dataclass(frozen=True)
+class ConstraintResult:
+    """The outcome of one constraint on one response."""
+
+    kind: str
+    score: float
+    reason: str
+
+    @property
+    def satisfied(self) -> bool:
+        return self.score >= 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "score": round(self.score, 4), "satisfied": self.satisfied, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class ConstraintKind:
+    """A registered constraint kind.
+
+    ``params`` maps each parameter to its type (``int``, ``str`` or ``list`` of str) and whether it is
+    required; ``shapes_response`` marks kinds that fix length or layout (they are left out of prompts
+    tagged with controllable dimensions, which ask for length and layout themselves).
+    """
+
+    name: str
+    check: Check
+    instruction: Callable[..., str]
+    sample: Callable[[random.Random, Mapping[str, Any]], dict[str, Any]]
+    params: dict[str, tuple[type, bool]] = field(default_factory=dict)
+    conflicts: frozenset[str] = frozenset()
+    shapes_response: bool = False
+
+
+CONSTRAINTS: Registry[ConstraintKind] = Registry("constraint kind")
+
+
+def _nonempty(check: Check) -> Check:
+    """An empty or whitespace-only response fails every constraint."""
+
+    @functools.wraps(check)
+    def wrapped(response: str, **params: Any) -> tuple[float, str]:
+        if not response.strip():
+            return 0.0, "empty response"
+        return check(response, **params)
+
+    return wrapped
+
+
+def _bounds_score(n: int, low: int | None, high: int | None, unit: str) -> tuple[float, str]:
+    """1 inside ``[low, high]``; outside, the ratio of the count to the bound it misses."""
+    if low is not None and n < low:
+        return n / low, f"{n} {unit}, fewer than {low}"
+    if high is not None and n > high:
+        return high / n, f"{n} {unit}, more than {high}"
+    return 1.0, f"{n} {unit}, within bounds"
+
+
+def _exact_score(n: int, count: int, unit: str) -> tuple[float, str]:
+    """1 at exactly ``count``; loses ``1/count`` per item too many or too few."""
+    if n == count:
+        return 1.0, f"{n} {unit}, as required"
+    return max(0.0, 1.0 - abs(n - count) / max(count, 1)), f"{n} {unit}, expected exactly {count}"
+
+
+def _phrase_re(phrase: str) -> re.Pattern[str]:
+    """Whole-word, case-insensitive match of ``phrase``; inner whitespace matches any whitespace."""
+    body = r"\s+".join(re.escape(part) for part in phrase.split())
+    return re.compile(rf"(?<!\w){body}(?!\w)", re.IGNORECASE)
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _quote_list(items: Sequence[str], conjunction: str = "and") -> str:
+    quoted = [f'"{w}"' for w in items]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" {conjunction} " + quoted[-1]
+
+
+# --- length and layout ------------------------------------------------------------------------
+
+
+@_nonempty
+def word_count(response: str, min_words: int | None = None, max_words: int | None = None) -> tuple[float, str]:
+    """Word count within ``[min_words, max_words]`` (either bound optional)."""
+    return _bounds_score(tf.word_count(response), min_words, max_words, "words")
+
+
+@_nonempty
+def sentence_count(
+    response: str, min_sentences: int | None = None, max_sentences: int | None = None
+) -> tuple[float, str]:
+    """Sentence count within ``[min_sentences, max_sentences]``."""
+    return _bounds_score(len(tf.sentences(response)), min_sentences, max_sentences, "sentences")
+
+
+@_nonempty
+def bullet_count(response: str, count: int) -> tuple[float, str]:
+    """Exactly ``count`` Markdown bullet points outside code blocks."""
+    return _exact_score(len(tf.bullet_lines(response)), count, "bullet points")
+
+
+@_nonempty
+def paragraph_count(response: str, count: int) -> tuple[float, str]:
+    """Exactly ``count`` paragraphs separated by blank lines."""
+    return _exact_score(len(tf.paragraphs(response)), count, "paragraphs")
+
+
+@_nonempty
+def sections(response: str, count: int) -> tuple[float, str]:
+    """Exactly ``count`` sections, each opened by a Markdown header line (``## Title``)."""
+    return _exact_score(len(tf.header_lines(response)), count, "section headers")
+
+
+# --- content ----------------------------------------------------------------------------------
+
+
+@_nonempty
+def include_keywords(response: str, keywords: list[str]) -> tuple[float, str]:
+    """Every keyword appears at least once; the score is the share that does."""
+    missing = [k for k in keywords if not _phrase_re(k).search(response)]
+    if not keywords:
+        return 1.0, "no keywords required"
+    if missing:
+        return 1.0 - len(missing) / len(keywords), f"missing {_quote_list(missing)}"
+    return 1.0, "all keywords present"
+
+
+@_nonempty
+def keyword_frequency(response: str, keyword: str, min_count: int) -> tuple[float, str]:
+    """``keyword`` appears at least ``min_count`` times (whole words)."""
+    n = len(_phrase_re(keyword).findall(response))
+    if n >= min_count:
+        return 1.0, f'"{keyword}" appears {n} times'
+    return n / min_count, f'"{keyword}" appears {n} times, fewer than {min_count}'
+
+
+@_nonempty
+def forbidden_words(response: str, words: list[str]) -> tuple[float, str]:
+    """None of ``words`` appears; the score is the share that is absent."""
+    found = [w for w in words if _phrase_re(w).search(response)]
+    if found:
+        return 1.0 - len(found) / len(words), f"uses {_quote_list(found)}"
+    return 1.0, "no forbidden words"
+
+
+@_nonempty
+def placeholders(response: str, min_count: int) -> tuple[float, str]:
+    """At least ``min_count`` placeholders in square brackets, e.g. ``[address]`` (Markdown links excluded)."""
+    n = len(re.findall(r"\[[^\[\]\n]+\](?!\()", response))
+    if n >= min_count:
+        return 1.0, f"{n} placeholders"
+    return n / min_count, f"{n} placeholders, fewer than {min_count}"
+
+
+# --- case and punctuation ---------------------------------------------------------------------
+
+
+@_nonempty
+def lowercase(response: str) -> tuple[float, str]:
+    """No capital letters; the score is the share of cased letters in lower case (none cased: satisfied)."""
+    letters = tf.cased_letters(response)
+    upper = [c for c in letters if not c.islower()]
+    if not upper:
+        return 1.0, "no capital letters"
+    return 1.0 - len(upper) / len(letters), f"{len(upper)} capital letters"
+
+
+@_nonempty
+def uppercase(response: str) -> tuple[float, str]:
+    """No lower-case letters; the score is the share of cased letters in upper case."""
+    letters = tf.cased_letters(response)
+    lower = [c for c in letters if not c.isupper()]
+    if not lower:
+        return 1.0, "all capitals"
+    return 1.0 - len(lower) / len(letters), f"{len(lower)} lower-case letters"
+
+
+COMMAS = ",，、،"
+
+
+@_nonempty
+def no_commas(response: str) -> tuple[float, str]:
+    """No commas (ASCII, full-width, ideographic or Arabic); the score is ``1 / (1 + commas)``."""
+    n = sum(response.count(c) for c in COMMAS)
+    return (1.0, "no commas") if n == 0 else (1.0 / (1 + n), f"{n} commas")
+
+
+# --- framing ----------------------------------------------------------------------------------
+
+
+@_nonempty
+def starts_with(response: str, phrase: str) -> tuple[float, str]:
+    """The response begins with ``phrase`` (case and whitespace insensitive)."""
+    ok = _normal(response).startswith(_normal(phrase))
+    return (1.0, "starts with the phrase") if ok else (0.0, f'does not start with "{phrase}"')
+
+
+@_nonempty
+def ends_with(response: str, phrase: str) -> tuple[float, str]:
+    """The response ends with ``phrase``, nothing after it but whitespace (case insensitive)."""
+    ok = _normal(response).endswith(_normal(phrase))
+    return (1.0, "ends with the phrase") if ok else (0.0, f'does not end with "{phrase}"')
+
+
+@_nonempty
+def postscript(response: str, marker: str) -> tuple[float, str]:
+    """A postscript: a line starting with ``marker`` (e.g. ``P.S.``) after some other content."""
+    lines = [ln.strip() for ln in response.strip().splitlines()]
+    for i, line in enumerate(lines):
+        if i > 0 and line.casefold().startswith(marker.casefold()) and len(line) > len(marker):
+            return 1.0, f"postscript on line {i + 1}"
+    return 0.0, f'no postscript starting with "{marker}"'
+
+
+@_nonempty
+def title(response: str, open: str = "<<", close: str = ">>") -> tuple[float, str]:
+    """A title wrapped in ``open``/``close`` markers, e.g. ``<<My title>>``, on one line."""
+    pattern = re.escape(open) + r"[^\n]*?\w[^\n]*?" + re.escape(close)
+    if re.search(pattern, response):
+        return 1.0, "has a title"
+    return 0.0, f"no title wrapped in {open} {close}"
+
+
+QUOTE_PAIRS = (('"', '"'), ("“", "”"), ("«", "»"), ("„", "“"))
+
+
+@_nonempty
+def quoted(response: str) -> tuple[float, str]:
+    """The whole response is wrapped in double quotation marks (straight, curly or guillemets)."""
+    text = response.strip()
+    for left, right in QUOTE_PAIRS:
+        if len(text) >= 3 and text.startswith(left) and text.endswith(right) and tf.words(text):
+            return 1.0, "wrapped in quotation marks"
+    return 0.0, "not wrapped in double quotation marks"
+
+
+def _json_body(response: str) -> str:
+    text = response.strip()
+    fenced = re.fullmatch(r"(```|~~~)[\w-]*\s*\n(.*?)\n?\s*\1", text, re.DOTALL)
+    return fenced.group(2) if fenced else text
+
+
+@_nonempty
+def json_format(response: str, keys: list[str] | None = None) -> tuple[float, str]:
+    """The whole response is valid JSON (a single fenced block is accepted); with ``keys``, an object having them.
+
+    Invalid JSON scores 0; valid JSON missing some keys scores 0.5 plus half the share of keys present.
+    """
+    try:
+        value = json.loads(_json_body(response))
+    except json.JSONDecodeError as exc:
+        return 0.0, f"invalid JSON: {exc.msg} at line {exc.lineno}"
+    if not keys:
+        return 1.0, "valid JSON"
+    if not isinstance(value, dict):
+        return 0.5, f"valid JSON but a {type(value).__name__}, not an object"
+    missing = [k for k in keys if k not in value]
+    if missing:
+        return 0.5 + 0.5 * (1 - len(missing) / len(keys)), f"JSON object missing keys {_quote_list(missing)}"
+    return 1.0, "valid JSON object with the required keys"
+
+
+# --- instructions -----------------------------------------------------------------------------
+
+
+def _bounds_text(noun: str, low: int | None, high: int | None) -> str:
+    if low is not None and high is not None:
+        return f"between {low} and {high} {noun}"
+    if low is not None:
+        return f"at least {low} {noun}"
+    return f"at most {high} {noun}"
+
+
+INSTRUCTIONS: dict[str, Callable[..., str]] = {
+    "word_count": lambda min_words=None, max_words=None: (
+        f"Your answer must be {_bounds_text('words', min_words, max_words)} long."
+    ),
+    "sentence_count": lambda min_sentences=None, max_sentences=None: (
+        f"Your answer must contain {_bounds_text('sentences', min_sentences, max_sentences)}."
+    ),
+    "bullet_count": lambda count: f'Your answer must contain exactly {count} bullet points, each starting with "- ".',
+    "paragraph_count": lambda count: f"Write exactly {count} paragraphs, separated from each other by a blank line.",
+    "sections": lambda count: (
+        f'Divide your answer into exactly {count} sections, each starting with a Markdown header such as "## Title".'
+    ),
+    "include_keywords": lambda keywords: f"Include the words {_quote_list(keywords)} in your answer.",
+    "keyword_frequency": lambda keyword, min_count: f'Use the word "{keyword}" at least {min_count} times.',
+    "forbidden_words": lambda words: f"Do not use the words {_quote_list(words, 'or')} anywhere in your answer.",
+    "placeholders": lambda min_count: (
+        f"Include at least {min_count} placeholders in square brackets, such as [name]."
+        if min_count > 1
+        else "Include at least one placeholder in square brackets, such as [name]."
+    ),
+    "lowercase": lambda: "Write your entire answer in lowercase letters; no capital letters are allowed.",
+    "uppercase": lambda: "Write your entire answer in English capital letters only.",
+    "no_commas": lambda: "Do not use any commas in your answer.",
+    "starts_with": lambda phrase: f'Start your answer with the exact phrase "{phrase}".',
+    "ends_with": lambda phrase: f'End your answer with the exact phrase "{phrase}". No other words should follow it.',
+    "postscript": lambda marker: f'At the end of your answer, add a postscript starting with "{marker}".',
+    "title": lambda open="<<", close=">>": (
+        f"Give your answer a title wrapped in {open} and {close}, such as {open}a title{close}."
+    ),
+    "quoted": lambda: "Wrap your entire answer in double quotation marks.",
+    "json_format": lambda keys=None: (
+        f"Format your entire answer as a JSON object with the keys {_quote_list(keys)}."
+        if keys
+        else "Format your entire answer as valid JSON."
+    ),
+}
+
+
+# --- parameter samplers -----------------------------------------------------------------------
+# ``context`` carries the topic's keywords (``keywords``) so keyword constraints fit the prompt.
+
+OPENING_PHRASES = ("Here is my answer:", "In short,", "Great question!", "To begin with,", "Let me explain.")
+CLOSING_PHRASES = (
+    "Is there anything else I can help with?",
+    "That is all.",
+    "Thank you for reading.",
+    "Any questions?",
+)
+FILLER_WORDS = ("very", "really", "basically", "actually", "just", "thing", "important", "good")
+JSON_KEY_SETS = (("answer",), ("title", "summary"), ("topic", "facts"), ("question", "answer"), ("name", "description"))
+
+
+def _sample_bounds(rng: random.Random, choices: Sequence[tuple[int | None, int | None]], lo: str, hi: str) -> dict:
+    low, high = rng.choice(choices)
+    return {k: v for k, v in ((lo, low), (hi, high)) if v is not None}
+
+
+SAMPLERS: dict[str, Callable[[random.Random, Mapping[str, Any]], dict[str, Any]]] = {
+    "word_count": lambda rng, ctx: _sample_bounds(
+        rng,
+        [(None, 25), (None, 40), (10, 30), (20, 50), (30, 60), (40, 80), (50, 100), (60, None)],
+        "min_words",
+        "max_words",
+    ),
+    "sentence_count": lambda rng, ctx: _sample_bounds(
+        rng, [(None, 2), (None, 3), (1, 2), (2, 4), (3, 5), (4, 6), (3, None)], "min_sentences", "max_sentences"
+    ),
+    "bullet_count": lambda rng, ctx: {"count": rng.randint(2, 5)},
+    "paragraph_count": lambda rng, ctx: {"count": rng.randint(2, 4)},
+    "sections": lambda rng, ctx: {"count": rng.randint(2, 4)},
+    "include_keywords": lambda rng, ctx: {"keywords": rng.sample(list(ctx["keywords"]), rng.randint(1, 2))},
+    "keyword_frequency": lambda rng, ctx: {
+        "keyword": rng.choice(list(ctx["keywords"])),
+        "min_count": rng.randint(2, 3),
+    },
+    "forbidden_words": lambda rng, ctx: {"words": rng.sample(FILLER_WORDS, rng.randint(1, 3))},
+    "placeholders": lambda rng, ctx: {"min_count": rng.randint(1, 3)},
+    "lowercase": lambda rng, ctx: {},
+    "uppercase": lambda rng, ctx: {},
+    "no_commas": lambda rng, ctx: {},
+    "starts_with": lambda rng, ctx: {"phrase": rng.choice(OPENING_PHRASES)},
+    "ends_with": lambda rng, ctx: {"phrase": rng.choice(CLOSING_PHRASES)},
+    "postscript": lambda rng, ctx: {"marker": rng.choice(("P.S.", "P.P.S."))},
+    "title": lambda rng, ctx: {},
+    "quoted": lambda rng, ctx: {},
+    "json_format": lambda rng, ctx: {"keys": list(rng.choice(JSON_KEY_SETS))} if rng.random() < 0.7 else {},
+}
+
+# Pairs that cannot (or can hardly) be satisfied together; the relation is made symmetric below.
+_CONFLICTS: dict[str, set[str]] = {
+    "json_format": {
+        "sentence_count",
+        "bullet_count",
+        "paragraph_count",
+        "sections",
+        "starts_with",
+        "ends_with",
+        "postscript",
+        "title",
+        "quoted",
+        "no_commas",
+        "uppercase",
+        "placeholders",
+    },
+    "quoted": {"starts_with", "ends_with", "postscript", "sections", "bullet_count", "title"},
+    "lowercase": {"uppercase"},
+    "word_count": {"sentence_count"},
+    "paragraph_count": {"bullet_count", "sections", "sentence_count"},
+    "starts_with": {"title"},
+    "ends_with": {"postscript"},
+}
+
+_SHAPES = {
+    "word_count",
+    "sentence_count",
+    "bullet_count",
+    "paragraph_count",
+    "sections",
+    "json_format",
+    "quoted",
+    "title",
+    "postscript",
+}
+
+_PARAMS: dict[str, dict[str, tuple[type, bool]]] = {
+    "word_count": {"min_words": (int, False), "max_words": (int, False)},
+    "sentence_count": {"min_sentences": (int, False), "max_sentences": (int, False)},
+    "bullet_count": {"count": (int, True)},
+    "paragraph_count": {"count": (int, True)},
+    "sections": {"count": (int, True)},
+    "include_keywords": {"keywords": (list, True)},
+    "keyword_frequency": {"keyword": (str, True), "min_count": (int, True)},
+    "forbidden_words": {"words": (list, True)},
+    "placeholders": {"min_count": (int, True)},
+    "lowercase": {},
+    "uppercase": {},
+    "no_commas": {},
+    "starts_with": {"phrase": (str, True)},
+    "ends_with": {"phrase": (str, True)},
+    "postscript": {"marker": (str, True)},
+    "title": {"open": (str, False), "close": (str, False)},
+    "quoted": {},
+    "json_format": {"keys": (list, False)},
+}
+
+_CHECKS: dict[str, Check] = {
+    "word_count": word_count,
+    "sentence_count": sentence_count,
+    "bullet_count": bullet_count,
+    "paragraph_count": paragraph_count,
+    "sections": sections,
+    "include_keywords": include_keywords,
+    "keyword_frequency": keyword_frequency,
+    "forbidden_words": forbidden_words,
+    "placeholders": placeholders,
+    "lowercase": lowercase,
+    "uppercase": uppercase,
+    "no_commas": no_commas,
+    "starts_with": starts_with,
+    "ends_with": ends_with,
+    "postscript": postscript,
+    "title": title,
+    "quoted": quoted,
+    "json_format": json_format,
+}
+
+
+def _conflicts_of(name: str) -> frozenset[str]:
+    mine = set(_CONFLICTS.get(name, set()))
+    mine |= {other for other, theirs in _CONFLICTS.items() if name in theirs}
+    return frozenset(mine)
+
+
+for _name, _check in _CHECKS.items():
+    CONSTRAINTS.add(
+        _name,
+        ConstraintKind(
+            name=_name,
+            check=_check,
+            instruction=INSTRUCTIONS[_name],
+            sample=SAMPLERS[_name],
+            params=_PARAMS[_name],
+            conflicts=_conflicts_of(_name),
+            shapes_response=_name in _SHAPES,
+        ),
+    )
+
+
+# --- records ----------------------------------------------------------------------------------
+
+
+def validate_constraint(raw: Any, *, source: str = "constraint") -> dict[str, Any]:
+    """A checked constraint dict: a known ``kind``, its required parameters, right types, nothing unknown.
+
+    Keys whose value is ``None`` are dropped first (a ``datasets`` column fills absent keys with None).
+    Raises :class:`UserError` naming ``source``.
+    """
+    if not isinstance(raw, Mapping):
+        raise UserError(f"a constraint must be a mapping with a 'kind', got {raw!r}", source=source)
+    spec = {k: v for k, v in raw.items() if v is not None}
+    kind_name = spec.pop("kind", None)
+    if not isinstance(kind_name, str):
+        raise UserError(f"a constraint needs a 'kind' string, got {raw!r}", source=source)
+    if kind_name not in CONSTRAINTS:
+        known = ", ".join(CONSTRAINTS.names())
+        raise UserError(
+            f"unknown constraint kind '{kind_name}'{did_you_mean(kind_name, CONSTRAINTS.names())}; known: {known}",
+            source=source,
+        )
+    kind = CONSTRAINTS.get(kind_name)
+    for key, value in spec.items():
+        if key not in kind.params:
+            hint = did_you_mean(key, list(kind.params))
+            raise UserError(f"unknown parameter '{key}' for constraint '{kind_name}'{hint}", source=source)
+        expected = kind.params[key][0]
+        ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+        if ok and expected is list:
+            ok = bool(value) and all(isinstance(v, str) and v.strip() for v in value)
+        if ok and expected is int:
+            ok = value >= 1 if key in ("count", "min_count") else value >= 0
+        if not ok:
+            raise UserError(f"constraint '{kind_name}': bad value for '{key}': {value!r}", source=source)
+    missing = [k for k, (_, required) in kind.params.items() if required and k not in spec]
+    if missing:
+        raise UserError(f"constraint '{kind_name}' needs {', '.join(missing)}", source=source)
+    if kind.params and not any(k in spec for k in kind.params) and kind_name in ("word_count", "sentence_count"):
+        raise UserError(f"constraint '{kind_name}' needs at least one bound", source=source)
+    return {"kind": kind_name, **spec}
+
+
+def parse_constraints(value: Any, *, source: str = "constraints") -> list[dict[str, Any]]:
+    """A record's ``constraints`` column (a list, a JSON string or None) as a list of checked dicts."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else []
+        except json.JSONDecodeError as exc:
+            raise UserError(f"constraints are not valid JSON: {exc.msg}", source=source) from None
+    if not isinstance(value, list | tuple):
+        raise UserError(f"constraints must be a list, got {type(value).__name__}", source=source)
+    return [validate_constraint(c, source=f"{source}[{i}]") for i, c in enumerate(value)]
+
+
+def check_constraint(response: str, constraint: Mapping[str, Any]) -> ConstraintResult:
+    """Apply one constraint dict to a response."""
+    spec = validate_constraint(constraint)
+    kind = spec.pop("kind")
+    score, reason = CONSTRAINTS.get(kind).check(response, **spec)
+    score = min(1.0, max(0.0, float(score))) if math.isfinite(score) else 0.0
+    return ConstraintResult(kind=kind, score=score, reason=reason)
+
+
+def check_constraints(response: str, constraints: Sequence[Mapping[str, Any]]) -> list[ConstraintResult]:
+    """Apply every constraint of a record to a response."""
+    return [check_constraint(response, c) for c in constraints]
+
+
+def constraint_instruction(constraint: Mapping[str, Any]) -> str:
+    """The sentence that asks for ``constraint`` in a prompt."""
+    spec = validate_constraint(constraint)
+    kind = spec.pop("kind")
+    return CONSTRAINTS.get(kind).instruction(**spec)
+
+
+def compatible(kinds: Sequence[str], candidate: str) -> bool:
+    """Whether ``candidate`` may join a prompt that already has ``kinds``."""
+    return candidate not in kinds and not (CONSTRAINTS.get(candidate).conflicts & set(kinds))

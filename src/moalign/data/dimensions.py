@@ -1,0 +1,143 @@
+"""Controllable dimensions of the task suite: ``brevity`` and ``structure``, intensity 1 to 5.
+
+A tagged prompt such as ``<brevity 4><structure 2> Explain tides.`` asks for a response of that
+intensity in each named dimension (the MOSLIM prompt format, ``<dimension n>``). Each dimension has
+a **measure** (the intensity a response shows, 1-5) and a **match** score in [0, 1] (how well a
+response shows the requested intensity); the ``brevity`` and ``structure`` scorers wrap them.
+
+``brevity`` (higher = shorter), by word count (:func:`moalign.data.text_features.word_count`):
+
+=====  ==============  ==========================================
+level  words           reading
+=====  ==============  ==========================================
+5      1 - 15          one sentence
+4      16 - 30         two or three sentences
+3      31 - 60         a short paragraph
+2      61 - 100        a long paragraph or two short ones
+1      101 or more     a detailed answer
+=====  ==============  ==========================================
+
+The bands are sized so that every level fits in the generation budgets used on a CPU
+(``max_new_tokens`` 160 is about 110-120 words). Match is 1 inside the band and falls linearly
+in log2 of the word count, reaching 0 at half the lower bound or twice the upper bound.
+
+``structure`` (higher = more structured), from the response's layout (code blocks ignored):
+
+=====  ================================================================================
+level  layout
+=====  ================================================================================
+1      plain prose in one paragraph: no list, no headers
+2      prose in two or more paragraphs: no list, no headers
+3      a list (two or more bullet or numbered items), no section headers
+4      two or more sections with headers (Markdown ``##`` or bold-only lines), no list
+5      two or more sections with headers, and a list
+=====  ================================================================================
+
+Match is ``1 - |measured - requested| / 2`` clipped at 0 (one level off scores 0.5).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from moalign.data import text_features as tf
+from moalign.tags import parse_tags, tag_column
+
+LEVELS = (1, 2, 3, 4, 5)
+
+BREVITY_BANDS: dict[int, tuple[int, int | None]] = {5: (1, 15), 4: (16, 30), 3: (31, 60), 2: (61, 100), 1: (101, None)}
+"""Word-count band of each brevity level: ``(min_words, max_words)``, ``None`` = no upper bound."""
+
+STRUCTURE_LEVELS: dict[int, str] = {
+    1: "plain prose in one paragraph",
+    2: "prose in several paragraphs",
+    3: "a bulleted or numbered list",
+    4: "sections with headers",
+    5: "sections with headers and a list",
+}
+
+
+def brevity_level(response: str) -> int:
+    """The brevity level (1-5) whose word band holds the response; an empty response counts as level 5."""
+    n = tf.word_count(response)
+    for level in sorted(BREVITY_BANDS, reverse=True):
+        low, high = BREVITY_BANDS[level]
+        if high is None or n <= high:
+            return level
+    return 1  # pragma: no cover - the level-1 band is unbounded
+
+
+def brevity_match(response: str, intensity: int) -> float:
+    """How well the word count fits the band of ``intensity``: 1 inside, log2-linear decay outside."""
+    low, high = BREVITY_BANDS[_check_level(intensity)]
+    n = tf.word_count(response)
+    if n == 0:
+        return 0.0
+    if n < low:
+        return max(0.0, 1.0 - math.log2(low / n))
+    if high is not None and n > high:
+        return max(0.0, 1.0 - math.log2(n / high))
+    return 1.0
+
+
+def structure_level(response: str) -> int:
+    """The structure level (1-5) of the response's layout (see the module table)."""
+    headers = len(tf.header_lines(response, include_bold=True))
+    items = len(tf.bullet_lines(response)) + len(tf.numbered_lines(response))
+    if headers >= 2:
+        return 5 if items >= 2 else 4
+    if items >= 2:
+        return 3
+    return 2 if len(tf.paragraphs(response)) >= 2 else 1
+
+
+def structure_match(response: str, intensity: int) -> float:
+    """``1 - |structure_level - intensity| / 2``, clipped at 0; an empty response scores 0."""
+    if not response.strip():
+        return 0.0
+    return max(0.0, 1.0 - abs(structure_level(response) - _check_level(intensity)) / 2)
+
+
+def _check_level(intensity: int) -> int:
+    if isinstance(intensity, bool) or int(intensity) != intensity or int(intensity) not in LEVELS:
+        raise ValueError(f"intensity must be an integer from 1 to 5, got {intensity!r}")
+    return int(intensity)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """A controllable dimension: its name, how to measure it and how to score a match."""
+
+    name: str
+    measure: Callable[[str], int]
+    match: Callable[[str, int], float]
+    description: str
+
+
+DIMENSIONS: dict[str, Dimension] = {
+    "brevity": Dimension("brevity", brevity_level, brevity_match, "higher is shorter (word-count bands)"),
+    "structure": Dimension("structure", structure_level, structure_match, "higher is more structured layout"),
+}
+
+
+def requested_intensity(dimension: str, row: Mapping[str, Any]) -> int | None:
+    """The intensity a record asks for in ``dimension``, or None if it does not ask.
+
+    Read from the first present of: a ``tag_<dimension>`` column, a column named ``dimension``, a
+    ``tags`` column (a mapping ``{"brevity": 4}`` or a tag string ``"<brevity 4>"``).
+    """
+    value = row.get(tag_column(dimension))  # the ``moalign.tags`` column convention
+    if value is None:
+        value = row.get(dimension)
+    if value is None:
+        tags = row.get("tags")
+        if isinstance(tags, Mapping):
+            value = tags.get(dimension)
+        elif isinstance(tags, str):
+            value = parse_tags(tags)[1].get(dimension)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return _check_level(value)

@@ -1,0 +1,48 @@
+"""Best-of-n: the best response per prompt (SFT) and best-versus-worst preference pairs.
+
+Scores are one total per sampled response; NaN means the response could not be scored and is left out.
+Ties go to the earliest sample for the best and the latest for the worst, so the choice is deterministic.
+A pair needs a margin of at least ``min_margin`` (and above 0) and two different texts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """Indices of the chosen (best) and rejected (worst) samples of one prompt, and their score margin."""
+
+    chosen: int
+    rejected: int
+    margin: float
+
+
+def best_index(scores: Sequence[float]) -> int | None:
+    """Index of the highest score (earliest on ties); None if every score is NaN."""
+    valid = [(s, -i) for i, s in enumerate(scores) if not math.isnan(s)]
+    return -max(valid)[1] if valid else None
+
+
+def worst_index(scores: Sequence[float]) -> int | None:
+    """Index of the lowest score (latest on ties); None if every score is NaN."""
+    valid = [(s, -i) for i, s in enumerate(scores) if not math.isnan(s)]
+    return -min(valid)[1] if valid else None
+
+
+def best_worst_pair(
+    completions: Sequence[str], scores: Sequence[float], min_margin: float = 0.0
+) -> PreferencePair | None:
+    """The best-versus-worst pair of one prompt's samples, or None if the margin or the texts do not allow one."""
+    if len(completions) != len(scores):
+        raise ValueError("one score per completion")
+    best, worst = best_index(scores), worst_index(scores)
+    if best is None or worst is None:
+        return None
+    margin = scores[best] - scores[worst]
+    if margin <= 0 or margin < min_margin or completions[best].strip() == completions[worst].strip():
+        return None
+    return PreferencePair(chosen=best, rejected=worst, margin=margin)

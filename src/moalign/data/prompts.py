@@ -1,0 +1,107 @@
+"""The prompt generator of the built-in task suite: topic x task template x constraints (x tags).
+
+Prompts are drawn deterministically from ``(variant, seed, split)``: the same arguments always give
+the same records in the same order, and asking for fewer records gives a prefix of a longer list.
+Topics are partitioned into train / validation / test by a fixed hash of the topic (70 / 15 / 15 %),
+independent of the seed, so the test split always measures generalisation to unseen topics.
+
+Two variants:
+
+- ``constraints``: one to three compatible constraints per prompt (the IFEval-style suite);
+- ``tagged``: a ``<brevity n><structure m>`` prefix naming one or both controllable dimensions with
+  random intensities (MOSLIM's tagged prompts), plus at most one constraint that does not fix the
+  response's length or layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from moalign.data.constraints import CONSTRAINTS, compatible, constraint_instruction
+from moalign.data.dimensions import DIMENSIONS, LEVELS
+from moalign.data.topics import TASK_TEMPLATES, TOPICS
+from moalign.tags import format_tags, tag_column
+
+SPLITS = ("train", "validation", "test")
+Variant = Literal["constraints", "tagged"]
+
+
+def topic_split(topic: str) -> str:
+    """The split a topic belongs to: a fixed hash bucket, 70 % train, 15 % validation, 15 % test."""
+    bucket = int.from_bytes(hashlib.sha256(topic.encode("utf-8")).digest()[:4], "big") % 100
+    return "train" if bucket < 70 else ("validation" if bucket < 85 else "test")
+
+
+def split_topics(split: str) -> list[str]:
+    """The topics of one split, in table order."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    return [t for t in TOPICS if topic_split(t) == split]
+
+
+def _sample_constraints(rng: random.Random, keywords: tuple[str, ...], count: int, *, tagged: bool) -> list[dict]:
+    kinds: list[str] = []
+    names = [k for k in CONSTRAINTS.names() if not (tagged and CONSTRAINTS.get(k).shapes_response)]
+    while len(kinds) < count:
+        options = [k for k in names if compatible(kinds, k)]
+        if not options:
+            break
+        kinds.append(rng.choice(options))
+    return [{"kind": k, **CONSTRAINTS.get(k).sample(rng, {"keywords": keywords})} for k in kinds]
+
+
+def _sample_tags(rng: random.Random) -> dict[str, int | None]:
+    names = sorted(DIMENSIONS)
+    chosen = set(rng.sample(names, rng.randint(1, len(names))))
+    return {name: (rng.choice(LEVELS) if name in chosen else None) for name in names}
+
+
+def _draw(rng: random.Random, topics: list[str], variant: Variant) -> dict[str, Any]:
+    topic = rng.choice(topics)
+    task = rng.choice(sorted(TASK_TEMPLATES))
+    tagged = variant == "tagged"
+    if tagged:
+        tags = _sample_tags(rng)
+        constraints = _sample_constraints(rng, TOPICS[topic], rng.choice((0, 1)), tagged=True)
+    else:
+        tags = dict.fromkeys(sorted(DIMENSIONS))
+        constraints = _sample_constraints(rng, TOPICS[topic], rng.choice((1, 1, 2, 2, 3)), tagged=False)
+    text = " ".join([TASK_TEMPLATES[task].format(topic=topic), *map(constraint_instruction, constraints)])
+    prefix = format_tags({name: level for name, level in tags.items() if level is not None})
+    return {
+        "prompt": f"{prefix} {text}" if prefix else text,
+        "topic": topic,
+        "task": task,
+        "constraints": constraints,
+        **{tag_column(name): level for name, level in tags.items()},
+    }
+
+
+def iter_prompts(split: str, *, seed: int = 0, variant: Variant = "constraints") -> Iterator[dict[str, Any]]:
+    """Distinct prompt records of ``split``, in a fixed order for ``(variant, seed, split)``; endless
+    until the space of prompts is exhausted (far beyond any size used here)."""
+    topics = split_topics(split)
+    rng = random.Random(f"moalign-tasks/{variant}/{seed}/{split}")
+    seen: set[str] = set()
+    misses = 0
+    while misses < 1000:
+        record = _draw(rng, topics, variant)
+        if record["prompt"] in seen:
+            misses += 1
+            continue
+        misses = 0
+        seen.add(record["prompt"])
+        yield {"id": f"{split}-{len(seen) - 1:05d}", "split": split, **record}
+
+
+def generate_prompts(split: str, num: int, *, seed: int = 0, variant: Variant = "constraints") -> list[dict[str, Any]]:
+    """The first ``num`` records of :func:`iter_prompts`."""
+    out: list[dict[str, Any]] = []
+    for record in iter_prompts(split, seed=seed, variant=variant):
+        if len(out) >= num:
+            break
+        out.append(record)
+    return out

@@ -1,0 +1,86 @@
+"""Measurements of a response's text: words, sentences, paragraphs, bullets, headers, code blocks.
+
+The constraints and the controllable dimensions of the task suite are all defined in terms of
+these few functions, so they agree on what a "word" or a "bullet point" is:
+
+- a **word** is a run of Unicode word characters, with inner apostrophes or hyphens (``don't``,
+  ``well-known``, ``café`` are one word each);
+- **fenced code blocks** (```` ``` ```` or ``~~~``) are not prose: bullets, headers, paragraphs
+  and sentences inside them are not counted (an unterminated fence runs to the end);
+- a **bullet** is a line starting with ``-``, ``*``, ``+`` or ``•`` and a space; a **numbered
+  item** is a line starting with ``1.`` or ``1)``;
+- a **header** is a Markdown ATX header (``## Title``); :func:`header_lines` can also count a
+  line that is bold text only (``**Title**``), a header style small models often use;
+- a **paragraph** is a block of prose separated from the next by at least one blank line.
+"""
+
+from __future__ import annotations
+
+import re
+
+WORD_RE = re.compile(r"\w+(?:['’\-]\w+)*")
+FENCE_RE = re.compile(r"^\s*(```|~~~)")
+BULLET_RE = re.compile(r"^\s*[-*+•]\s+\S")
+NUMBERED_RE = re.compile(r"^\s*\d{1,3}[.)]\s+\S")
+HEADER_RE = re.compile(r"^\s{0,3}#{1,6}\s+\S")
+BOLD_LINE_RE = re.compile(r"^\s*\*\*[^*\n]+\*\*:?\s*$|^\s*__[^_\n]+__:?\s*$")
+SENTENCE_END_RE = re.compile(r"(?<=[.!?…。！？])[\"'”’)\]]*\s+")
+
+
+def prose(text: str) -> str:
+    """``text`` with fenced code blocks (fences included) removed."""
+    out: list[str] = []
+    in_code = False
+    for line in text.splitlines():
+        if FENCE_RE.match(line):
+            in_code = not in_code
+            continue
+        if not in_code:
+            out.append(line)
+    return "\n".join(out)
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text`` (code included: a word in a code block is still a word)."""
+    return WORD_RE.findall(text)
+
+
+def word_count(text: str) -> int:
+    return len(words(text))
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences of the prose: split after ``. ! ? …`` and at line breaks; pieces without a word are dropped.
+
+    Abbreviations such as "e.g." split a sentence; that simple reading is kept on purpose, as in IFEval.
+    """
+    pieces: list[str] = []
+    for line in prose(text).splitlines():
+        pieces.extend(SENTENCE_END_RE.split(line))
+    return [p.strip() for p in pieces if WORD_RE.search(p)]
+
+
+def paragraphs(text: str) -> list[str]:
+    """Blocks of prose separated by blank lines (code blocks removed, whitespace-only blocks dropped)."""
+    return [block.strip() for block in re.split(r"\n\s*\n", prose(text)) if block.strip()]
+
+
+def bullet_lines(text: str) -> list[str]:
+    """Markdown bullet lines (``-``, ``*``, ``+``, ``•``) outside code blocks."""
+    return [line for line in prose(text).splitlines() if BULLET_RE.match(line) and not BOLD_LINE_RE.match(line)]
+
+
+def numbered_lines(text: str) -> list[str]:
+    """Numbered list items (``1.`` / ``1)``) outside code blocks."""
+    return [line for line in prose(text).splitlines() if NUMBERED_RE.match(line)]
+
+
+def header_lines(text: str, *, include_bold: bool = False) -> list[str]:
+    """Markdown ATX headers outside code blocks; with ``include_bold``, bold-only lines count too."""
+    lines = prose(text).splitlines()
+    return [ln for ln in lines if HEADER_RE.match(ln) or (include_bold and BOLD_LINE_RE.match(ln))]
+
+
+def cased_letters(text: str) -> list[str]:
+    """Letters that have an upper and a lower case (Latin, Greek, Cyrillic, ...; not CJK or digits)."""
+    return [c for c in text if c.lower() != c.upper()]

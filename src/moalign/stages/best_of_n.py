@@ -1,0 +1,225 @@
+"""The ``best_of_n`` stage: sample n responses per prompt, score them, write SFT, preference and rating sets.
+
+The offline stand-in for Smoltalk (SFT: the best response per prompt) and UltraFeedback (pairs: best
+versus worst with the score margin), plus the rating labels the multi-head reward model trains on
+(:mod:`moalign.data.ratings`). It trains nothing. Outputs in the stage directory, all written atomically:
+
+- ``samples.jsonl``: every sample with its per-objective scores, total and per-constraint results;
+- ``sft.jsonl``: ``{id, prompt, completion, messages, score}`` (the best sample of each prompt);
+- ``pairs.jsonl``: ``{id, prompt, chosen, rejected, margin, chosen_score, rejected_score}``;
+- ``ratings.jsonl``: ``{prompt, response, ratings: {dimension: class 1..rating_classes or null}}``;
+- ``constraints.json``: satisfaction rates over all samples and over the best samples.
+
+Samples are scored by the recipe's multi-objective reward (objectives and aggregator; with no
+objectives, the ``verifier``, ``brevity`` and ``structure`` scorers summed with weight 1 each): the
+best and worst samples of a prompt are those with the highest and lowest aggregated reward.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import Field
+
+from moalign.atomic import atomic_write_json, atomic_write_text
+from moalign.config.base import StrictModel
+from moalign.config.recipe import ObjectiveConfig
+from moalign.data.constraints import check_constraints, parse_constraints
+from moalign.data.dimensions import DIMENSIONS, LEVELS
+from moalign.data.pairs import best_index, best_worst_pair
+from moalign.data.ratings import bin_score, rating_record, rebin_level
+from moalign.data.satisfaction import satisfaction_rates
+from moalign.data.sources import load_records
+from moalign.errors import UserError
+from moalign.rewards import MultiObjectiveReward
+from moalign.stages.base import StageContext, StageResult, register_stage
+from moalign.tags import parse_tags
+
+
+class BestOfNConfig(StrictModel):
+    """Keys of the ``best_of_n`` stage (decoding keys named as in ``transformers.GenerationConfig``)."""
+
+    dataset: str = "builtin:ifeval-lite"
+    split: str = "train"
+    num_prompts: int = Field(64, ge=1)
+    num_generations: int = Field(4, ge=2)
+    """n: responses sampled per prompt."""
+    max_new_tokens: int = Field(128, ge=1)
+    temperature: float = Field(0.8, gt=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    batch_size: int = Field(8, ge=1)
+    """Prompts per generation batch (each yields ``num_generations`` sequences)."""
+    min_margin: float = Field(0.1, ge=0)
+    """Smallest best-minus-worst total score for a preference pair."""
+    rating_classes: int = Field(5, ge=2, le=10)
+    """Intensity classes per rating dimension (5: seed 002's DataType 4; 2: DataType 2)."""
+
+
+DEFAULT_OBJECTIVES: tuple[dict[str, Any], ...] = (
+    {"name": "constraints", "scorer": "verifier"},
+    {"name": "brevity", "scorer": "brevity"},
+    {"name": "structure", "scorer": "structure"},
+)
+"""The task suite's objectives, used when the recipe declares none (weight 1 each, summed)."""
+
+
+def build_reward(recipe: Any) -> MultiObjectiveReward:
+    """The recipe's multi-objective reward, or the task suite's default objectives with ``weighted_sum``."""
+    if recipe.objectives:
+        return MultiObjectiveReward.from_recipe(recipe)
+    return MultiObjectiveReward(DEFAULT_OBJECTIVES, "weighted_sum", tag_dimensions=recipe.tag_dimensions)
+
+
+def sample_ratings(
+    response: str, scores: Mapping[str, float], objectives: Sequence[ObjectiveConfig], num_classes: int
+) -> dict[str, int | None]:
+    """Rating labels of one sample: the measured level of each controllable dimension and the binned
+    score of each other objective (scores in [0, 1] cut into ``num_classes`` classes)."""
+    ratings: dict[str, int | None] = {
+        name: rebin_level(dim.measure(response), len(LEVELS), num_classes) for name, dim in DIMENSIONS.items()
+    }
+    for o in objectives:
+        if o.scorer.type not in DIMENSIONS and o.name not in ratings:
+            ratings[o.name] = bin_score(scores[o.name], num_classes)
+    return ratings
+
+
+def _finite(x: float) -> float | None:
+    return None if math.isnan(x) else round(x, 4)
+
+
+def _jsonl(records: Sequence[Mapping[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    finite = [v for v in values if not math.isnan(v)]
+    return round(sum(finite) / len(finite), 4) if finite else None
+
+
+@register_stage("best_of_n", BestOfNConfig)
+def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
+    """Sample, score and write the best-of-n sets (see the module docstring)."""
+    from moalign.generation import SamplingConfig, generate
+    from moalign.models import load_causal_lm, load_tokenizer
+
+    records = load_records(config.dataset, config.split, limit=config.num_prompts)
+    if not records:
+        raise UserError(f"no prompts in split '{config.split}'", source=config.dataset)
+    reward = build_reward(ctx.recipe)
+    tokenizer, model = load_tokenizer(ctx.model), load_causal_lm(ctx.model)
+    sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p)
+    t0 = time.time()
+    generations = generate(
+        model,
+        tokenizer,
+        [r["prompt"] for r in records],
+        sampling,
+        num_return_sequences=config.num_generations,
+        batch_size=config.batch_size,
+        desc="best-of-n",
+    )
+    gen_s = time.time() - t0
+
+    # one row per sample, with its record's columns
+    rows = [(i, j, g) for i, gens in enumerate(generations) for j, g in enumerate(gens)]
+    prompts = [records[i]["prompt"] for i, _, _ in rows]
+    completions = [g.text for _, _, g in rows]
+    keys = [k for k in dict.fromkeys(k for r in records for k in r) if k != "prompt"]
+    columns = {k: [records[i].get(k) for i, _, _ in rows] for k in keys}
+    matrix = reward.score(prompts, completions, **columns)
+    totals = reward.aggregate(matrix).tolist()
+    per_objective = {name: matrix.column(name).tolist() for name in matrix.names}
+
+    samples, ratings, results = [], [], []
+    for row, (i, j, g) in enumerate(rows):
+        record = records[i]
+        checked = check_constraints(g.text, parse_constraints(record.get("constraints"), source=str(record.get("id"))))
+        results.append(checked)
+        scores = {name: per_objective[name][row] for name in per_objective}
+        samples.append(
+            {
+                "id": record.get("id"),
+                "sample": j,
+                "prompt": record["prompt"],
+                "response": g.text,
+                "num_tokens": g.num_tokens,
+                "scores": {k: _finite(v) for k, v in scores.items()},
+                "total": _finite(totals[row]),
+                "constraints": [c.to_dict() for c in checked],
+            }
+        )
+        ratings.append(
+            rating_record(
+                parse_tags(record["prompt"], reward.tag_dimensions)[0],
+                g.text,
+                sample_ratings(g.text, scores, reward.objectives, config.rating_classes),
+                id=record.get("id"),
+            )
+        )
+
+    sft, pairs, best_results = [], [], []
+    offset = 0
+    for i, gens in enumerate(generations):
+        texts = [g.text for g in gens]
+        group = totals[offset : offset + len(gens)]
+        record = records[i]
+        best = best_index(group)
+        if best is not None:
+            best_results.append(results[offset + best])
+            sft.append(
+                {
+                    "id": record.get("id"),
+                    "prompt": record["prompt"],
+                    "completion": texts[best],
+                    "messages": [
+                        {"role": "user", "content": record["prompt"]},
+                        {"role": "assistant", "content": texts[best]},
+                    ],
+                    "score": _finite(group[best]),
+                }
+            )
+        pair = best_worst_pair(texts, group, config.min_margin)
+        if pair is not None:
+            pairs.append(
+                {
+                    "id": record.get("id"),
+                    "prompt": record["prompt"],
+                    "chosen": texts[pair.chosen],
+                    "rejected": texts[pair.rejected],
+                    "margin": round(pair.margin, 4),
+                    "chosen_score": _finite(group[pair.chosen]),
+                    "rejected_score": _finite(group[pair.rejected]),
+                }
+            )
+        offset += len(gens)
+
+    out = ctx.dir
+    atomic_write_text(out / "samples.jsonl", _jsonl(samples))
+    atomic_write_text(out / "sft.jsonl", _jsonl(sft))
+    atomic_write_text(out / "pairs.jsonl", _jsonl(pairs))
+    atomic_write_text(out / "ratings.jsonl", _jsonl(ratings))
+    constraint_rates = {"samples": satisfaction_rates(results), "best": satisfaction_rates(best_results)}
+    atomic_write_json(out / "constraints.json", constraint_rates)
+
+    tokens = sum(g.num_tokens for _, _, g in rows)
+    summary: dict[str, Any] = {
+        "data/prompts": len(records),
+        "data/samples": len(rows),
+        "data/sft": len(sft),
+        "data/pairs": len(pairs),
+        "data/ratings": len(ratings),
+        "reward/total/mean": _mean(totals),
+        "reward/best/mean": _mean([s["score"] for s in sft if s["score"] is not None]),
+        **{f"reward/{name}/mean": _mean(values) for name, values in per_objective.items()},
+        "constraints/satisfied": constraint_rates["samples"]["constraint_level"],
+        "constraints/best_satisfied": constraint_rates["best"]["constraint_level"],
+        "pairs/margin/mean": _mean([p["margin"] for p in pairs]),
+        "gen/tokens_per_s": round(tokens / gen_s, 2) if gen_s > 0 else None,
+    }
+    ctx.log({k: v for k, v in summary.items() if v is not None})
+    return StageResult(model=None, summary=summary)

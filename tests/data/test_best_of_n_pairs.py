@@ -1,0 +1,20 @@
+import math
+
+from moalign.data.pairs import best_index, best_worst_pair, worst_index
+
+NAN = math.nan
+
+
+def test_best_and_worst_skip_nan_and_break_ties_deterministically():
+    assert best_index([0.2, 0.9, 0.9, NAN]) == 1
+    assert worst_index([0.1, 0.9, 0.1, NAN]) == 2
+    assert best_index([NAN, NAN]) is None and worst_index([]) is None
+
+
+def test_pair_needs_margin_and_distinct_texts():
+    pair = best_worst_pair(["a", "b", "c"], [0.5, 1.0, 0.25], min_margin=0.5)
+    assert (pair.chosen, pair.rejected, pair.margin) == (1, 2, 0.75)
+    assert best_worst_pair(["a", "b"], [0.5, 0.55], min_margin=0.1) is None
+    assert best_worst_pair(["a", "b"], [0.5, 0.5], min_margin=0.0) is None  # no preference without a margin
+    assert best_worst_pair(["same ", "same"], [1.0, 0.0]) is None
+    assert best_worst_pair(["a", "b"], [NAN, 1.0]) is None

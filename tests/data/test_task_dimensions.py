@@ -1,0 +1,56 @@
+import pytest
+
+from moalign.data import dimensions as D
+
+
+def words(n):
+    return " ".join(["word"] * n)
+
+
+@pytest.mark.parametrize(
+    ("n", "level"), [(0, 5), (1, 5), (15, 5), (16, 4), (30, 4), (31, 3), (60, 3), (61, 2), (100, 2), (101, 1), (500, 1)]
+)
+def test_brevity_level_band_edges(n, level):
+    assert D.brevity_level(words(n)) == level
+
+
+def test_brevity_match_is_one_inside_and_decays_in_log2_outside():
+    assert D.brevity_match(words(20), 4) == 1.0
+    assert D.brevity_match(words(60), 4) == 0.0  # twice the upper bound of 30
+    assert D.brevity_match(words(8), 4) == pytest.approx(1 - 1)  # half the lower bound of 16
+    assert D.brevity_match(words(12), 4) == pytest.approx(1 - 0.415037, abs=1e-5)  # log2(16/12)
+    assert D.brevity_match(words(150), 1) == 1.0
+    assert D.brevity_match("", 5) == 0.0
+
+
+def test_structure_levels():
+    assert D.structure_level("Just prose in one paragraph.") == 1
+    assert D.structure_level("One.\n\nTwo.") == 2
+    assert D.structure_level("Intro:\n- a\n- b") == 3
+    assert D.structure_level("Intro:\n1. a\n2) b") == 3
+    assert D.structure_level("## A\ntext\n\n## B\ntext") == 4
+    assert D.structure_level("**A**\ntext\n\n**B**\ntext") == 4  # bold-only lines are headers here
+    assert D.structure_level("## A\n- a\n- b\n\n## B\ntext") == 5
+    assert D.structure_level("Prose.\n```\n## not\n- a\n- b\n```") == 1  # code ignored
+
+
+def test_structure_match():
+    assert D.structure_match("## A\n- a\n- b\n\n## B\ntext", 5) == 1.0
+    assert D.structure_match("## A\n- a\n- b\n\n## B\ntext", 4) == 0.5
+    assert D.structure_match("plain", 5) == 0.0
+    assert D.structure_match("   ", 1) == 0.0
+
+
+@pytest.mark.parametrize("bad", [0, 6, 2.5, True, "3"])
+def test_intensity_out_of_range_is_an_error(bad):
+    with pytest.raises((ValueError, TypeError)):
+        D.brevity_match("text", bad)
+
+
+def test_requested_intensity_from_columns_and_tags():
+    assert D.requested_intensity("brevity", {"tag_brevity": 4}) == 4
+    assert D.requested_intensity("brevity", {"brevity": 3}) == 3
+    assert D.requested_intensity("brevity", {"tags": {"brevity": 2}}) == 2
+    assert D.requested_intensity("structure", {"tags": "<brevity 2><structure 5>"}) == 5
+    assert D.requested_intensity("structure", {"tag_structure": None, "tags": {}}) is None
+    assert D.requested_intensity("structure", {"tag_structure": float("nan")}) is None

@@ -1,0 +1,56 @@
+from moalign.data import prompts as P
+from moalign.data.constraints import CONSTRAINTS, parse_constraints
+from moalign.data.topics import TOPICS
+
+
+def test_topic_partition_covers_every_topic_once_and_no_split_is_empty():
+    parts = {s: set(P.split_topics(s)) for s in P.SPLITS}
+    assert parts["train"].isdisjoint(parts["validation"]) and parts["train"].isdisjoint(parts["test"])
+    assert parts["validation"].isdisjoint(parts["test"])
+    assert set().union(*parts.values()) == set(TOPICS)
+    assert all(len(p) >= 15 for p in parts.values())
+
+
+def test_splits_are_topic_disjoint_in_generated_records():
+    topics = {s: {r["topic"] for r in P.generate_prompts(s, 300)} for s in P.SPLITS}
+    assert topics["train"].isdisjoint(topics["test"]) and topics["train"].isdisjoint(topics["validation"])
+    assert topics["validation"].isdisjoint(topics["test"])
+    for split, found in topics.items():
+        assert found <= set(P.split_topics(split))
+
+
+def test_deterministic_for_a_seed_prefix_stable_and_seed_dependent():
+    a = P.generate_prompts("train", 200, seed=3)
+    assert a == P.generate_prompts("train", 200, seed=3)
+    assert P.generate_prompts("train", 50, seed=3) == a[:50]
+    assert [r["prompt"] for r in P.generate_prompts("train", 200, seed=4)] != [r["prompt"] for r in a]
+    assert a[0]["id"] == "train-00000" and a[-1]["id"] == "train-00199"
+
+
+def test_several_thousand_distinct_train_prompts_with_valid_compatible_constraints():
+    records = P.generate_prompts("train", 5000)
+    assert len({r["prompt"] for r in records}) == 5000
+    kinds_used = set()
+    for r in records:
+        constraints = parse_constraints(r["constraints"])
+        assert 1 <= len(constraints) <= 3
+        kinds = [c["kind"] for c in constraints]
+        kinds_used |= set(kinds)
+        for i, k in enumerate(kinds):
+            assert not CONSTRAINTS.get(k).conflicts & set(kinds[:i] + kinds[i + 1 :])
+        assert r["tag_brevity"] is None and r["tag_structure"] is None
+    assert kinds_used == set(CONSTRAINTS.names())
+
+
+def test_tagged_variant_has_tag_prefix_matching_columns_and_no_shape_constraints():
+    records = P.generate_prompts("validation", 300, variant="tagged")
+    seen_levels = set()
+    for r in records:
+        tags = {k: r[f"tag_{k}"] for k in ("brevity", "structure")}
+        assert any(v is not None for v in tags.values())
+        prefix = " ".join(f"<{k} {v}>" for k, v in tags.items() if v is not None)
+        assert r["prompt"].startswith(prefix + " ")
+        seen_levels |= {v for v in tags.values() if v is not None}
+        assert len(r["constraints"]) <= 1
+        assert not any(CONSTRAINTS.get(c["kind"]).shapes_response for c in r["constraints"])
+    assert seen_levels == {1, 2, 3, 4, 5}

@@ -1,0 +1,106 @@
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from moalign.config import load_recipe
+from moalign.pipeline import run_recipe
+from moalign.stages import best_of_n as B
+from moalign.tags import DEFAULT_TAG_DIMENSIONS
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def recipe_with(objectives):
+    return SimpleNamespace(objectives=objectives, aggregator="weighted_sum", tag_dimensions=DEFAULT_TAG_DIMENSIONS)
+
+
+def test_default_reward_sums_the_task_suite_objectives_by_hand():
+    reward = B.build_reward(recipe_with([]))
+    assert reward.names == ["constraints", "brevity", "structure"]
+    prompts = ["<brevity 5> Say hi.", "Say hi."]
+    completions = ["hi there", "hi, there"]
+    columns = {"constraints": [[{"kind": "no_commas"}], [{"kind": "no_commas"}]]}
+    matrix = reward.score(prompts, completions, **columns)
+    totals = reward.aggregate(matrix).tolist()
+    # sample 0: no commas (1.0) + brevity 5 asks for 1-15 words, 2 words match (1.0); structure not asked
+    assert matrix.column("constraints").tolist() == [1.0, 0.0]
+    assert totals[0] == pytest.approx(1.0 + matrix.column("brevity")[0].item())
+    assert math.isnan(matrix.column("structure")[0].item())
+    assert totals[1] == 0.0  # only the constraint applies, and it fails
+
+
+def test_recipe_objectives_replace_the_defaults(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: x\nobjectives:\n  - {name: lvl, scorer: {structure: {output: level}}, weight: 2}\n")
+    reward = B.build_reward(load_recipe(path))
+    assert reward.names == ["lvl"]
+    assert reward(["p"], ["## a\n\n## b"]) == [8.0]  # level 4, weight 2
+
+
+def test_sample_ratings_measure_dimensions_and_bin_scores():
+    objs = B.build_reward(recipe_with([])).objectives
+    ratings = B.sample_ratings(
+        "## A\n- a\n- b\n\n## B\nok", {"constraints": 0.5, "brevity": 1.0, "structure": 0.0}, objs, num_classes=5
+    )
+    assert ratings == {"brevity": 5, "structure": 5, "constraints": 3}
+    ratings = B.sample_ratings("plain", {"constraints": math.nan, "brevity": 1.0, "structure": 1.0}, objs, 2)
+    assert ratings == {"brevity": 2, "structure": 1, "constraints": None}
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError):
+        B.BestOfNConfig(num_generations=1)
+    with pytest.raises(ValueError):
+        B.BestOfNConfig(temperature=0)
+
+
+def test_stage_writes_sft_pairs_ratings_and_constraint_results(tmp_path, tiny_llama_dir):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: bon\nmodel: {tiny_llama_dir}\noutput_dir: {tmp_path / 'runs'}\nstages:\n"
+        "  - best_of_n: {dataset: builtin:ifeval-lite-tagged, split: validation, num_prompts: 3,\n"
+        "                num_generations: 3, max_new_tokens: 6, batch_size: 2, min_margin: 0.0}\n"
+    )
+    run = run_recipe(load_recipe(recipe))
+    out = run.root / "01-best_of_n"
+    samples, sft = read_jsonl(out / "samples.jsonl"), read_jsonl(out / "sft.jsonl")
+    pairs, ratings = read_jsonl(out / "pairs.jsonl"), read_jsonl(out / "ratings.jsonl")
+    assert len(samples) == 9 and len(ratings) == 9 and len(sft) == 3
+    assert {s["sample"] for s in samples} == {0, 1, 2}
+    for s in sft:
+        group = [x for x in samples if x["id"] == s["id"]]
+        assert s["score"] == max(x["total"] for x in group)
+        assert s["messages"][0] == {"role": "user", "content": s["prompt"]}
+        assert s["messages"][1] == {"role": "assistant", "content": s["completion"]}
+    for p in pairs:
+        assert p["margin"] == pytest.approx(p["chosen_score"] - p["rejected_score"], abs=1e-3) and p["margin"] > 0
+        assert p["chosen"] != p["rejected"]
+    for r in ratings:
+        assert set(r) == {"prompt", "response", "ratings", "id"} and not r["prompt"].startswith("<")
+        assert set(r["ratings"]) == {"brevity", "structure", "constraints"}
+        assert r["ratings"]["brevity"] in range(1, 6) and r["ratings"]["structure"] in range(1, 6)
+    assert all(isinstance(s["constraints"], list) for s in samples)
+    rates = json.loads((out / "constraints.json").read_text())
+    assert set(rates) == {"samples", "best"}
+    summary = json.loads(run.summary_path.read_text())["stages"][0]
+    assert summary["output_model"] is None
+    assert summary["summary"]["data/samples"] == 9 and summary["summary"]["data/pairs"] == len(pairs)
+    logged = [m for m in run.metrics() if "data/samples" in m]
+    assert logged and logged[0]["stage"] == "01-best_of_n"
+
+
+def test_stage_is_deterministic_for_the_recipe_seed(tmp_path, tiny_llama_dir):
+    texts = []
+    for name in ("one", "two"):
+        recipe = tmp_path / f"{name}.yaml"
+        recipe.write_text(
+            f"name: {name}\nmodel: {tiny_llama_dir}\noutput_dir: {tmp_path / 'runs'}\nstages:\n"
+            "  - best_of_n: {num_prompts: 2, num_generations: 2, max_new_tokens: 4}\n"
+        )
+        run = run_recipe(load_recipe(recipe))
+        texts.append([s["response"] for s in read_jsonl(run.root / "01-best_of_n" / "samples.jsonl")])
+    assert texts[0] == texts[1]

@@ -128,3 +128,29 @@ def test_moslim_reward_end_to_end_with_state(fake_rm):
     resumed.train = reward.train = False  # evaluation: statistics frozen
     batch = (["<helpfulness 4> q"], ["good"])
     assert resumed(*batch) == reward(*batch) == pytest.approx([(0.5 - 0.25) / 0.25 / 2])
+
+
+def test_moslim_plus_an_untagged_objective_by_hand(fake_rm, tmp_path):
+    fn = tmp_path / "always_on.py"
+    fn.write_text(
+        "def score(prompts, completions, **cols):\n    return [2.0 if c == 'good' else 0.0 for c in completions]\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        objectives = [
+            {
+                "name": "helpfulness",
+                "scorer": {
+                    "multihead": {"model": "rm-dir", "dimension": "helpfulness", "output": "target_probability"}
+                },
+                "tag_dimension": "helpfulness",
+            },
+            {"name": "always", "scorer": {"python": {"function": "always_on:score"}}, "weight": 0.5},
+        ]
+        reward = MultiObjectiveReward(objectives, {"moslim": {"k": "all"}})
+        out = reward(["<helpfulness 4> q1", "<helpfulness 4> q2", "q3"], ["good", "bad", "good"])
+    finally:
+        sys.path.remove(str(tmp_path))
+    # tagged part: helpfulness@4 p = [0.5, 0.0] -> mean 0.25, std 0.25 -> z = [1, -1]; k = 1 dimension
+    # untagged part: 0.5 * [2, 0, 2]; the untagged prompt q3 has only that part
+    assert out == pytest.approx([1.0 + 1.0, -1.0 + 0.0, 1.0])

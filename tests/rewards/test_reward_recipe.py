@@ -95,7 +95,7 @@ def test_defaults(tmp_path):
         ),
         (
             "name: d\naggregator: moslim\nobjectives:\n  - {name: a, scorer: length, weight: 2}\n",
-            r"objectives\[0\].tag_dimension: aggregator 'moslim' needs a tag dimension",
+            r"recipe.yaml:3: objectives: aggregator 'moslim' needs at least one objective with a tag_dimension",
         ),
         (
             "name: d\ntag_dimensions: {brevity: [5, 1]}\n",

@@ -279,15 +279,8 @@ def objective_problems(
             problems.append(
                 ((*loc, "ideal"), f"aggregator '{aggregator.name}' needs an ideal value for every objective")
             )
-        if aggregator.needs_tags:
-            if obj.tag_dimension is None:
-                problems.append(
-                    (
-                        (*loc, "tag_dimension"),
-                        f"aggregator '{aggregator.name}' needs a tag dimension for every objective",
-                    )
-                )
-            elif obj.tag_dimension in tagged:
+        if aggregator.needs_tags and obj.tag_dimension is not None:
+            if obj.tag_dimension in tagged:
                 first = tagged[obj.tag_dimension]
                 problems.append(
                     (
@@ -299,6 +292,10 @@ def objective_problems(
                 tagged[obj.tag_dimension] = i
             if obj.weight != 1.0:
                 problems.append(((*loc, "weight"), f"aggregator '{aggregator.name}' (seed 002, eq. 11) has no weights"))
+    if aggregator.needs_tags and objectives and not tagged:
+        problems.append(
+            (("objectives",), f"aggregator '{aggregator.name}' needs at least one objective with a tag_dimension")
+        )
     return problems
 
 

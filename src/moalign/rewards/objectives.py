@@ -145,7 +145,7 @@ class MultiObjectiveReward:
         self.moslim: MoslimMapper | None = None
         if self.aggregator.type == "moslim":
             cfg = self.aggregator.config
-            dims = [str(o.tag_dimension) for o in self.objectives]
+            dims = [str(o.tag_dimension) for o in self.objectives if o.tag_dimension is not None]
             self.moslim = MoslimMapper(dims, k=cfg.k, momentum=cfg.momentum, eps=cfg.eps)  # type: ignore[attr-defined]
         self.__name__ = "moalign_reward"  # TRL names reward functions by __name__ in its logs
 
@@ -227,9 +227,7 @@ class MultiObjectiveReward:
                 groups = matrix.groups if obj.normalize == "group" else None
                 values[:, j] = group_zscore(values[:, j : j + 1], groups)[:, 0]
         if self.moslim is not None:
-            dims = self.moslim.dimensions
-            intensities = torch.tensor([[t.get(d, 0) for d in dims] for t in matrix.tags], dtype=torch.long)
-            return self.moslim(values, intensities.view(len(matrix), len(dims)), update=self.train)
+            return self._moslim_reward(matrix, values)
         cfg = self.aggregator.config
         needs_ideals = AGGREGATORS.get(self.aggregator.type).needs_ideals
         return aggregate(
@@ -241,6 +239,26 @@ class MultiObjectiveReward:
             groups=matrix.groups,
             eps=getattr(cfg, "eps", 1e-6),
         )
+
+    def _moslim_reward(self, matrix: ScoreMatrix, values: torch.Tensor) -> torch.Tensor:
+        """Seed 002 eq. 11 over the tagged objectives, plus a weighted sum of the untagged ones.
+
+        Seed 002 maps only tag-controlled dimensions. An objective without a tag dimension (e.g. the
+        constraint satisfaction every prompt asks for) is added as ``sum_j w_j s_j`` so one policy can
+        be steered by tags and still held to an always-on objective; a part with nothing applicable
+        is left out, and the reward is NaN only where neither part applies.
+        """
+        assert self.moslim is not None
+        tagged = [j for j, o in enumerate(self.objectives) if o.tag_dimension is not None]
+        others = [j for j, o in enumerate(self.objectives) if o.tag_dimension is None]
+        dims = self.moslim.dimensions
+        intensities = torch.tensor([[t.get(d, 0) for d in dims] for t in matrix.tags], dtype=torch.long)
+        mapped = self.moslim(values[:, tagged], intensities.view(len(matrix), len(dims)), update=self.train)
+        if not others:
+            return mapped
+        extra = aggregate("weighted_sum", values[:, others], weights=[self.objectives[j].weight for j in others])
+        both = torch.stack([mapped.to(extra.dtype), extra], dim=1)
+        return torch.where(torch.isnan(both).all(dim=1), torch.nan, torch.nansum(both, dim=1))
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Sequence[Any]) -> list[float]:
         """Score, log and aggregate a batch: one reward per sample (NaN where nothing applies)."""

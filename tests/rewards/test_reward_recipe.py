@@ -132,3 +132,22 @@ def test_set_override_reaches_scorer_config(tmp_path):
     recipe = load_recipe(path, ["objectives.0.scorer.length.target=10", "aggregator={weighted_sum: {}}"])
     assert recipe.objectives[0].scorer.config.target == 10
     assert recipe.aggregator.type == "weighted_sum"
+
+
+def test_stage_references_in_scorer_configs_resolve_to_earlier_outputs(tmp_path):
+    from moalign.rewards import MultiObjectiveReward
+    from moalign.run_dir import RunDir
+    from moalign.stages.base import StageContext
+
+    recipe = load_recipe(
+        write(
+            tmp_path,
+            "name: d\nobjectives:\n  - {name: w, scorer: {python: {function: 'os.path:join', "
+            "kwargs: {extra: 'stage:reward_model/model'}}}}\n",
+        )
+    )
+    run = RunDir(tmp_path / "run")
+    (run.root / "01-reward_model" / "model").mkdir(parents=True)
+    ctx = StageContext(recipe=recipe, run=run, index=2, stage_type="grpo", model="m", seed=0)
+    reward = MultiObjectiveReward.for_stage(ctx)
+    assert reward.objectives[0].scorer.config.kwargs == {"extra": str(run.root / "01-reward_model" / "model")}

@@ -15,7 +15,8 @@ def read_jsonl(path):
 
 
 def recipe_with(objectives):
-    return SimpleNamespace(objectives=objectives, aggregator="weighted_sum", tag_dimensions=DEFAULT_TAG_DIMENSIONS)
+    recipe = SimpleNamespace(objectives=objectives, aggregator="weighted_sum", tag_dimensions=DEFAULT_TAG_DIMENSIONS)
+    return SimpleNamespace(recipe=recipe)
 
 
 def test_default_reward_sums_the_task_suite_objectives_by_hand():
@@ -36,7 +37,7 @@ def test_default_reward_sums_the_task_suite_objectives_by_hand():
 def test_recipe_objectives_replace_the_defaults(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("name: x\nobjectives:\n  - {name: lvl, scorer: {structure: {output: level}}, weight: 2}\n")
-    reward = B.build_reward(load_recipe(path))
+    reward = B.build_reward(SimpleNamespace(recipe=load_recipe(path)))
     assert reward.names == ["lvl"]
     assert reward(["p"], ["## a\n\n## b"]) == [8.0]  # level 4, weight 2
 

@@ -40,6 +40,17 @@ def stage_output(spec: str, ctx: StageContext | None) -> Path:
     raise UserError(f"dataset '{spec}': no earlier '{stage_type}' stage in this recipe")
 
 
+def resolve_stage_refs(value: Any, ctx: StageContext | None) -> Any:
+    """``value`` with every ``stage:TYPE/FILE`` string (at any depth of dicts and lists) resolved to its path."""
+    if isinstance(value, str) and value.startswith(STAGE_PREFIX):
+        return str(stage_output(value, ctx))
+    if isinstance(value, dict):
+        return {k: resolve_stage_refs(v, ctx) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_stage_refs(v, ctx) for v in value]
+    return value
+
+
 def load_dataset_spec(spec: str, *, split: str = "train", ctx: StageContext | None = None) -> Dataset:
     """Load a dataset spec (see module docstring) as a ``datasets.Dataset``."""
     from datasets import Dataset

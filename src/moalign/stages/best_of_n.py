@@ -67,11 +67,11 @@ DEFAULT_OBJECTIVES: tuple[dict[str, Any], ...] = (
 """The task suite's objectives, used when the recipe declares none (weight 1 each, summed)."""
 
 
-def build_reward(recipe: Any) -> MultiObjectiveReward:
-    """The recipe's multi-objective reward, or the task suite's default objectives with ``weighted_sum``."""
-    if recipe.objectives:
-        return MultiObjectiveReward.from_recipe(recipe)
-    return MultiObjectiveReward(DEFAULT_OBJECTIVES, "weighted_sum", tag_dimensions=recipe.tag_dimensions)
+def build_reward(ctx: Any) -> MultiObjectiveReward:
+    """The run's multi-objective reward, or the task suite's default objectives with ``weighted_sum``."""
+    if ctx.recipe.objectives:
+        return MultiObjectiveReward.for_stage(ctx)
+    return MultiObjectiveReward(DEFAULT_OBJECTIVES, "weighted_sum", tag_dimensions=ctx.recipe.tag_dimensions)
 
 
 def sample_ratings(
@@ -110,7 +110,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     records = load_records(config.dataset, config.split, limit=config.num_prompts)
     if not records:
         raise UserError(f"no prompts in split '{config.split}'", source=config.dataset)
-    reward = build_reward(ctx.recipe)
+    reward = build_reward(ctx)
     tokenizer, model = load_tokenizer(ctx.model), load_causal_lm(ctx.model)
     sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p)
     t0 = time.time()

@@ -20,7 +20,7 @@ def recipe_with(objectives):
 
 
 def test_default_reward_sums_the_task_suite_objectives_by_hand():
-    reward = B.build_reward(recipe_with([]))
+    reward = B.build_reward(recipe_with([]), B.BestOfNConfig())
     assert reward.names == ["constraints", "brevity", "structure"]
     prompts = ["<brevity 5> Say hi.", "Say hi."]
     completions = ["hi there", "hi, there"]
@@ -37,13 +37,13 @@ def test_default_reward_sums_the_task_suite_objectives_by_hand():
 def test_recipe_objectives_replace_the_defaults(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("name: x\nobjectives:\n  - {name: lvl, scorer: {structure: {output: level}}, weight: 2}\n")
-    reward = B.build_reward(SimpleNamespace(recipe=load_recipe(path)))
+    reward = B.build_reward(SimpleNamespace(recipe=load_recipe(path)), B.BestOfNConfig())
     assert reward.names == ["lvl"]
     assert reward(["p"], ["## a\n\n## b"]) == [8.0]  # level 4, weight 2
 
 
 def test_sample_ratings_measure_dimensions_and_bin_scores():
-    objs = B.build_reward(recipe_with([])).objectives
+    objs = B.build_reward(recipe_with([]), B.BestOfNConfig()).objectives
     ratings = B.sample_ratings(
         "## A\n- a\n- b\n\n## B\nok", {"constraints": 0.5, "brevity": 1.0, "structure": 0.0}, objs, num_classes=5
     )
@@ -105,3 +105,15 @@ def test_stage_is_deterministic_for_the_recipe_seed(tmp_path, tiny_llama_dir):
         run = run_recipe(load_recipe(recipe))
         texts.append([s["response"] for s in read_jsonl(run.root / "01-best_of_n" / "samples.jsonl")])
     assert texts[0] == texts[1]
+
+
+def test_stage_objectives_override_the_recipe(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "name: x\nobjectives:\n  - {name: lvl, scorer: {structure: {output: level}}}\n"
+        "stages:\n  - best_of_n:\n      objectives: [{name: words, scorer: length, weight: 0.5}]\n"
+        "      aggregator: weighted_sum\n"
+    )
+    recipe = load_recipe(path)
+    reward = B.build_reward(SimpleNamespace(recipe=recipe), recipe.stages[0].config)
+    assert reward.names == ["words"]

@@ -157,16 +157,22 @@ class MultiObjectiveReward:
 
     @classmethod
     def for_stage(
-        cls, ctx: Any, objectives: Sequence[Any] | None = None, *, log: MetricsLogger | None = None
+        cls,
+        ctx: Any,
+        objectives: Sequence[Any] | None = None,
+        aggregator: Any = None,
+        *,
+        log: MetricsLogger | None = None,
     ) -> MultiObjectiveReward:
-        """The reward a stage of a run uses: the recipe's objectives (or ``objectives``), with
-        ``stage:TYPE/FILE`` references in scorer configs (e.g. a reward model trained earlier in the
-        run) resolved to that stage's output."""
+        """The reward a stage of a run uses: the recipe's objectives and aggregator (or the stage's own),
+        with ``stage:TYPE/FILE`` references in scorer configs (e.g. a reward model trained earlier in
+        the run) resolved to that stage's output."""
         from moalign.data.specs import resolve_stage_refs
 
         raw = ctx.recipe.objectives if objectives is None else objectives
         entries = [resolve_stage_refs(o.model_dump(mode="json") if hasattr(o, "model_dump") else o, ctx) for o in raw]
-        return cls(entries, ctx.recipe.aggregator, tag_dimensions=ctx.recipe.tag_dimensions, log=log)
+        aggregator = ctx.recipe.aggregator if aggregator is None else aggregator
+        return cls(entries, aggregator, tag_dimensions=ctx.recipe.tag_dimensions, log=log)
 
     # -- scoring ---------------------------------------------------------------------------------
 

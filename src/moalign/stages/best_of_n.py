@@ -23,11 +23,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from moalign.atomic import atomic_write_json, atomic_write_text
 from moalign.config.base import StrictModel
-from moalign.config.recipe import ObjectiveConfig
+from moalign.config.recipe import ObjectiveConfig, PluginSpec, plugin_spec
 from moalign.data.constraints import check_constraints, parse_constraints
 from moalign.data.dimensions import DIMENSIONS, LEVELS
 from moalign.data.pairs import best_index, best_worst_pair
@@ -57,6 +57,17 @@ class BestOfNConfig(StrictModel):
     """Smallest best-minus-worst total score for a preference pair."""
     rating_classes: int = Field(5, ge=2, le=10)
     """Intensity classes per rating dimension (5: seed 002's DataType 4; 2: DataType 2)."""
+    objectives: list[ObjectiveConfig] | None = None
+    """This stage's own ranking objectives (default: the recipe's; the task suite's three if it has none)."""
+    aggregator: PluginSpec | None = None
+    """With ``objectives``: how they combine (default ``weighted_sum``)."""
+
+    @field_validator("aggregator", mode="before")
+    @classmethod
+    def _aggregator(cls, raw: Any) -> PluginSpec | None:
+        from moalign.rewards.aggregators import AGGREGATORS
+
+        return None if raw is None else plugin_spec(AGGREGATORS, raw)
 
 
 DEFAULT_OBJECTIVES: tuple[dict[str, Any], ...] = (
@@ -67,8 +78,10 @@ DEFAULT_OBJECTIVES: tuple[dict[str, Any], ...] = (
 """The task suite's objectives, used when the recipe declares none (weight 1 each, summed)."""
 
 
-def build_reward(ctx: Any) -> MultiObjectiveReward:
-    """The run's multi-objective reward, or the task suite's default objectives with ``weighted_sum``."""
+def build_reward(ctx: Any, config: BestOfNConfig) -> MultiObjectiveReward:
+    """The ranking reward: the stage's objectives, else the recipe's, else the task suite's defaults."""
+    if config.objectives:
+        return MultiObjectiveReward.for_stage(ctx, config.objectives, config.aggregator or "weighted_sum")
     if ctx.recipe.objectives:
         return MultiObjectiveReward.for_stage(ctx)
     return MultiObjectiveReward(DEFAULT_OBJECTIVES, "weighted_sum", tag_dimensions=ctx.recipe.tag_dimensions)
@@ -110,7 +123,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     records = load_records(config.dataset, config.split, limit=config.num_prompts)
     if not records:
         raise UserError(f"no prompts in split '{config.split}'", source=config.dataset)
-    reward = build_reward(ctx)
+    reward = build_reward(ctx, config)
     tokenizer, model = load_tokenizer(ctx.model), load_causal_lm(ctx.model)
     sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p)
     t0 = time.time()

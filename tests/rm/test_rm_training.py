@@ -7,11 +7,12 @@ import pytest
 import torch
 
 import moalign.rm as rm
-from moalign.rm.config import LoraSettings, RewardModelConfig
+from moalign.rm.config import RewardModelConfig
 from moalign.rm.data import load_rated
 from moalign.rm.evaluation import evaluate_rated
 from moalign.rm.labels import resolve_bins
 from moalign.rm.training import split_by_prompt, train_reward_model
+from moalign.training.args import LoraSpec
 
 FILLER = "the a of to and in it is was for on with as at by this that from or an be".split()
 TONE = {1: "awful", 2: "fine", 3: "superb"}  # tone: 3 classes, set by a keyword
@@ -98,7 +99,7 @@ def test_lora_and_joint_softmax_options_train_and_save_a_plain_model(tmp_path, t
         max_steps=3,
         per_device_train_batch_size=8,
         validation_fraction=0,
-        peft=LoraSettings(r=4, target_modules=["query", "value"]),
+        peft=LoraSpec(r=4, target_modules=["query", "value"]),
     )
     before = {
         n: p.clone()

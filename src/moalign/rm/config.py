@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 
 from moalign.config.base import StrictModel
 from moalign.rm.labels import DATATYPES, Bins, preset_name
+from moalign.training.args import LoraSpec
 
 
 class ColumnMap(StrictModel):
@@ -29,15 +30,6 @@ class ColumnMap(StrictModel):
     chosen: str = "chosen"
     rejected: str = "rejected"
     explode: str | None = None
-
-
-class LoraSettings(StrictModel):
-    """LoRA on the backbone (the heads are always trained in full); merged into the saved weights."""
-
-    r: int = Field(16, ge=1)
-    lora_alpha: int = 32
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: str | list[str] = "all-linear"
 
 
 class RewardModelConfig(StrictModel):
@@ -78,7 +70,8 @@ class RewardModelConfig(StrictModel):
     metric_for_best_model: Literal["loss", "intensity_accuracy", "preference_accuracy"] = "loss"
     bf16: bool | None = None
     """None: bf16 autocast where the GPU supports it, float32 on CPU."""
-    peft: LoraSettings | None = None
+    peft: LoraSpec | None = None
+    """LoRA on the backbone (the heads are always trained in full); merged into the saved weights."""
     seed: int | None = None
     """None: the recipe's seed."""
 

@@ -146,15 +146,9 @@ def train_reward_model(
         config.backbone, dimensions, pooling=config.pooling, max_length=config.max_length
     )
     if config.peft is not None:
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        lora = LoraConfig(
-            r=config.peft.r,
-            lora_alpha=config.peft.lora_alpha,
-            lora_dropout=config.peft.lora_dropout,
-            target_modules=config.peft.target_modules,
-        )
-        model.backbone = get_peft_model(model.backbone, lora)
+        model.backbone = get_peft_model(model.backbone, config.peft.to_peft(task_type=None))
     use_bf16 = _use_bf16(config.bf16)
     accelerator = Accelerator(
         mixed_precision="bf16" if use_bf16 else "no",

@@ -22,7 +22,7 @@ class LoraSpec(StrictModel):
     lora_dropout: float = 0.05
     target_modules: list[str] | str = "all-linear"
 
-    def to_peft(self) -> Any:
+    def to_peft(self, task_type: str | None = "CAUSAL_LM") -> Any:
         from peft import LoraConfig
 
         return LoraConfig(
@@ -30,7 +30,7 @@ class LoraSpec(StrictModel):
             lora_alpha=self.lora_alpha,
             lora_dropout=self.lora_dropout,
             target_modules=self.target_modules,
-            task_type="CAUSAL_LM",
+            task_type=task_type,
         )
 
 

@@ -139,6 +139,105 @@ def models_pull(
     typer.echo(resolve_model(spec))
 
 
+def _judge_spec(judge: str | None) -> Any:
+    """``--judge``: a scorer name, or a YAML/JSON mapping ``{name: {config}}``."""
+    import yaml
+
+    if judge is None:
+        return None
+    try:
+        parsed = yaml.safe_load(judge)
+    except yaml.YAMLError as exc:
+        raise UserError(f"--judge: not a scorer name or a YAML mapping: {exc}") from None
+    return parsed if isinstance(parsed, dict) else judge
+
+
+@app.command(name="eval")
+def eval_command(
+    more_models: Annotated[list[str] | None, typer.Argument(help="Candidate model specs (also via --models).")] = None,
+    models: Annotated[
+        list[str] | None, typer.Option("--models", help="Candidate models: --models A B, or NAME=SPEC.")
+    ] = None,
+    reference: Annotated[str, typer.Option(help="The model candidates are judged against.")] = (
+        "builtin:smollm2-135m-instruct"
+    ),
+    dataset: Annotated[str, typer.Option(help="Prompt set: builtin:NAME, a file or a hub id.")] = "builtin:ifeval-lite",
+    split: Annotated[str, typer.Option(help="Split of the prompt set.")] = "test",
+    num_samples: Annotated[int, typer.Option(help="Prompts evaluated (the split's first ones).")] = 64,
+    decoding: Annotated[str, typer.Option(help="greedy | sampled (T 0.6, top-p 0.95) | beam (4, lp 0.9).")] = "greedy",
+    judge: Annotated[
+        str | None, typer.Option(help="Scorer name or YAML mapping, e.g. '{perplexity: {}}'; default: task objectives.")
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Generation budget per response.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Prompts per generation batch.")] = 8,
+    controllability: Annotated[
+        list[str] | None, typer.Option("--controllability", help="Tag dimension to sweep (repeatable).")
+    ] = None,
+    control_prompts: Annotated[int, typer.Option(help="Base prompts per controllability sweep.")] = 8,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    cache: Annotated[bool, typer.Option(help="Reuse cached generations ($MOALIGN_HOME/generations).")] = True,
+    output: Annotated[Path, typer.Option(help="Output directory (metrics.json, samples.jsonl, report.html).")] = Path(
+        "eval"
+    ),
+) -> None:
+    """Generate with candidate models and a reference, judge, and write metrics, samples and report.html."""
+    from pydantic import ValidationError
+
+    from moalign.eval import ControllabilityConfig, EvalSettings, GenerationCache, evaluate
+    from moalign.eval.evaluate import labelled_models
+    from moalign.report import build_report
+
+    specs = [*(models or []), *(more_models or [])]
+    if not specs:
+        raise UserError("eval: name at least one candidate model (--models A B)")
+    try:
+        settings = EvalSettings(
+            dataset=dataset,
+            split=split,
+            num_samples=num_samples,
+            decoding=decoding,  # type: ignore[arg-type]
+            judge=_judge_spec(judge),
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            seed=seed,
+            controllability=(
+                ControllabilityConfig(dimensions=controllability, num_prompts=control_prompts)
+                if controllability
+                else None
+            ),
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UserError(f"eval: {problems}") from None
+    candidates = labelled_models(specs)
+    evaluate(candidates, reference, settings, output, cache=GenerationCache() if cache else None)
+    typer.echo(f"evaluation written to {output} (report: {build_report(output)})")
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="A run directory or an eval output directory.")]) -> None:
+    """(Re)build report.html from a run directory alone (evaluations and training metrics)."""
+    from moalign.report import build_report
+
+    typer.echo(f"report written to {build_report(run_dir)}")
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (or eval output directories).")],
+    html: Annotated[Path | None, typer.Option(help="Also write the table as an HTML page here.")] = None,
+) -> None:
+    """One table across runs: method, average reward, difference, win rate, BLEU-4, perplexity (markdown)."""
+    from moalign.atomic import atomic_write_text
+    from moalign.report import compare_rows, html_table, markdown_table
+
+    rows, warnings = compare_rows(runs)
+    typer.echo(markdown_table(rows, warnings), nl=False)
+    if html is not None:
+        atomic_write_text(html, html_table(rows, warnings))
+        typer.echo(f"HTML table written to {html}")
+
+
 def _stage_command(stage: str) -> Any:
     def command(
         recipe: Annotated[
@@ -172,10 +271,16 @@ def _stage_command(stage: str) -> Any:
     return command
 
 
+DEDICATED_COMMANDS = {"eval"}
+"""Stages whose command line is a dedicated command rather than the generic ``--set`` one."""
+
+
 def _register_stage_commands() -> None:
     from moalign.stages import STAGES
 
     for stage in STAGES:
+        if stage in DEDICATED_COMMANDS:
+            continue
         app.command(name=stage.replace("_", "-"))(_stage_command(stage))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,8 @@ def generate(
 ) -> list[list[Generation]]:
     """Generate ``num_return_sequences`` completions per prompt; returns one list per prompt.
 
-    Prompts are sorted by length and batched with left padding, so little compute goes to padding.
+    Prompts are sorted by length and batched with left padding, so little compute goes to padding; the
+    progress bar shows generated tokens per second.
     """
     from tqdm.auto import tqdm
 
@@ -80,7 +82,9 @@ def generate(
     eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
     try:
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        for batch in tqdm(batches, desc=desc, unit="batch", disable=not progress):
+        bar = tqdm(batches, desc=desc, unit="batch", disable=not progress)
+        t0, tokens = time.perf_counter(), 0
+        for batch in bar:
             enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(model.device) for k, v in enc.items()}
             seqs = model.generate(
@@ -96,6 +100,8 @@ def generate(
                 text = tokenizer.decode(ids[:n], skip_special_tokens=True)
                 index = batch[row // num_return_sequences]
                 out[index].append(Generation(prompt_index=index, text=text, num_tokens=n, token_ids=kept))
+                tokens += n
+            bar.set_postfix(tok_s=f"{tokens / max(time.perf_counter() - t0, 1e-9):.1f}", refresh=False)
     finally:
         tokenizer.padding_side = padding_side
         model.train(was_training)

@@ -16,3 +16,17 @@ def leave_one_out_advantages(rewards: torch.Tensor) -> torch.Tensor:
         raise ValueError("leave-one-out needs at least 2 samples per group")
     others_mean = (rewards.sum(dim=-1, keepdim=True) - rewards) / (k - 1)
     return rewards - others_mean
+
+
+def group_advantages(rewards: torch.Tensor, scale: bool = False, eps: float = 1e-4) -> torch.Tensor:
+    """GRPO's group-relative advantage (Shao et al. 2024, section 4.1.2): ``A_i = (R_i - mean_j R_j) / std_j R_j``.
+
+    rewards: ``[B, k]`` (k samples per prompt). ``scale=False`` drops the division by the group's std
+    (Dr. GRPO; TRL's ``scale_rewards="none"``). The std is the sample std (TRL's ``nanstd``) plus ``eps``.
+    Returns ``[B, k]``. For k >= 2, ``leave_one_out_advantages = k / (k - 1) * group_advantages(scale=False)``.
+    """
+    centred = rewards - rewards.mean(dim=-1, keepdim=True)
+    if not scale:
+        return centred
+    std = rewards.std(dim=-1, keepdim=True) if rewards.shape[-1] > 1 else torch.zeros_like(centred[..., :1])
+    return centred / (std + eps)

@@ -24,3 +24,20 @@ def dpo_loss(
     rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps)
     losses = -F.logsigmoid(chosen_rewards - rejected_rewards)
     return losses, chosen_rewards.detach(), rejected_rewards.detach()
+
+
+def best_worst_pairs(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Online DPO's pair per prompt (seed 002 section 3.3; Guo et al. 2024): the best and the worst sample.
+
+    rewards: ``[B, k]`` aggregated rewards of k samples per prompt (NaN: no objective applied, never
+    picked). Returns ``(chosen [B], rejected [B], valid [B])``: column indices of the highest and the
+    lowest reward (first occurrence on ties) and whether the pair carries a preference (two scored
+    samples with different rewards). With k = 2 this is the two-sample comparison of TRL's online DPO.
+    """
+    valid = ~torch.isnan(rewards)
+    high = torch.where(valid, rewards, torch.full_like(rewards, float("-inf")))
+    low = torch.where(valid, rewards, torch.full_like(rewards, float("inf")))
+    chosen, rejected = high.argmax(dim=-1), low.argmin(dim=-1)
+    rows = torch.arange(rewards.shape[0], device=rewards.device)
+    usable = (valid.sum(dim=-1) >= 2) & (high[rows, chosen] > low[rows, rejected])
+    return chosen, rejected, usable

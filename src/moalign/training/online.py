@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,6 +20,7 @@ from moalign.config.base import StrictModel
 from moalign.errors import UserError
 from moalign.generation import SamplingConfig
 from moalign.training.args import LoraSpec, accelerator_available, resolve_bf16
+from moalign.training.logprobs import join_prompt_completion, token_logps
 from moalign.training.rollout import Rollout, sample_rollout
 
 
@@ -48,13 +50,83 @@ class OnlineStageConfig(StrictModel):
     logging_steps: int = Field(1, gt=0)
     generation_batch_size: int = Field(16, gt=0)
     peft: LoraSpec | None = None
+    kl_bound: float | None = Field(None, gt=0.0)
+    """Stop once the per-token KL to the reference passes this (stages that keep a reference)."""
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(max_new_tokens=self.max_completion_length, temperature=self.temperature, top_p=self.top_p)
 
 
-StepLoss = Callable[[Any, Rollout, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
-"""``loss(model, rollout, rewards[B*k]) -> (scalar loss, metrics)``."""
+StepLoss = Callable[[Any, "ScoredRollout", torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+"""``loss(model, samples, rewards[N]) -> (scalar loss, metrics)``; ``samples`` is a :class:`ScoredRollout`
+(a :class:`Rollout`, so a loss may read only the text and ids)."""
+
+Prepare = Callable[[Any, "ScoredRollout"], "ScoredRollout"]
+"""A stage's no-grad pass over a fresh rollout before its updates (e.g. PPO's values and GAE)."""
+
+
+@dataclass
+class ScoredRollout(Rollout):
+    """A rollout with its rewards and the padded tensors every loss needs (on the training device).
+
+    Row ``i`` is sample ``i``; the per-token tensors ``[N, T-1]`` are aligned with the predicted
+    tokens ``input_ids[:, 1:]`` and are 0 off the completion.
+    """
+
+    rewards: torch.Tensor | None = None
+    """``[N]`` aggregated rewards (NaN: no objective applied)."""
+    input_ids: torch.Tensor | None = None
+    attention_mask: torch.Tensor | None = None
+    completion_mask: torch.Tensor | None = None
+    """``[N, T]``: 1 on completion tokens."""
+    old_logps: torch.Tensor | None = None
+    """``[N, T-1]`` per-token log-probs under the policy that sampled (with a reference or several epochs)."""
+    ref_logps: torch.Tensor | None = None
+    """``[N, T-1]`` per-token log-probs under the frozen reference (``reference=True``)."""
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Per-sample tensors (first dimension N) a stage's ``prepare`` adds: values, advantages..."""
+
+    @property
+    def token_mask(self) -> torch.Tensor:
+        """``[N, T-1]``: 1 where the predicted token is a completion token."""
+        assert self.completion_mask is not None
+        return self.completion_mask[:, 1:]
+
+    def rows(self, index: list[int]) -> ScoredRollout:
+        """The minibatch of samples ``index`` (groups are not kept together: ``group_size`` becomes 1)."""
+        idx = torch.tensor(index, dtype=torch.long)
+
+        def take(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[idx.to(t.device)]
+
+        return ScoredRollout(
+            prompts=[self.prompts[i] for i in index],
+            completions=[self.completions[i] for i in index],
+            prompt_ids=[self.prompt_ids[i] for i in index],
+            completion_ids=[self.completion_ids[i] for i in index],
+            columns={k: [v[i] for i in index] for k, v in self.columns.items()},
+            group_size=1,
+            rewards=take(self.rewards),
+            input_ids=take(self.input_ids),
+            attention_mask=take(self.attention_mask),
+            completion_mask=take(self.completion_mask),
+            old_logps=take(self.old_logps),
+            ref_logps=take(self.ref_logps),
+            extra={k: v[idx.to(v.device)] for k, v in self.extra.items()},
+        )
+
+
+def sample_token_logps(model: Any, samples: ScoredRollout) -> torch.Tensor:
+    """``[N, T-1]`` log-probs of the predicted tokens under ``model``, 0 off the completion."""
+    assert samples.input_ids is not None
+    logits = model(input_ids=samples.input_ids, attention_mask=samples.attention_mask).logits[:, :-1]
+    return token_logps(logits, samples.input_ids[:, 1:]) * samples.token_mask.to(torch.float32)
+
+
+def clipped_ratio(completion_ids: list[list[int]], max_length: int, eos_ids: set[int]) -> float:
+    """Share of completions that hit ``max_length`` without an end-of-turn token (truncated)."""
+    clipped = [len(c) >= max_length and (not c or c[-1] not in eos_ids) for c in completion_ids]
+    return sum(clipped) / max(len(clipped), 1)
 
 
 def prompt_batches(records: list[dict[str, Any]], batch_size: int, seed: int):
@@ -66,8 +138,26 @@ def prompt_batches(records: list[dict[str, Any]], batch_size: int, seed: int):
             yield [records[i] for i in order[start : start + batch_size]]
 
 
-def train_online(ctx: Any, config: OnlineStageConfig, step_loss: StepLoss) -> str:
-    """Run the loop for ``config.max_steps`` steps; return the saved final checkpoint directory."""
+def train_online(
+    ctx: Any,
+    config: OnlineStageConfig,
+    step_loss: StepLoss,
+    *,
+    reference: bool = False,
+    prepare: Prepare | None = None,
+    wrap_policy: Callable[[Any], torch.nn.Module] | None = None,
+    epochs: int = 1,
+    minibatches: int = 1,
+) -> str:
+    """Run the loop for ``config.max_steps`` steps; return the saved final checkpoint directory.
+
+    ``reference``: keep a frozen copy of the starting model (with LoRA: the adapters disabled) and
+    compute ``ref_logps``; the KL to it is then logged each step and ``config.kl_bound`` can stop the
+    run. ``prepare`` runs once per rollout (no grad). ``wrap_policy(lm)`` returns the module that is
+    trained in place of the LM (it must keep the LM as ``.policy``; e.g. a value head on top); the
+    LM alone generates and is saved. Each rollout is used for ``epochs`` passes of ``minibatches``
+    shuffled minibatches, one optimizer step each; the learning-rate schedule advances once per step.
+    """
     from accelerate import Accelerator
     from transformers import get_scheduler
 
@@ -78,6 +168,8 @@ def train_online(ctx: Any, config: OnlineStageConfig, step_loss: StepLoss) -> st
 
     if not ctx.recipe.objectives:
         raise UserError(f"stage {ctx.index:02d}-{ctx.stage_type} needs the recipe's 'objectives' to score samples")
+    if config.kl_bound is not None and not reference:
+        raise UserError(f"stage {ctx.stage_type} keeps no reference model: kl_bound does not apply")
     records = first(load_dataset_spec(config.dataset, split=config.split, ctx=ctx), config.num_samples).to_list()
     if len(records) < config.per_device_train_batch_size:
         raise UserError(
@@ -93,19 +185,28 @@ def train_online(ctx: Any, config: OnlineStageConfig, step_loss: StepLoss) -> st
         gradient_accumulation_steps=config.gradient_accumulation_steps,
     )
     tokenizer = load_tokenizer(ctx.model)
-    model = load_causal_lm(ctx.model)
+    lm = load_causal_lm(ctx.model)
     if config.peft is not None:
         from peft import get_peft_model
 
-        model = get_peft_model(model, config.peft.to_peft())
+        lm = get_peft_model(lm, config.peft.to_peft())
+    ref_model = None
+    if reference and config.peft is None:
+        ref_model = load_causal_lm(ctx.model).to(accelerator.device).eval().requires_grad_(False)
+    model = wrap_policy(lm) if wrap_policy is not None else lm
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_scheduler(config.lr_scheduler_type, optimizer, config.warmup_steps, config.max_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    policy = accelerator.unwrap_model(model)
+    policy = policy.policy if wrap_policy is not None else policy
+    eos = policy.generation_config.eos_token_id
+    eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
 
     step = 0
     reward = MultiObjectiveReward.from_recipe(ctx.recipe, log=lambda m: ctx.log(m, step=step))
     batches = prompt_batches(records, config.per_device_train_batch_size, ctx.seed)
+    shuffle = torch.Generator().manual_seed(ctx.seed)
     from tqdm.auto import tqdm
 
     for step in tqdm(range(1, config.max_steps + 1), desc=f"{ctx.stage_type}", unit="step"):
@@ -114,7 +215,7 @@ def train_online(ctx: Any, config: OnlineStageConfig, step_loss: StepLoss) -> st
         t0 = time.perf_counter()
         with accelerator.autocast():
             rollout = sample_rollout(
-                accelerator.unwrap_model(model),
+                policy,
                 tokenizer,
                 [r["prompt"] for r in rows],
                 columns,
@@ -124,16 +225,48 @@ def train_online(ctx: Any, config: OnlineStageConfig, step_loss: StepLoss) -> st
             )
         t_gen = time.perf_counter() - t0
         rewards = torch.tensor(reward(rollout.prompts, rollout.completions, **rollout.columns), dtype=torch.float32)
+        ids, attn, comp = join_prompt_completion(rollout.prompt_ids, rollout.completion_ids, 0)
+        samples = ScoredRollout(
+            **vars(rollout),
+            rewards=rewards.to(accelerator.device),
+            input_ids=ids.to(accelerator.device),
+            attention_mask=attn.to(accelerator.device),
+            completion_mask=comp.to(accelerator.device),
+        )
+        safety: dict[str, float] = {}
+        if reference or epochs > 1 or prepare is not None:
+            with torch.no_grad(), accelerator.autocast():
+                samples.old_logps = sample_token_logps(policy, samples)
+                if reference:
+                    if ref_model is not None:
+                        samples.ref_logps = sample_token_logps(ref_model, samples)
+                    else:
+                        with policy.disable_adapter():
+                            samples.ref_logps = sample_token_logps(policy, samples)
+                if prepare is not None:
+                    samples = prepare(model, samples)
+        if samples.ref_logps is not None and samples.old_logps is not None:
+            log_ratio = samples.old_logps - samples.ref_logps  # k1 estimate of KL(pi || pi_ref) per token
+            mask = samples.token_mask.to(log_ratio.dtype)
+            safety["kl"] = ((log_ratio * mask).sum() / mask.sum().clamp(min=1)).item()
+            safety["kl/sequence"] = (log_ratio * mask).sum(-1).mean().item()
         model.train()
-        with accelerator.accumulate(model):
-            with accelerator.autocast():
-                loss, metrics = step_loss(model, rollout, rewards)
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and config.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
+        metrics: dict[str, float] = {}
+        n = len(samples.completions)
+        for _ in range(epochs):
+            order = torch.randperm(n, generator=shuffle).tolist() if minibatches > 1 else list(range(n))
+            for chunk in range(minibatches):
+                part = samples if minibatches == 1 else samples.rows(order[chunk::minibatches])
+                assert part.rewards is not None
+                with accelerator.accumulate(model):
+                    with accelerator.autocast():
+                        loss, metrics = step_loss(model, part, part.rewards)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and config.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(params, config.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad()
+        scheduler.step()
         if step % config.logging_steps == 0 or step == config.max_steps:
             lengths = [len(c) for c in rollout.completion_ids]
             ctx.log(
@@ -142,10 +275,15 @@ def train_online(ctx: Any, config: OnlineStageConfig, step_loss: StepLoss) -> st
                     "train/learning_rate": scheduler.get_last_lr()[0],
                     "gen/tokens_per_s": rollout.num_tokens / max(t_gen, 1e-9),
                     "gen/mean_length": sum(lengths) / len(lengths),
+                    "gen/clipped_ratio": clipped_ratio(rollout.completion_ids, config.max_completion_length, eos_ids),
                     "time/generation_s": t_gen,
                     "time/step_s": time.perf_counter() - t0,
+                    **safety,
                     **metrics,
                 },
                 step=step,
             )
-    return str(save_final_model(accelerator.unwrap_model(model), tokenizer, ctx.dir / "model"))
+        if config.kl_bound is not None and safety.get("kl", 0.0) > config.kl_bound:
+            ctx.log({"safety/kl_stop": safety["kl"]}, step=step)
+            break
+    return str(save_final_model(policy, tokenizer, ctx.dir / "model"))

@@ -1,0 +1,340 @@
+"""One evaluation: generate with candidate models and a reference, judge every response, compute metrics.
+
+Outputs, written atomically into the output directory:
+
+- ``metrics.json``: the settings, and per model its judge reward (mean, per objective), win rate
+  against the reference (wins, ties, losses, N, rate, bootstrap 95% interval), mean reward difference
+  to the reference, response length statistics, BLEU-1/2/4 and perplexity where the set has reference
+  responses, generation speed; plus controllability curves when asked for;
+- ``samples.jsonl``: one line per prompt with every model's response, token count and judge scores.
+
+The judge is any scorer of the reward layer, configured like an objective's ``scorer``; by default the
+run's objectives aggregated (the task suite's verifier + brevity + structure when there are none).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, field_validator
+
+from moalign.atomic import atomic_write_json, atomic_write_text
+from moalign.config.base import StrictModel
+from moalign.config.recipe import PluginSpec, plugin_spec
+from moalign.errors import UserError
+from moalign.eval.controllability import ControllabilityConfig, controllability
+from moalign.eval.generations import GenerationCache, GenerationRun, cached_generate
+from moalign.eval.metrics import bleu_scores, corpus_perplexity, length_stats, mean, win_rate
+from moalign.eval.presets import DecodingPreset, decoding_preset
+
+if TYPE_CHECKING:
+    from moalign.rewards import MultiObjectiveReward
+    from moalign.stages.base import StageContext
+
+METRICS_FILE = "metrics.json"
+SAMPLES_FILE = "samples.jsonl"
+EVAL_KIND = "moalign-eval"
+"""``metrics.json["kind"]``: how reports recognise an evaluation's metrics file."""
+REFERENCE_COLUMNS = ("reference", "completion", "chosen", "response", "output")
+"""Columns read, in order, as a record's reference response (BLEU, perplexity) when none is named."""
+
+
+class EvalSettings(StrictModel):
+    """What to evaluate on and how: prompts, decoding, judge, controllability."""
+
+    dataset: str = "builtin:ifeval-lite"
+    split: str = "test"
+    num_samples: int = Field(64, ge=1)
+    """Prompts evaluated (the split's first ones, always the same)."""
+    decoding: DecodingPreset = "greedy"
+    """``greedy``; ``sampled`` (T 0.6, top-p 0.95); ``beam`` (width 4, length penalty 0.9), seed 004 section 4.5."""
+    max_new_tokens: int = Field(128, ge=1)
+    batch_size: int = Field(8, ge=1)
+    judge: PluginSpec | None = None
+    """A scorer, as an objective's ``scorer``: a name or ``{name: {config}}``. Default: the run's objectives."""
+    reference_column: str | None = None
+    """Column holding reference responses (BLEU, perplexity); default: the first of ``REFERENCE_COLUMNS``."""
+    perplexity: bool = True
+    """Compute each model's perplexity on the reference responses, where the set has them."""
+    controllability: ControllabilityConfig | None = None
+    bootstrap_resamples: int = Field(1000, ge=10)
+    seed: int = 0
+
+    @field_validator("judge", mode="before")
+    @classmethod
+    def _validate_judge(cls, raw: Any) -> PluginSpec | None:
+        from moalign.rewards import SCORERS
+
+        return None if raw is None else plugin_spec(SCORERS, raw)
+
+
+def judge_reward(judge: PluginSpec | str | Mapping[str, Any] | None, recipe: Any = None) -> MultiObjectiveReward:
+    """The judge as a reward: one objective named after the scorer, or (``judge=None``) the recipe's
+    objectives aggregated, or the task suite's default objectives when there is no recipe."""
+    from moalign.rewards import SCORERS, MultiObjectiveReward
+    from moalign.stages.best_of_n import DEFAULT_OBJECTIVES, build_reward
+
+    if judge is None:
+        reward = build_reward(recipe) if recipe is not None else MultiObjectiveReward(DEFAULT_OBJECTIVES)
+    else:
+        try:
+            spec = plugin_spec(SCORERS, judge)
+        except ValueError as exc:
+            raise UserError(f"judge: {exc}") from None
+        tags = recipe.tag_dimensions if recipe is not None else None
+        reward = MultiObjectiveReward([{"name": spec.type, "scorer": spec}], "weighted_sum", tag_dimensions=tags)
+    reward.train = False
+    return reward
+
+
+def load_eval_records(dataset: str, split: str, num: int, ctx: StageContext | None = None) -> list[dict[str, Any]]:
+    """The first ``num`` records of the split (any dataset spec of :mod:`moalign.data.specs`)."""
+    from moalign.data.specs import load_dataset_spec
+
+    data = load_dataset_spec(dataset, split=split, ctx=ctx)
+    if "prompt" not in data.column_names:
+        raise UserError(f"no 'prompt' column (columns: {', '.join(data.column_names)})", source=dataset)
+    records = data.select(range(min(num, len(data)))).to_list()
+    if not records:
+        raise UserError(f"no prompts in split '{split}'", source=dataset)
+    return records
+
+
+def reference_texts(records: Sequence[Mapping[str, Any]], column: str | None = None) -> list[str | None]:
+    """Each record's reference response (a string, or the last message of a chat), None where it has none."""
+    from moalign.rewards.objectives import message_text
+
+    names = [column] if column else [c for c in REFERENCE_COLUMNS if any(r.get(c) for r in records)][:1]
+    out: list[str | None] = []
+    for r in records:
+        value = r.get(names[0]) if names else None
+        try:
+            out.append(message_text(value, "assistant") if value else None)
+        except TypeError:
+            out.append(None)
+    return out
+
+
+def reference_perplexity(spec: str, prompts: Sequence[str], references: Sequence[str], batch_size: int = 8) -> float:
+    """Perplexity of model ``spec`` on the reference responses (each given its prompt in the chat
+    template, end-of-sequence token included): ``exp`` of the token-weighted mean NLL."""
+    from moalign.rewards.scorers.perplexity import ReferenceLM
+
+    lm = ReferenceLM(spec, None)
+    prompt_ids = [lm.prompt_ids(p, "chat") for p in prompts]
+    completion_ids = [lm.completion_ids(r) for r in references]
+    nlls = lm.mean_nll(prompt_ids, completion_ids, batch_size)
+    return corpus_perplexity(nlls, [len(c) for c in completion_ids])
+
+
+def unique_labels(specs: Sequence[str]) -> list[str]:
+    """Short display names for model specs: the last path part, suffixed ``-2``, ``-3`` when repeated."""
+    out: list[str] = []
+    for spec in specs:
+        base = spec.rstrip("/").split("/")[-1].removeprefix("builtin:") or spec
+        label, k = base, 2
+        while label in out:
+            label, k = f"{base}-{k}", k + 1
+        out.append(label)
+    return out
+
+
+def labelled_models(items: Sequence[str]) -> dict[str, str]:
+    """``{label: spec}`` from ``SPEC`` or ``LABEL=SPEC`` items; unlabelled specs get :func:`unique_labels` names."""
+    pairs = [item.split("=", 1) if "=" in item else [None, item] for item in items]
+    auto = iter(unique_labels([spec for label, spec in pairs if label is None]))
+    out: dict[str, str] = {}
+    for label, spec in pairs:
+        name = label or next(auto)
+        if name in out or name == "reference":
+            raise UserError(f"model label '{name}' is used twice (or is 'reference'); label models as NAME=SPEC")
+        out[name] = spec
+    return out
+
+
+def _round(x: float | None, digits: int = 4) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(x, digits)
+
+
+def _stats(values: Sequence[float]) -> dict[str, float | None]:
+    return {k: _round(v) for k, v in length_stats(values).items()}
+
+
+def evaluate(
+    candidates: Mapping[str, str],
+    reference: str,
+    settings: EvalSettings,
+    output_dir: str | Path,
+    *,
+    records: Sequence[Mapping[str, Any]] | None = None,
+    judge: MultiObjectiveReward | None = None,
+    tag_dimensions: Mapping[str, Any] | None = None,
+    cache: GenerationCache | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``candidates`` (``{label: model spec}``) against the ``reference`` model spec and write
+    ``metrics.json`` and ``samples.jsonl`` into ``output_dir`` (see the module docstring); returns the metrics."""
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if records is None:
+        records = load_eval_records(settings.dataset, settings.split, settings.num_samples)
+    judge = judge if judge is not None else judge_reward(settings.judge)
+    sampling = decoding_preset(settings.decoding, settings.max_new_tokens)
+    prompts = [str(r["prompt"]) for r in records]
+    keys = [k for k in dict.fromkeys(k for r in records for k in r) if k != "prompt"]
+    columns = {k: [r.get(k) for r in records] for k in keys}
+
+    ref_label = "reference"
+    labels = {ref_label: reference, **{k: v for k, v in candidates.items() if k != ref_label}}
+    if len(labels) != len(candidates) + 1:
+        raise UserError("a candidate model cannot be labelled 'reference'")
+    runs: dict[str, GenerationRun] = {}
+    by_spec: dict[str, GenerationRun] = {}
+    for label, spec in labels.items():
+        if spec not in by_spec:
+            by_spec[spec] = cached_generate(
+                spec,
+                prompts,
+                sampling,
+                cache=cache,
+                seed=settings.seed,
+                batch_size=settings.batch_size,
+                progress=progress,
+                desc=f"generating ({label})",
+            )
+        runs[label] = by_spec[spec]
+
+    refs = reference_texts(records, settings.reference_column)
+    with_ref = [i for i, r in enumerate(refs) if r]
+    perplexity_by_spec: dict[str, float] = {}
+    scores: dict[str, dict[str, list[float]]] = {}
+    models: dict[str, Any] = {}
+    for label, run in runs.items():
+        texts = [g.text for g in run.responses]
+        matrix = judge.score(prompts, texts, **columns)
+        total = judge.aggregate(matrix).tolist()
+        scores[label] = {"total": total, **{n: matrix.column(n).tolist() for n in matrix.names}}
+        entry: dict[str, Any] = {
+            "spec": labels[label],
+            "role": "reference" if label == ref_label else "candidate",
+            "fingerprint": run.fingerprint,
+            "reward": {"mean": _round(mean(total)), "n": sum(1 for v in total if not math.isnan(v))},
+            "objectives": {n: _round(mean(scores[label][n])) for n in matrix.names},
+            "length": {
+                "tokens": _stats([g.num_tokens for g in run.responses]),
+                "words": _stats([len(t.split()) for t in texts]),
+            },
+            "bleu": None,
+            "perplexity": None,
+            "generation": {
+                "cached": run.cached,
+                "generated_tokens": run.generated_tokens,
+                "tokens_per_s": _round(run.tokens_per_s, 2),
+            },
+        }
+        if with_ref:
+            bleu = bleu_scores([texts[i] for i in with_ref], [str(refs[i]) for i in with_ref])
+            entry["bleu"] = {k: _round(v) for k, v in bleu.items()}
+            if settings.perplexity:
+                spec = labels[label]
+                if spec not in perplexity_by_spec:
+                    perplexity_by_spec[spec] = reference_perplexity(
+                        spec, [prompts[i] for i in with_ref], [str(refs[i]) for i in with_ref], settings.batch_size
+                    )
+                entry["perplexity"] = _round(perplexity_by_spec[spec])
+        models[label] = entry
+
+    ref_total = scores[ref_label]["total"]
+    for label, entry in models.items():
+        if label == ref_label:
+            entry["win_rate"], entry["reward_diff"] = None, None
+            continue
+        total = scores[label]["total"]
+        wr = win_rate(total, ref_total, num_resamples=settings.bootstrap_resamples, seed=settings.seed)
+        entry["win_rate"] = {**wr.to_dict(), "rate": _round(wr.rate)}
+        if wr.interval is not None:
+            entry["win_rate"]["interval"] = [_round(x) for x in wr.interval]
+        entry["reward_diff"] = _round(mean([c - r for c, r in zip(total, ref_total, strict=True)]))
+
+    metrics: dict[str, Any] = {
+        "kind": EVAL_KIND,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "dataset": settings.dataset,
+        "split": settings.split,
+        "num_prompts": len(records),
+        "num_with_reference_response": len(with_ref),
+        "decoding": {"preset": settings.decoding, **sampling.__dict__},
+        "judge": judge_description(settings.judge, judge),
+        "objectives": list(judge.names),
+        "reference": ref_label,
+        "settings": settings.model_dump(mode="json"),
+        "models": models,
+        "controllability": None,
+    }
+    if settings.controllability is not None:
+        control_by_spec: dict[str, dict[str, Any]] = {}
+        for spec in dict.fromkeys(labels.values()):
+            control_by_spec[spec] = controllability(
+                spec,
+                prompts,
+                settings.controllability,
+                sampling,
+                cache=cache,
+                tag_dimensions=tag_dimensions if tag_dimensions is not None else judge.tag_dimensions,
+                seed=settings.seed,
+                batch_size=settings.batch_size,
+                progress=progress,
+            )
+        metrics["controllability"] = {label: control_by_spec[spec] for label, spec in labels.items()}
+
+    samples = []
+    for i, r in enumerate(records):
+        samples.append(
+            {
+                "id": r.get("id", i),
+                "prompt": prompts[i],
+                "reference_response": refs[i],
+                "responses": {label: run.responses[i].text for label, run in runs.items()},
+                "num_tokens": {label: run.responses[i].num_tokens for label, run in runs.items()},
+                "scores": {label: {k: _round(v[i]) for k, v in s.items()} for label, s in scores.items()},
+            }
+        )
+    atomic_write_text(out_dir / SAMPLES_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+    atomic_write_json(out_dir / METRICS_FILE, metrics)
+    return metrics
+
+
+def judge_description(spec: PluginSpec | None, judge: MultiObjectiveReward) -> dict[str, Any]:
+    """How the judge was configured, for ``metrics.json``."""
+    if spec is not None:
+        return {"scorer": spec.model_dump(mode="json")}
+    return {
+        "objectives": [o.model_dump(mode="json") for o in judge.objectives],
+        "aggregator": judge.aggregator.model_dump(mode="json"),
+    }
+
+
+def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The headline numbers as flat ``eval/<label>/<metric>`` keys (for ``metrics.jsonl`` and stage summaries)."""
+    out: dict[str, float] = {}
+    for label, m in metrics["models"].items():
+        values = {
+            "reward/mean": m["reward"]["mean"],
+            "reward_diff": m.get("reward_diff"),
+            "win_rate": (m.get("win_rate") or {}).get("rate"),
+            "bleu4": (m.get("bleu") or {}).get("bleu4"),
+            "perplexity": m.get("perplexity"),
+            "length/tokens/mean": m["length"]["tokens"]["mean"],
+            **{f"reward/{k}/mean": v for k, v in m["objectives"].items()},
+        }
+        out.update({f"eval/{label}/{k}": v for k, v in values.items() if v is not None})
+    for label, c in (metrics.get("controllability") or {}).items():
+        for d, s in c["sweeps"].items():
+            if s["spearman"] is not None:
+                out[f"eval/{label}/spearman/{d}"] = round(s["spearman"], 4)
+    return out

@@ -1,0 +1,277 @@
+"""``report.html``: one self-contained page built from a run directory alone.
+
+Sources, all optional: every evaluation's ``metrics.json`` + ``samples.jsonl`` (at the run root, as
+``moalign eval --output DIR`` writes them, or in stage directories ``NN-eval/``), the training metrics
+``metrics.jsonl`` and ``summary.json``. Plots are embedded PNGs, so the page needs no network. Sections
+(each always present, with a note when it has no data): results table, win rate, objectives,
+controllability, response lengths, training curves, responses side by side.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from moalign.atomic import atomic_write_text, read_jsonl
+from moalign.errors import UserError
+from moalign.eval.evaluate import EVAL_KIND, METRICS_FILE, SAMPLES_FILE
+from moalign.report import plots
+
+REPORT_FILE = "report.html"
+SECTIONS = (
+    ("results", "Results"),
+    ("win-rate", "Win rate against the reference"),
+    ("objectives", "Per-objective scores"),
+    ("controllability", "Controllability"),
+    ("lengths", "Response lengths"),
+    ("training", "Training curves"),
+    ("responses", "Responses side by side"),
+)
+"""Section ids and titles, in page order."""
+MAX_RESPONSES = 40
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
+th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+pre{white-space:pre-wrap;margin:0;font-size:0.85em;max-width:40em}.note{color:#777}
+img{max-width:100%}nav a{margin-right:1em}
+"""
+
+
+@dataclass
+class Evaluation:
+    """One evaluation found in a run directory."""
+
+    name: str
+    """The directory it came from (the run root's or a stage directory's name)."""
+    metrics: dict[str, Any]
+    samples: list[dict[str, Any]]
+
+
+def find_evaluations(root: str | Path) -> list[Evaluation]:
+    """Evaluations under ``root`` (its own ``metrics.json`` and its stage directories'), in stage order."""
+    root = Path(root)
+    found = []
+    for directory in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+        path = directory / METRICS_FILE
+        if not path.is_file():
+            continue
+        try:
+            metrics = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"not valid JSON: {exc.msg}", source=str(path)) from None
+        if isinstance(metrics, dict) and metrics.get("kind") == EVAL_KIND:
+            name = directory.resolve().name
+            found.append(Evaluation(name=name, metrics=metrics, samples=read_jsonl(directory / SAMPLES_FILE)))
+    return found
+
+
+def fmt(value: Any, digits: int = 3, scale: float = 1.0, suffix: str = "") -> str:
+    """A table cell: numbers rounded, None as an en dash."""
+    if value is None:
+        return "–"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value * scale:.{digits}f}{suffix}"
+    return str(value)
+
+
+def results_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The papers' results table (seed 000, seed 004 table 1), one row per model: average judge reward,
+    its difference to the reference, win rate with interval and ties, wins out of N, BLEU-4, perplexity."""
+    rows = []
+    for label, m in metrics["models"].items():
+        wr = m.get("win_rate") or {}
+        rows.append(
+            {
+                "model": label,
+                "spec": m["spec"],
+                "avg_reward": m["reward"]["mean"],
+                "reward_diff": m.get("reward_diff"),
+                "win_rate": wr.get("rate"),
+                "interval": wr.get("interval"),
+                "wins": wr.get("wins"),
+                "ties": wr.get("ties"),
+                "n": wr.get("n"),
+                "bleu1": (m.get("bleu") or {}).get("bleu1"),
+                "bleu2": (m.get("bleu") or {}).get("bleu2"),
+                "bleu4": (m.get("bleu") or {}).get("bleu4"),
+                "perplexity": m.get("perplexity"),
+                "tokens_mean": m["length"]["tokens"]["mean"],
+            }
+        )
+    return rows
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric_from: int = 1) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="num">{c}</td>' if i >= numeric_from else f"<td>{c}</td>" for i, c in enumerate(row))
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(uri: str | None, alt: str) -> str:
+    return f'<p><img src="{uri}" alt="{escape(alt)}"></p>' if uri else '<p class="note">No data.</p>'
+
+
+def results_section(ev: Evaluation) -> str:
+    m = ev.metrics
+    rows = []
+    for r in results_rows(m):
+        interval = r["interval"]
+        wr = fmt(r["win_rate"], 1, 100, "%") + (
+            f" [{fmt(interval[0], 1, 100)}, {fmt(interval[1], 1, 100)}]" if interval else ""
+        )
+        wins = "–" if r["n"] is None else f"{r['wins']} / {r['n']} ({r['ties']} ties)"
+        rows.append(
+            [
+                f"{escape(r['model'])}<br><small>{escape(str(r['spec']))}</small>",
+                fmt(r["avg_reward"]),
+                fmt(r["reward_diff"]),
+                wr,
+                wins,
+                fmt(r["bleu1"], 2),
+                fmt(r["bleu2"], 2),
+                fmt(r["bleu4"], 2),
+                fmt(r["perplexity"], 2),
+                fmt(r["tokens_mean"], 1),
+            ]
+        )
+    header = [
+        "Model",
+        "Avg reward",
+        "Diff to reference",
+        "Win rate [95% CI]",
+        "Wins / N",
+        "BLEU-1",
+        "BLEU-2",
+        "BLEU-4",
+        "Perplexity",
+        "Mean tokens",
+    ]
+    dec = m["decoding"]
+    about = (
+        f"{escape(str(m['dataset']))} ({escape(str(m['split']))}), {m['num_prompts']} prompts; decoding "
+        f"{escape(str(dec['preset']))}, max {dec['max_new_tokens']} new tokens; judge "
+        f"<code>{escape(json.dumps(m['judge']))}</code>; ties count half a win."
+    )
+    return f"<h3>Evaluation: {escape(ev.name)}</h3><p>{about}</p>" + _table(header, rows)
+
+
+def objectives_section(ev: Evaluation) -> str:
+    models = ev.metrics["models"]
+    names = list(ev.metrics["objectives"])
+    rows = [[escape(label), *(fmt(m["objectives"].get(n)) for n in names)] for label, m in models.items()]
+    chart = plots.radar(names, {label: [m["objectives"].get(n) for n in names] for label, m in models.items()})
+    return _table(["Model", *names], rows) + _img(chart, "per-objective scores")
+
+
+def controllability_section(ev: Evaluation) -> str:
+    ctrl = ev.metrics.get("controllability")
+    if not ctrl:
+        return '<p class="note">No controllability evaluation in this run.</p>'
+    dims = list(dict.fromkeys(d for r in ctrl.values() for d in r["sweeps"]))
+    rows = [[escape(label), *(fmt(r["sweeps"].get(d, {}).get("spearman")) for d in dims)] for label, r in ctrl.items()]
+    out = "<p>Spearman correlation between requested and measured intensity:</p>"
+    out += _table(["Model", *dims], rows) + _img(plots.controllability_curves(ctrl), "controllability curves")
+    for label, r in ctrl.items():
+        for pair in r["pairs"]:
+            dnames = pair["dimensions"]
+            series = {
+                " ".join(f"<{d} {v}>" for d, v in c["tags"].items()): [c["scores"][d] for d in dnames]
+                for c in pair["combinations"]
+            }
+            out += _img(plots.radar(dnames, series, f"{label}: measured level per tag combination"), "pair radar")
+    return out
+
+
+def lengths_section(ev: Evaluation) -> str:
+    labels = list(ev.metrics["models"])
+    lengths = {
+        label: [int(s["num_tokens"][label]) for s in ev.samples if label in s.get("num_tokens", {})] for label in labels
+    }
+    rows = []
+    for label, m in ev.metrics["models"].items():
+        t, w = m["length"]["tokens"], m["length"]["words"]
+        rows.append(
+            [
+                escape(label),
+                fmt(t["mean"], 1),
+                fmt(t["median"], 1),
+                fmt(t["std"], 1),
+                fmt(t["max"], 0),
+                fmt(w["mean"], 1),
+            ]
+        )
+    header = ["Model", "Mean tokens", "Median", "Std", "Max", "Mean words"]
+    return _table(header, rows) + _img(plots.length_histograms(lengths), "length histograms")
+
+
+def responses_section(ev: Evaluation) -> str:
+    labels = list(ev.metrics["models"])
+    header = "".join(f"<th>{escape(label)}</th>" for label in labels)
+    rows = []
+    for s in ev.samples[:MAX_RESPONSES]:
+        cells = []
+        for label in labels:
+            score = (s.get("scores", {}).get(label) or {}).get("total")
+            text = s.get("responses", {}).get(label, "")
+            cells.append(f"<td><pre>{escape(text)}</pre><small>score {fmt(score)}</small></td>")
+        rows.append(f"<tr><td><pre>{escape(s['prompt'])}</pre></td>{''.join(cells)}</tr>")
+    more = len(ev.samples) - MAX_RESPONSES
+    note = f'<p class="note">{more} more in samples.jsonl.</p>' if more > 0 else ""
+    return f"<table><thead><tr><th>Prompt</th>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>{note}"
+
+
+def render_report(title: str, evaluations: Sequence[Evaluation], training: Sequence[Mapping[str, Any]]) -> str:
+    """The whole page as a string (see the module docstring)."""
+    none = '<p class="note">No evaluation in this run.</p>'
+    bodies: dict[str, str] = {}
+    each = {
+        "results": results_section,
+        "win-rate": lambda ev: _img(plots.win_rate_bars(ev.metrics["models"]), "win rate"),
+        "objectives": objectives_section,
+        "controllability": controllability_section,
+        "lengths": lengths_section,
+        "responses": responses_section,
+    }
+    for key, build in each.items():
+        heading = len(evaluations) > 1 and key != "results"
+        parts = [(f"<h3>{escape(ev.name)}</h3>" if heading else "") + build(ev) for ev in evaluations]
+        bodies[key] = "".join(parts) or none
+    training_png = plots.training_curves(training)
+    bodies["training"] = (
+        _img(training_png, "training curves")
+        if training_png
+        else ('<p class="note">No training metrics (metrics.jsonl) in this run.</p>')
+    )
+    nav = "".join(f'<a href="#{sid}">{escape(t)}</a>' for sid, t in SECTIONS)
+    sections = "".join(f'<section id="{sid}"><h2>{escape(t)}</h2>{bodies[sid]}</section>' for sid, t in SECTIONS)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
+        f"<body><h1>{escape(title)}</h1><nav>{nav}</nav>{sections}</body></html>\n"
+    )
+
+
+def build_report(root: str | Path) -> Path:
+    """(Re)build ``ROOT/report.html`` from the run directory alone; returns its path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError("run directory not found", source=str(root))
+    evaluations = find_evaluations(root)
+    training = read_jsonl(root / "metrics.jsonl")
+    if not evaluations and not training:
+        raise UserError(f"nothing to report: no {METRICS_FILE} of an evaluation and no metrics.jsonl", source=str(root))
+    title = f"moalign report: {root.resolve().name}"
+    path = root / REPORT_FILE
+    atomic_write_text(path, render_report(title, evaluations, training))
+    return path

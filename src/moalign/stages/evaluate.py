@@ -1,0 +1,92 @@
+"""The ``eval`` stage: evaluate the run's models against its start model, then write ``report.html``.
+
+```yaml
+stages:
+  - sft: {...}
+  - dpo: {...}
+  - eval:
+      models: [stage:sft, stage:dpo]   # default: the model this stage receives (the previous output)
+      reference: null                  # default: the recipe's start model
+      dataset: builtin:ifeval-lite
+      split: test
+      num_samples: 64
+      decoding: greedy                 # greedy | sampled | beam
+      judge: null                      # a scorer spec; default: the recipe's objectives aggregated
+      controllability: {dimensions: [brevity, structure], num_prompts: 8}
+```
+It writes ``metrics.json`` and ``samples.jsonl`` into its stage directory and ``report.html`` at the run
+root, logs the headline numbers as ``eval/<model>/<metric>`` and hands on no new model.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import Field
+
+from moalign.errors import UserError
+from moalign.eval.evaluate import EvalSettings, evaluate, flat_metrics, judge_reward, load_eval_records
+from moalign.eval.generations import GenerationCache
+from moalign.stages.base import StageContext, StageResult, register_stage
+
+STAGE_MODEL_PREFIX = "stage:"
+
+
+class EvalStageConfig(EvalSettings):
+    """Keys of the ``eval`` stage: the evaluation settings plus which models to compare."""
+
+    models: list[str] = Field(default_factory=list)
+    """Candidate models: specs, or ``stage:TYPE`` for the model the latest earlier stage of that type
+    wrote. Empty: the model this stage receives."""
+    reference: str | None = None
+    """The model every candidate is judged against; default: the recipe's start model."""
+    cache: bool = True
+    """Reuse cached generations (``$MOALIGN_HOME/generations``)."""
+
+
+def stage_model(spec: str, ctx: StageContext) -> str:
+    """Resolve ``stage:TYPE`` to the output model of the latest earlier stage of that type."""
+    if not spec.startswith(STAGE_MODEL_PREFIX):
+        return spec
+    stage_type = spec.removeprefix(STAGE_MODEL_PREFIX)
+    for index in range(ctx.index - 1, 0, -1):
+        record = ctx.run.root / f"{index:02d}-{stage_type}" / "stage.json"
+        if record.is_file():
+            model = json.loads(record.read_text())["output_model"]
+            if model is None:
+                raise UserError(f"eval: stage {record.parent.name} wrote no model")
+            return str(model)
+    raise UserError(f"eval: model '{spec}': no earlier '{stage_type}' stage in this recipe")
+
+
+def candidate_labels(specs: list[str], ctx: StageContext) -> dict[str, str]:
+    """``{label: model}``: ``stage:TYPE`` entries are labelled by their stage type, others by their last path part."""
+    from moalign.eval.evaluate import unique_labels
+
+    names = [s.removeprefix(STAGE_MODEL_PREFIX) if s.startswith(STAGE_MODEL_PREFIX) else s for s in specs]
+    return dict(zip(unique_labels(names), [stage_model(s, ctx) for s in specs], strict=True))
+
+
+@register_stage("eval", EvalStageConfig)
+def run(ctx: StageContext, config: EvalStageConfig) -> StageResult:
+    """Evaluate, write the stage's outputs and rebuild the run's report (see the module docstring)."""
+    from moalign.report.page import build_report
+
+    candidates = candidate_labels(config.models or [ctx.model], ctx)
+    reference = config.reference or ctx.recipe.model
+    settings = EvalSettings.model_validate(config.model_dump(exclude={"models", "reference", "cache"}))
+    records = load_eval_records(config.dataset, config.split, config.num_samples, ctx)
+    metrics = evaluate(
+        candidates,
+        reference,
+        settings,
+        ctx.dir,
+        records=records,
+        judge=judge_reward(config.judge, ctx.recipe),
+        tag_dimensions=ctx.recipe.tag_dimensions,
+        cache=GenerationCache() if config.cache else None,
+    )
+    summary = flat_metrics(metrics)
+    ctx.log(summary)
+    build_report(ctx.run.root)
+    return StageResult(model=None, summary=summary)

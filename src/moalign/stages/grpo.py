@@ -1,0 +1,104 @@
+"""GRPO on TRL's GRPOTrainer, fed by the project's multi-objective reward (seed 004 section 3.4, eq. 6).
+
+Seed 004's variant (eq. 6) is
+
+    L = -E_x [ sum_i ( R(y_i, x) - 1/(k-1) sum_{j != i} R(y_j, x) ) grad log pi(y_i|x) ] + lambda * KL(pi || pi_ref)
+
+``advantage: leave_one_out`` (the default) implements it: TRL's advantages are replaced by the exact
+leave-one-out ones (:func:`moalign.losses.policy.centred_rewards`, NaN-aware), which differ from
+TRL's group-mean advantage with ``scale_rewards: none`` by the factor k/(k-1); scaling the rewards
+instead would also scale the logged rewards, and the factor matters because it sets the weight of
+the policy term against ``beta``. ``advantage: group`` keeps TRL's own (``scale_rewards`` group,
+batch or none). Readings taken for eq. 6: the sum over tokens of ``log pi`` with a constant
+normaliser is TRL's ``loss_type: dr_grpo`` (the default here; eq. 6 has no per-length averaging);
+KL(pi || pi_ref) is TRL's per-token k3 estimate with ``beta`` = lambda, summed over the same tokens,
+so policy and KL terms keep eq. 6's relative weight. Defaults follow seed 004 section 4.4 (lr 5e-6,
+KL coefficient 0.1, 4 responses per prompt, 10 warmup steps).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from moalign.losses.policy import centred_rewards
+from moalign.stages.base import StageContext, StageResult, register_stage
+from moalign.training.args import trainer_kwargs
+from moalign.training.trl_online import TRLOnlineStageConfig, online_trainer_kwargs, run_trl_online
+
+Advantage = Literal["group", "leave_one_out"]
+
+
+class GRPOStageConfig(TRLOnlineStageConfig):
+    learning_rate: float = 5e-6
+    warmup_steps: int = 10
+    per_device_train_batch_size: int = Field(8, gt=0)
+    beta: float = Field(0.1, ge=0.0)
+    advantage: Advantage = "leave_one_out"
+    """``leave_one_out``: R_i - mean_{j != i} R_j (seed 004 eq. 6); ``group``: TRL's R_i - mean_j R_j,
+    divided by the std per ``scale_rewards``."""
+    scale_rewards: Literal["group", "batch", "none"] = "none"
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "dr_grpo"
+
+    @model_validator(mode="after")
+    def _check_advantage(self) -> GRPOStageConfig:
+        if self.advantage == "leave_one_out" and self.scale_rewards != "none":
+            raise ValueError("advantage 'leave_one_out' (seed 004 eq. 6) takes no std scaling: set scale_rewards: none")
+        return self
+
+
+def leave_one_out_rewards_advantages(rewards_per_func: torch.Tensor, weights: torch.Tensor, k: int) -> torch.Tensor:
+    """Per-completion advantages ``[N]`` from TRL's gathered ``[N, n_funcs]`` rewards (groups of k rows).
+
+    The weighted sum of the reward functions (NaN where every function returned None), then
+    ``R_i - mean_{j != i} R_j`` over the scored peers; unscored completions and completions with no
+    scored peer get 0 (no learning signal), as TRL does for its own advantages.
+    """
+    unscorable = torch.isnan(rewards_per_func).all(dim=1)
+    rewards = (rewards_per_func * weights.to(rewards_per_func).unsqueeze(0)).nansum(dim=1)
+    rewards[unscorable] = torch.nan
+    return torch.nan_to_num(centred_rewards(rewards.view(-1, k), "leave_one_out").view(-1), nan=0.0)
+
+
+@cache
+def leave_one_out_grpo_trainer() -> type:
+    """``GRPOTrainer`` whose advantages are seed 004's leave-one-out ones (built on first use: TRL is heavy)."""
+    from trl import GRPOTrainer
+
+    class LeaveOneOutGRPOTrainer(GRPOTrainer):
+        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # type: ignore[no-untyped-def]
+            self._gathered_rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+            return self._gathered_rewards
+
+        def _generate_and_score_completions(self, inputs):  # type: ignore[no-untyped-def]
+            output = super()._generate_and_score_completions(inputs)
+            k = self.num_generations if self.model.training else self.num_generations_eval
+            advantages = leave_one_out_rewards_advantages(self._gathered_rewards, self.reward_weights, k)
+            n = output["advantages"].shape[0]
+            start = self.accelerator.process_index * n
+            output["advantages"] = advantages[start : start + n].to(output["advantages"])
+            return output
+
+    return LeaveOneOutGRPOTrainer
+
+
+@register_stage("grpo", GRPOStageConfig)
+def run_grpo(ctx: StageContext, config: GRPOStageConfig) -> StageResult:
+    """Train with GRPO on the recipe's prompts and reward; hand on the final checkpoint."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    from moalign.training.checkpoint import save_final_model
+
+    args = GRPOConfig(
+        **trainer_kwargs(config, ctx.dir / "trainer", seed=ctx.seed, has_eval=False),
+        **online_trainer_kwargs(config),
+        scale_rewards=config.scale_rewards,
+        loss_type=config.loss_type,
+    )
+    trainer_cls: Any = leave_one_out_grpo_trainer() if config.advantage == "leave_one_out" else GRPOTrainer
+    trainer, output = run_trl_online(ctx, config, trainer_cls, args)
+    path = save_final_model(trainer.model, trainer.processing_class, ctx.dir / "model")
+    return StageResult(model=str(path), summary={"train_loss": output.training_loss, "steps": output.global_step})

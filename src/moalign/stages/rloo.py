@@ -1,0 +1,41 @@
+"""RLOO on TRL's RLOOTrainer (Ahmadian et al. 2024; seed 002 section 3.3, table 4), fed by the project's reward.
+
+TRL's RLOO folds the KL to the reference into the sequence reward (``R - beta * sum_t log pi/pi_ref``)
+and takes the leave-one-out baseline ``R_i - mean_{j != i} R_j`` within each prompt's group; the
+reward plumbing (aggregators, per-objective logging, tags) is the GRPO stage's.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from moalign.stages.base import StageContext, StageResult, register_stage
+from moalign.training.args import trainer_kwargs
+from moalign.training.trl_online import TRLOnlineStageConfig, online_trainer_kwargs, run_trl_online
+
+
+class RLOOStageConfig(TRLOnlineStageConfig):
+    """Defaults follow seed 002 appendix D where it gives one (lr 1e-5), TRL's otherwise."""
+
+    learning_rate: float = 1e-5
+    per_device_train_batch_size: int = Field(8, gt=0)
+    beta: float = Field(0.05, ge=0.0)
+    normalize_advantages: bool = False
+    """Whiten the advantages over the batch (TRL's key)."""
+
+
+@register_stage("rloo", RLOOStageConfig)
+def run_rloo(ctx: StageContext, config: RLOOStageConfig) -> StageResult:
+    """Train with RLOO on the recipe's prompts and reward; hand on the final checkpoint."""
+    from trl import RLOOConfig, RLOOTrainer
+
+    from moalign.training.checkpoint import save_final_model
+
+    args = RLOOConfig(
+        **trainer_kwargs(config, ctx.dir / "trainer", seed=ctx.seed, has_eval=False),
+        **online_trainer_kwargs(config),
+        normalize_advantages=config.normalize_advantages,
+    )
+    trainer, output = run_trl_online(ctx, config, RLOOTrainer, args)
+    path = save_final_model(trainer.model, trainer.processing_class, ctx.dir / "model")
+    return StageResult(model=str(path), summary={"train_loss": output.training_loss, "steps": output.global_step})

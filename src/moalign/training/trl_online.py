@@ -1,0 +1,164 @@
+"""What the TRL-backed online stages (GRPO, RLOO) share: config keys, prompts, the reward bridge, safety rails.
+
+The project's reward layer reaches TRL through TRL's documented reward-function interface
+(``reward(prompts=, completions=, **columns) -> list[float | None]``): :class:`TRLReward` scores the
+``[B, k]`` matrix, applies the recipe's aggregator (any of them, TRL lacks most), logs each
+objective through the stage's ``metrics.jsonl`` and hands TRL one reward per completion, ``None``
+where no objective applies. Preference tags stay in the prompt the policy sees (a user message)
+and travel as dataset columns; the reward layer strips them before the scorers run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+from transformers import TrainerCallback
+
+from moalign.data.specs import as_messages
+from moalign.errors import UserError
+from moalign.rewards import MultiObjectiveReward
+from moalign.training.args import TrainerStageConfig
+
+TRL_ONLY_KWARGS = ("completion_ids", "trainer_state", "log_extra", "log_metric", "environments")
+"""Keyword arguments TRL adds to every reward-function call that are not dataset columns."""
+
+
+class TRLOnlineStageConfig(TrainerStageConfig):
+    """Keys of TRL's online trainers (GRPOConfig / RLOOConfig names).
+
+    As in TRL, ``per_device_train_batch_size`` counts completions, not prompts: each step sees
+    ``per_device_train_batch_size / num_generations`` prompts per device.
+    """
+
+    max_length: int | None = None
+    """Not used by online stages (they bound ``max_completion_length``); must stay unset."""
+    num_generations: int = Field(4, ge=2)
+    """Completions sampled per prompt (the group, k)."""
+    max_completion_length: int = Field(64, gt=0)
+    temperature: float = Field(1.0, gt=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    generation_kwargs: dict[str, Any] | None = None
+    """Extra generation settings passed through to TRL (e.g. ``{stop_strings: ["\\n\\n"]}``, ``top_k``)."""
+    beta: float = Field(0.0, ge=0.0)
+    """KL coefficient to the reference (0: no reference model is loaded and no KL is logged)."""
+    num_iterations: int = Field(1, gt=0)
+    """Optimisation passes per generated batch (mu); above 1 the clipped ratio with ``epsilon`` acts."""
+    epsilon: float = Field(0.2, gt=0.0)
+    use_vllm: bool = False
+    """Generate with vLLM (GPU machines with vLLM installed); HF generation with KV cache otherwise."""
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    kl_bound: float | None = Field(None, gt=0.0)
+    """Stop training once the logged KL to the reference exceeds this (needs ``beta > 0``)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> TRLOnlineStageConfig:
+        if self.max_length is not None:
+            raise ValueError("max_length does not apply to online stages; bound max_completion_length instead")
+        if self.eval_dataset or self.validation_fraction or self.eval_steps or self.early_stopping_patience:
+            raise ValueError("online stages do not validate during training; evaluate their checkpoints with eval")
+        if self.per_device_train_batch_size % self.num_generations:
+            raise ValueError(
+                f"per_device_train_batch_size ({self.per_device_train_batch_size}) counts completions and must be "
+                f"a multiple of num_generations ({self.num_generations})"
+            )
+        if self.kl_bound is not None and self.beta == 0:
+            raise ValueError("kl_bound needs beta > 0 (with beta 0 there is no reference model and no KL)")
+        return self
+
+
+class TRLReward:
+    """The recipe's multi-objective reward as one TRL reward function (named ``moalign``)."""
+
+    __name__ = "moalign"
+
+    def __init__(self, reward: MultiObjectiveReward, log: Any) -> None:
+        self.reward = reward
+        self._log = log
+        self._step = 0
+        reward.log = lambda metrics: self._log(metrics, step=self._step)
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
+        state = kwargs.get("trainer_state")
+        self._step = (state.global_step + 1) if state is not None else self._step + 1
+        columns = {k: v for k, v in kwargs.items() if k not in TRL_ONLY_KWARGS}
+        return [None if math.isnan(r) else r for r in self.reward(prompts, completions, **columns)]
+
+
+def prompt_records(dataset: Any, source: str) -> Any:
+    """Prompt records for TRL's conversational format: ``prompt`` becomes a chat, other columns stay."""
+    if "prompt" not in dataset.column_names:
+        raise UserError(f"prompt records need a 'prompt' column; found {dataset.column_names}", source=source)
+    return dataset.map(lambda row: {"prompt": as_messages(row["prompt"], "user")})
+
+
+def online_trainer_kwargs(config: TRLOnlineStageConfig) -> dict[str, Any]:
+    """The online-trainer keys shared by ``GRPOConfig`` and ``RLOOConfig``."""
+    if config.use_vllm:
+        from transformers.utils.import_utils import is_vllm_available
+
+        if not is_vllm_available():
+            raise UserError("use_vllm: true needs vLLM installed (pip install vllm) on a GPU machine")
+    return {
+        "num_generations": config.num_generations,
+        "max_completion_length": config.max_completion_length,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "generation_kwargs": config.generation_kwargs,
+        "beta": config.beta,
+        "num_iterations": config.num_iterations,
+        "epsilon": config.epsilon,
+        "use_vllm": config.use_vllm,
+        "vllm_mode": config.vllm_mode,
+    }
+
+
+def online_metrics(logs: dict[str, Any]) -> dict[str, float]:
+    """The safety-rail metrics under the project's names: ``kl``, ``gen/mean_length``, ``gen/clipped_ratio``."""
+    names = {"kl": "kl", "completions/mean_length": "gen/mean_length", "completions/clipped_ratio": "gen/clipped_ratio"}
+    return {ours: float(logs[theirs]) for theirs, ours in names.items() if theirs in logs}
+
+
+class KLBoundCallback(TrainerCallback):
+    """Stop training once a logged ``kl`` passes ``bound`` (safety rail)."""
+
+    def __init__(self, bound: float, log: Any) -> None:
+        self.bound = bound
+        self._log = log
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        kl = (logs or {}).get("kl")
+        if kl is not None and kl > self.bound:
+            control.should_training_stop = True
+            self._log({"safety/kl_stop": float(kl)}, step=state.global_step)
+
+
+def run_trl_online(ctx: Any, config: TRLOnlineStageConfig, trainer_cls: Any, args: Any) -> tuple[Any, Any]:
+    """Build and train a TRL online trainer on the recipe's prompts and reward; returns ``(trainer, output)``.
+
+    ``args`` is the TRL ``*Config`` built by the stage; the model, the reward bridge and the callbacks
+    are the same for every online stage.
+    """
+    from moalign.data.specs import train_eval_datasets
+    from moalign.models import load_causal_lm, load_tokenizer
+    from moalign.training.callbacks import trainer_callbacks
+
+    if not ctx.recipe.objectives:
+        raise UserError(f"stage {ctx.index:02d}-{ctx.stage_type} needs the recipe's 'objectives' to score samples")
+    train, _ = train_eval_datasets(config, ctx, prompt_records)
+    reward = TRLReward(MultiObjectiveReward.from_recipe(ctx.recipe), ctx.log)
+    callbacks = trainer_callbacks(ctx, config, False, derive=online_metrics)
+    if config.kl_bound is not None:
+        callbacks.append(KLBoundCallback(config.kl_bound, ctx.log))
+    trainer = trainer_cls(
+        model=load_causal_lm(ctx.model),
+        reward_funcs=reward,
+        args=args,
+        train_dataset=train,
+        processing_class=load_tokenizer(ctx.model, padding_side="left"),
+        peft_config=config.peft.to_peft() if config.peft else None,
+        callbacks=callbacks,
+    )
+    return trainer, trainer.train()

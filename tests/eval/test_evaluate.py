@@ -1,0 +1,159 @@
+"""The evaluation run on a tiny random Llama: outputs, generation cache, perplexity, controllability."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from moalign.errors import UserError
+from moalign.eval import ControllabilityConfig, EvalSettings, GenerationCache, evaluate, model_fingerprint
+from moalign.eval.controllability import intensity_curve
+from moalign.eval.evaluate import labelled_models, reference_perplexity, reference_texts, unique_labels
+from moalign.eval.generations import cached_generate, load_for_generation
+from moalign.eval.presets import DECODING_PRESETS, decoding_preset
+from moalign.generation import SamplingConfig
+
+
+@pytest.fixture()
+def prompt_file(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    rows = [
+        {"prompt": "Name a colour.", "reference": "Blue is a colour."},
+        {"prompt": "Say hello in French.", "reference": "Bonjour."},
+        {"prompt": "Count to three.", "reference": "One, two, three."},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_presets_follow_the_paper():
+    assert DECODING_PRESETS["sampled"].temperature == 0.6 and DECODING_PRESETS["sampled"].top_p == 0.95
+    beam = decoding_preset("beam", 32)
+    assert (beam.num_beams, beam.length_penalty, beam.max_new_tokens) == (4, 0.9, 32)
+    assert decoding_preset("greedy", 5).temperature == 0.0
+
+
+def test_perplexity_of_a_tiny_model_matches_the_nll_by_hand(tiny_llama_dir):
+    from moalign.models import load_causal_lm, load_tokenizer
+
+    prompts, refs = ["Name a colour.", "Count to three, please."], ["Blue.", "One, two, three."]
+    got = reference_perplexity(str(tiny_llama_dir), prompts, refs, batch_size=2)
+
+    tok, model = load_tokenizer(str(tiny_llama_dir)), load_causal_lm(str(tiny_llama_dir)).eval()
+    total_nll, total_tokens = 0.0, 0
+    for p, r in zip(prompts, refs, strict=True):
+        chat = tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        prompt_ids = tok(chat, add_special_tokens=False)["input_ids"]
+        target = tok(r, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        ids = torch.tensor([prompt_ids + target])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids).logits[0].double(), dim=-1)
+        for j, t in enumerate(target):  # token t at position len(prompt)+j is predicted from the one before
+            total_nll -= logp[len(prompt_ids) + j - 1, t].item()
+        total_tokens += len(target)
+    assert got == pytest.approx(math.exp(total_nll / total_tokens), rel=1e-4)
+
+
+def test_fingerprint_follows_content_not_path(tiny_llama_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_llama_dir, copy)
+    assert model_fingerprint(str(copy)) == model_fingerprint(str(tiny_llama_dir))
+    config = json.loads((copy / "config.json").read_text())
+    config["rms_norm_eps"] = 1e-5 if config.get("rms_norm_eps") != 1e-5 else 1e-6
+    (copy / "config.json").write_text(json.dumps(config))
+    assert model_fingerprint(str(copy)) != model_fingerprint(str(tiny_llama_dir))
+
+
+def test_cached_generations_are_never_regenerated(tiny_llama_dir, tmp_path):
+    cache = GenerationCache(tmp_path / "cache")
+    sampling = SamplingConfig(max_new_tokens=4)
+    loads = []
+
+    def counting_load(spec):
+        loads.append(spec)
+        return load_for_generation(spec)
+
+    first = cached_generate(str(tiny_llama_dir), ["a", "b"], sampling, cache=cache, load=counting_load, progress=False)
+    assert first.cached == 0 and len(loads) == 1
+    again = cached_generate(str(tiny_llama_dir), ["b", "a"], sampling, cache=cache, load=counting_load, progress=False)
+    assert again.cached == 2 and len(loads) == 1  # the model was not even loaded
+    assert [g.text for g in again.responses] == [first.responses[1].text, first.responses[0].text]
+    # other decoding settings are another cache entry
+    other = cached_generate(
+        str(tiny_llama_dir), ["a"], SamplingConfig(max_new_tokens=3), cache=cache, load=counting_load, progress=False
+    )
+    assert other.cached == 0 and len(loads) == 2
+
+
+def test_reference_texts_read_the_first_reference_column():
+    records = [{"prompt": "p", "chosen": [{"role": "user", "content": "p"}, {"role": "assistant", "content": "A"}]}]
+    assert reference_texts(records) == ["A"]
+    assert reference_texts([{"prompt": "p"}]) == [None]
+
+
+def test_model_labels():
+    assert unique_labels(["runs/a/01-sft", "builtin:x", "other/01-sft"]) == ["01-sft", "x", "01-sft-2"]
+    assert labelled_models(["dpo=runs/a/02-dpo", "builtin:x"]) == {"dpo": "runs/a/02-dpo", "x": "builtin:x"}
+    with pytest.raises(UserError, match="used twice"):
+        labelled_models(["a=x", "a=y"])
+
+
+def test_intensity_curve_of_a_controllable_model():
+    curve = intensity_curve([1, 1, 3, 3, 5, 5], [1.0, 2.0, 3.0, 3.0, 4.0, 5.0])
+    assert [p["mean"] for p in curve["points"]] == [1.5, 3.0, 4.5]
+    assert curve["points"][0]["std"] == pytest.approx(0.5)
+    assert curve["spearman"] > 0.9
+
+
+def test_evaluate_writes_metrics_and_samples(tiny_llama_dir, prompt_file, tmp_path):
+    spec = str(tiny_llama_dir)
+    settings = EvalSettings(
+        dataset=str(prompt_file),
+        num_samples=3,
+        max_new_tokens=6,
+        judge="length",
+        controllability=ControllabilityConfig(num_prompts=1, intensities=[1, 5]),
+        bootstrap_resamples=50,
+    )
+    out = tmp_path / "out"
+    metrics = evaluate({"tiny": spec}, spec, settings, out, cache=GenerationCache(tmp_path / "cache"), progress=False)
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    tiny, ref = metrics["models"]["tiny"], metrics["models"]["reference"]
+    # the same model against itself: every prompt a tie, no reward difference
+    assert tiny["win_rate"]["ties"] == tiny["win_rate"]["n"] == 3 and tiny["win_rate"]["rate"] == 0.5
+    assert tiny["reward_diff"] == 0.0 and ref["win_rate"] is None
+    assert set(tiny["bleu"]) == {"bleu1", "bleu2", "bleu4"} and tiny["perplexity"] > 1
+    assert metrics["num_with_reference_response"] == 3 and metrics["objectives"] == ["length"]
+    assert set(metrics["controllability"]["tiny"]["sweeps"]) == {"brevity", "structure"}
+    assert metrics["controllability"]["tiny"]["pairs"][0]["dimensions"] == ["brevity", "structure"]
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 3 and set(samples[0]["responses"]) == {"reference", "tiny"}
+    assert samples[0]["reference_response"] == "Blue is a colour."
+    assert set(samples[0]["scores"]["tiny"]) == {"total", "length"}
+    # the same model is generated once; re-judging with another judge reads every response from the cache
+    assert tiny["generation"] == ref["generation"] and tiny["generation"]["cached"] == 0
+    rejudged = evaluate(
+        {"tiny": spec},
+        spec,
+        settings.model_copy(update={"judge": None, "controllability": None, "perplexity": False}),
+        tmp_path / "rejudged",
+        cache=GenerationCache(tmp_path / "cache"),
+        progress=False,
+    )
+    assert rejudged["models"]["tiny"]["generation"]["cached"] == 3
+    assert rejudged["objectives"] == ["constraints", "brevity", "structure"]
+
+
+@pytest.mark.parametrize("preset", ["sampled", "beam"])
+def test_presets_generate_and_sampling_is_reproducible_for_a_seed(tiny_llama_dir, preset):
+    sampling = decoding_preset(preset, 4)
+    runs = [
+        cached_generate(str(tiny_llama_dir), ["Hi", "Name a colour."], sampling, cache=None, seed=7, progress=False)
+        for _ in range(2)
+    ]
+    assert [g.text for g in runs[0].responses] == [g.text for g in runs[1].responses]
+    assert all(g.num_tokens <= 4 for g in runs[0].responses)

@@ -1,0 +1,148 @@
+"""report.html from a run directory alone, the comparison table, and a headless-browser render."""
+
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from moalign.atomic import append_jsonl
+from moalign.cli import app
+from moalign.eval import ControllabilityConfig, EvalSettings, GenerationCache, evaluate
+from moalign.report import SECTIONS, build_report, compare_rows, html_table, markdown_table
+
+CHROMIUM = Path("/usr/bin/chromium")
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+class NestingChecker(HTMLParser):
+    """Collects ids and fails on unbalanced or mis-nested tags (every non-void tag must be closed)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.ids: set[str] = set()
+        self.images: list[str] = []
+        self.errors: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+        else:
+            self.stack.pop()
+
+
+def check_html(text: str) -> NestingChecker:
+    assert text.startswith("<!DOCTYPE html>")
+    checker = NestingChecker()
+    checker.feed(text)
+    checker.close()
+    assert not checker.errors, checker.errors[:5]
+    assert not checker.stack, f"unclosed: {checker.stack}"
+    return checker
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_llama_dir, tmp_path_factory) -> Path:
+    """A run directory with training metrics and an evaluation in a stage directory."""
+    root = tmp_path_factory.mktemp("run")
+    for step in range(1, 4):
+        append_jsonl(root / "metrics.jsonl", {"stage": "01-sft", "step": step, "time": step, "train/loss": 1.0 / step})
+    append_jsonl(root / "metrics.jsonl", {"stage": "01-sft", "step": None, "time": 4, "stage/wall_time_s": 4.0})
+    prompts = root / "prompts.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"prompt": f"Question {i} <b>?</b>", "reference": f"Answer {i}."}) + "\n" for i in range(3))
+    )
+    settings = EvalSettings(
+        dataset=str(prompts),
+        num_samples=3,
+        max_new_tokens=5,
+        judge="length",
+        controllability=ControllabilityConfig(num_prompts=1, intensities=[1, 5]),
+        bootstrap_resamples=20,
+    )
+    spec = str(tiny_llama_dir)
+    evaluate({"tiny": spec}, spec, settings, root / "02-eval", cache=GenerationCache(root / "cache"), progress=False)
+    return root
+
+
+def test_report_is_valid_html_with_every_section(run_dir):
+    path = build_report(run_dir)
+    text = path.read_text()
+    checker = check_html(text)
+    assert {sid for sid, _ in SECTIONS} <= checker.ids
+    # all plots embedded: win rate, radar/bars, controllability curves, pair chart, lengths, training
+    assert len(checker.images) >= 6 and all(src.startswith("data:image/png;base64,") for src in checker.images)
+    assert "http://" not in text and "https://" not in text  # nothing to fetch
+    assert "Question 0 &lt;b&gt;?&lt;/b&gt;" in text  # prompts are escaped
+    assert "3 ties" in text and "Win rate [95% CI]" in text and "BLEU-4" in text
+
+
+def test_report_command_rebuilds_from_the_run_directory(run_dir):
+    (run_dir / "report.html").unlink(missing_ok=True)
+    result = CliRunner().invoke(app, ["report", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "report.html").exists()
+
+
+def test_report_of_an_empty_directory_is_a_user_error(tmp_path):
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code != 0 and "nothing to report" in str(result.exception)
+
+
+def test_report_without_evaluation_still_has_every_section(tmp_path):
+    append_jsonl(tmp_path / "metrics.jsonl", {"stage": "01-dpo", "step": 1, "time": 1, "train/loss": 0.7})
+    checker = check_html(build_report(tmp_path).read_text())
+    assert {sid for sid, _ in SECTIONS} <= checker.ids and len(checker.images) == 1
+
+
+def test_compare_table_in_the_papers_layout(run_dir, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(run_dir / "02-eval", other)
+    rows, warnings = compare_rows([run_dir, other])
+    # the first run's reference row, then one row per candidate of each run
+    assert [r["method"] for r in rows] == ["reference (reference)", f"{run_dir.name}/tiny", "other/tiny"]
+    assert warnings == []
+    md = markdown_table(rows, warnings)
+    assert (
+        md.splitlines()[0] == "| Method | Avg reward | Diff to reference | Win rate | Wins / N | BLEU-4 | Perplexity |"
+    )
+    assert "| 50.00% | 0/3 (3 ties) |" in md
+    check_html(html_table(rows, warnings))
+    result = CliRunner().invoke(app, ["compare", str(run_dir), str(other), "--html", str(tmp_path / "c.html")])
+    assert result.exit_code == 0, result.output
+    assert "| Method |" in result.output and (tmp_path / "c.html").exists()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no headless browser: /usr/bin/chromium is not installed")
+def test_report_renders_in_headless_chromium(run_dir, tmp_path):
+    path = build_report(run_dir)
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}", path.as_uri()],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert shot.exists() and shot.stat().st_size > 1000
+    dom = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", path.as_uri()],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    for sid, _ in SECTIONS:
+        assert f'id="{sid}"' in dom

@@ -1,0 +1,172 @@
+import json
+import math
+
+import pytest
+import torch
+from toy import SEEN, p_first_token, run_toy, toy_prompts, yes_no_model
+
+from moalign.errors import UserError
+from moalign.losses.advantages import group_advantages, leave_one_out_advantages
+from moalign.rewards import MultiObjectiveReward
+from moalign.stages.grpo import GRPOStageConfig, leave_one_out_rewards_advantages
+from moalign.training.trl_online import TRLReward, online_metrics
+
+NAN = float("nan")
+
+
+def test_leave_one_out_replaces_trl_group_advantage_exactly():
+    # one function, two groups of 3; the second group has an unscored completion
+    per_func = torch.tensor([[1.0], [2.0], [6.0], [4.0], [NAN], [0.0]])
+    got = leave_one_out_rewards_advantages(per_func, torch.ones(1), k=3)
+    # group 1: 1 - (2+6)/2 = -3, 2 - (1+6)/2 = -1.5, 6 - (1+2)/2 = 4.5
+    # group 2: 4 - 0 = 4, unscored -> 0, 0 - 4 = -4
+    assert got.tolist() == pytest.approx([-3.0, -1.5, 4.5, 4.0, 0.0, -4.0])
+    # TRL's group-mean advantage (scale_rewards none) differs by k/(k-1)
+    r = per_func[:3, 0].view(1, 3)
+    assert torch.allclose(leave_one_out_advantages(r), 1.5 * group_advantages(r))
+
+
+def test_grpo_leave_one_out_refuses_std_scaling():
+    with pytest.raises(ValueError, match="scale_rewards: none"):
+        GRPOStageConfig(dataset="x", scale_rewards="group")
+    with pytest.raises(ValueError, match="multiple of num_generations"):
+        GRPOStageConfig(dataset="x", per_device_train_batch_size=6, num_generations=4)
+    with pytest.raises(ValueError, match="kl_bound needs beta"):
+        GRPOStageConfig(dataset="x", beta=0.0, kl_bound=1.0)
+
+
+def test_bridge_keeps_tags_for_the_aggregator_and_returns_none_where_nothing_applies():
+    logged = []
+    reward = MultiObjectiveReward(
+        [
+            {
+                "name": "helpful",
+                "scorer": {"python": {"function": "toy:recording_scorer"}},
+                "tag_dimension": "helpfulness",
+            }
+        ],
+        tag_dimensions={"helpfulness": (1, 5)},
+    )
+    bridge = TRLReward(reward, lambda m, step: logged.append((step, m)))
+    SEEN.clear()
+    prompts = [[{"role": "user", "content": "<helpfulness 4> Explain"}], [{"role": "user", "content": "Explain"}]]
+    completions = [[{"role": "assistant", "content": "a"}], [{"role": "assistant", "content": "b"}]]
+
+    class State:
+        global_step = 6
+
+    out = bridge(
+        prompts,
+        completions,
+        tag_helpfulness=[4, None],
+        completion_ids=[[1], [2]],
+        trainer_state=State(),
+        log_extra=print,
+        log_metric=print,
+    )
+    assert out == [1.0, None]  # the untagged prompt has no applicable objective
+    assert SEEN[0] == {"prompts": ["Explain", "Explain"], "tags": [{"helpfulness": 4}, {}]}
+    assert logged[0][0] == 7 and logged[0][1]["reward/helpful/mean"] == 1.0
+
+
+def test_online_metrics_rename_the_safety_rails():
+    logs = {"kl": 0.5, "completions/mean_length": 3.0, "completions/clipped_ratio": 0.25, "loss": 1.0}
+    assert online_metrics(logs) == {"kl": 0.5, "gen/mean_length": 3.0, "gen/clipped_ratio": 0.25}
+
+
+GRPO_TOY = {
+    "per_device_train_batch_size": 8,
+    "num_generations": 8,
+    "max_completion_length": 3,
+    "learning_rate": 3e-3,
+    "warmup_steps": 0,
+    "bf16": False,
+}
+
+
+def test_grpo_leave_one_out_raises_the_rewarded_answer(tiny_llama_dir, tmp_path, tmp_path_factory):
+    start = yes_no_model(tiny_llama_dir, tmp_path_factory.getbasetemp() / "toy-sft")
+    run = run_toy(start, tmp_path, {"grpo": {"dataset": str(toy_prompts(tmp_path)), "max_steps": 8, **GRPO_TOY}})
+    before, after = p_first_token(start, "yes"), p_first_token(run.root / "01-grpo" / "model", "yes")
+    assert 0.1 < before < 0.9
+    assert after > before + 0.1
+    metrics = run.metrics()
+    steps = [m for m in metrics if "train/loss" in m]
+    assert len(steps) == 8
+    assert all("kl" in m and "gen/mean_length" in m and "gen/clipped_ratio" in m for m in steps)
+    assert any("reward/yes/mean" in m for m in metrics)
+
+
+def test_grpo_group_advantage_and_kl_bound_stop(tiny_llama_dir, tmp_path, tmp_path_factory):
+    start = yes_no_model(tiny_llama_dir, tmp_path_factory.getbasetemp() / "toy-sft")
+    stage = {
+        "grpo": {
+            "dataset": str(toy_prompts(tmp_path)),
+            "max_steps": 20,
+            "advantage": "group",
+            "scale_rewards": "group",
+            "kl_bound": 1e-9,
+            **GRPO_TOY,
+        }
+    }
+    run = run_toy(start, tmp_path, stage)
+    stops = [m for m in run.metrics() if "safety/kl_stop" in m]
+    assert len(stops) == 1 and stops[0]["step"] < 20
+
+
+def test_grpo_sends_tagged_prompts_to_the_policy_and_stripped_ones_to_scorers(tiny_llama_dir, tmp_path):
+    prompts = tmp_path / "tagged.jsonl"
+    prompts.write_text(json.dumps({"prompt": "<helpfulness 2> Say hi", "tag_helpfulness": 2}) + "\n")
+    SEEN.clear()
+    run_toy(
+        tiny_llama_dir,
+        tmp_path,
+        {
+            "grpo": {
+                "dataset": str(prompts),
+                "max_steps": 1,
+                "beta": 0.0,
+                **GRPO_TOY,
+                "num_generations": 2,
+                "per_device_train_batch_size": 2,
+            }
+        },
+        objectives=[
+            {
+                "name": "helpful",
+                "scorer": {"python": {"function": "toy:recording_scorer"}},
+                "tag_dimension": "helpfulness",
+            },
+        ],
+    )
+    assert SEEN and SEEN[0]["prompts"] == ["Say hi", "Say hi"]
+    assert SEEN[0]["tags"] == [{"helpfulness": 2}, {"helpfulness": 2}]
+
+
+def test_grpo_needs_objectives(tiny_llama_dir, tmp_path):
+    with pytest.raises(UserError, match="needs the recipe's 'objectives'"):
+        run_toy(tiny_llama_dir, tmp_path, {"grpo": {"dataset": str(toy_prompts(tmp_path)), **GRPO_TOY}}, objectives=[])
+
+
+@pytest.mark.integration
+def test_grpo_two_objectives_on_smollm2(tmp_path):
+    stage = {
+        "grpo": {
+            "dataset": "builtin:ifeval-lite",
+            "num_samples": 2,
+            "max_steps": 1,
+            "num_generations": 2,
+            "per_device_train_batch_size": 4,
+            "max_completion_length": 16,
+        }
+    }
+    run = run_toy("builtin:smollm2-135m-instruct", tmp_path, stage, objectives=TWO_OBJECTIVES)
+    metrics = run.metrics()
+    assert any("reward/constraints/mean" in m and "reward/short/mean" in m for m in metrics)
+    assert any(math.isfinite(m.get("kl", math.nan)) for m in metrics)
+
+
+TWO_OBJECTIVES = [
+    {"name": "constraints", "scorer": "verifier"},
+    {"name": "short", "scorer": {"length": {"unit": "words", "target": 20, "penalty": "over"}}, "weight": 0.05},
+]

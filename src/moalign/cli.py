@@ -238,6 +238,18 @@ def compare(
         typer.echo(f"HTML table written to {html}")
 
 
+@app.command()
+def bench(
+    k: Annotated[int, typer.Option(help="Objectives (separate reward models vs heads of one model).")] = 3,
+    batch_size: Annotated[int, typer.Option(help="Pairs scored per batch.")] = 16,
+    repeats: Annotated[int, typer.Option(help="Timed repeats (the median is reported).")] = 3,
+) -> None:
+    """Benchmarks: the reward phase with k single-objective models versus one multi-head model."""
+    from moalign.bench.reward_phase import format_reward_phase, time_reward_phase
+
+    typer.echo(format_reward_phase(time_reward_phase(k=k, batch_size=batch_size, repeats=repeats)))
+
+
 def _stage_command(stage: str) -> Any:
     def command(
         recipe: Annotated[

@@ -52,3 +52,35 @@ def test_rwr_needs_objectives(tiny_llama_dir, tmp_path):
     }
     with pytest.raises(UserError, match="needs the recipe's 'objectives'"):
         run_recipe(validate_recipe(YamlSource(data=data, name="test")))
+
+
+@pytest.mark.integration
+def test_rwr_on_real_smollm2_with_two_objectives_writes_a_loadable_checkpoint(smollm2_dir, tmp_path):
+    data = {
+        "name": "real",
+        "model": "builtin:smollm2-135m-instruct",
+        "output_dir": str(tmp_path / "runs"),
+        "objectives": [
+            {"name": "constraints", "scorer": "verifier"},
+            {"name": "loops", "scorer": "repetition", "weight": -1.0},
+        ],
+        "stages": [
+            {
+                "rwr": {
+                    "dataset": "builtin:ifeval-lite",
+                    "num_samples": 2,
+                    "per_device_train_batch_size": 2,
+                    "num_generations": 2,
+                    "max_completion_length": 8,
+                    "max_steps": 1,
+                }
+            }
+        ],
+    }
+    run = run_recipe(validate_recipe(YamlSource(data=data, name="test")))
+    logged = [m for m in run.metrics() if "train/loss" in m]
+    assert len(logged) == 1 and any("reward/constraints/mean" in m for m in run.metrics())
+    model_dir = json.loads(run.summary_path.read_text())["final_model"]
+    from moalign.models import load_causal_lm
+
+    assert load_causal_lm(model_dir).config.num_hidden_layers == 30

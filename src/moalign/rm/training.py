@@ -24,6 +24,7 @@ from moalign.rm.data import RatedExample, load_rated
 from moalign.rm.evaluation import head_metrics, write_report
 from moalign.rm.labels import resolve_bins
 from moalign.rm.model import MultiHeadRewardModel
+from moalign.training.args import stage_accelerator
 
 LOSSES = {"per_head": multihead_cross_entropy, "joint_softmax": joint_softmax_cross_entropy}
 Log = Callable[[dict[str, Any], int], None]
@@ -125,7 +126,6 @@ def train_reward_model(
 
     ``dataset``/``eval_dataset`` override the config's sources (the stage resolves run-relative paths).
     """
-    from accelerate import Accelerator
     from transformers import get_scheduler, set_seed
 
     log = log or (lambda metrics, step: None)
@@ -150,11 +150,7 @@ def train_reward_model(
 
         model.backbone = get_peft_model(model.backbone, config.peft.to_peft(task_type=None))
     use_bf16 = _use_bf16(config.bf16)
-    accelerator = Accelerator(
-        mixed_precision="bf16" if use_bf16 else "no",
-        cpu=not torch.cuda.is_available(),
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-    )
+    accelerator = stage_accelerator(bf16=use_bf16, gradient_accumulation_steps=config.gradient_accumulation_steps)
     generator = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(
         train_set, batch_size=config.per_device_train_batch_size, shuffle=True, collate_fn=list, generator=generator

@@ -89,6 +89,25 @@ def resolve_bf16(requested: bool | None) -> bool:
     return supported if requested is None else (requested and supported)
 
 
+def stage_accelerator(*, bf16: bool, gradient_accumulation_steps: int = 1) -> Any:
+    """An ``accelerate.Accelerator`` for one stage of a run.
+
+    accelerate keeps its settings in a process-wide singleton that refuses a second mixed-precision
+    setting, but the stages of one recipe run in one process and may differ (a bf16 stage after an
+    fp32 one). The stage-level state is reset first; the distributed process state is kept.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    return Accelerator(
+        cpu=not accelerator_available(),
+        mixed_precision="bf16" if bf16 else "no",
+        gradient_accumulation_steps=gradient_accumulation_steps,
+    )
+
+
 def trainer_kwargs(config: TrainerStageConfig, output_dir: Path, *, seed: int, has_eval: bool) -> dict[str, Any]:
     """Keyword arguments for a TRL ``*Config`` from the shared stage keys."""
     evaluating = has_eval and config.eval_steps is not None

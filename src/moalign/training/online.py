@@ -19,7 +19,7 @@ from pydantic import Field
 from moalign.config.base import StrictModel
 from moalign.errors import UserError
 from moalign.generation import SamplingConfig
-from moalign.training.args import LoraSpec, accelerator_available, resolve_bf16
+from moalign.training.args import LoraSpec, resolve_bf16, stage_accelerator
 from moalign.training.logprobs import join_prompt_completion, token_logps
 from moalign.training.rollout import Rollout, sample_rollout
 
@@ -158,7 +158,6 @@ def train_online(
     LM alone generates and is saved. Each rollout is used for ``epochs`` passes of ``minibatches``
     shuffled minibatches, one optimizer step each; the learning-rate schedule advances once per step.
     """
-    from accelerate import Accelerator
     from transformers import get_scheduler
 
     from moalign.data.specs import first, load_dataset_spec
@@ -179,10 +178,8 @@ def train_online(
     if "prompt" not in records[0]:
         raise UserError(f"prompt records need a 'prompt' column; found {sorted(records[0])}", source=config.dataset)
 
-    accelerator = Accelerator(
-        cpu=not accelerator_available(),
-        mixed_precision="bf16" if resolve_bf16(config.bf16) else "no",
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
+    accelerator = stage_accelerator(
+        bf16=resolve_bf16(config.bf16), gradient_accumulation_steps=config.gradient_accumulation_steps
     )
     tokenizer = load_tokenizer(ctx.model)
     lm = load_causal_lm(ctx.model)

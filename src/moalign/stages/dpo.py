@@ -67,7 +67,7 @@ def run_dpo(ctx: StageContext, config: DPOStageConfig) -> StageResult:
 
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.training.callbacks import trainer_callbacks
-    from moalign.training.checkpoint import save_final_model
+    from moalign.training.checkpoint import train_and_save
 
     train, evaluation = train_eval_datasets(config, ctx, preference_records)
     tokenizer = load_tokenizer(ctx.model, padding_side="right")
@@ -80,8 +80,6 @@ def run_dpo(ctx: StageContext, config: DPOStageConfig) -> StageResult:
         precompute_ref_log_probs=config.precompute_ref_log_probs,
         max_length=config.max_length,
     )
-    if evaluation is not None:
-        args.metric_for_best_model = "eval_loss"
     trainer = DPOTrainer(
         model=model,
         ref_model=ref_model,
@@ -92,9 +90,7 @@ def run_dpo(ctx: StageContext, config: DPOStageConfig) -> StageResult:
         peft_config=config.peft.to_peft() if config.peft else None,
         callbacks=trainer_callbacks(ctx, config, evaluation is not None, derive=lambda logs: dpo_kl(logs, config.beta)),
     )
-    output = trainer.train()
-    path = save_final_model(trainer.model, tokenizer, ctx.dir / "model")
-    summary: dict[str, Any] = {"train_loss": output.training_loss, "steps": output.global_step, "pairs": len(train)}
-    if evaluation is not None:
-        summary["eval_loss"] = trainer.evaluate()["eval_loss"]
-    return StageResult(model=str(path), summary=summary)
+    path, summary = train_and_save(
+        trainer, tokenizer, ctx.dir / "model", validate=evaluation is not None, pairs=len(train)
+    )
+    return StageResult(model=path, summary=summary)

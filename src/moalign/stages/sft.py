@@ -150,7 +150,7 @@ def run_sft(ctx: StageContext, config: SFTStageConfig) -> StageResult:
 
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.training.callbacks import trainer_callbacks
-    from moalign.training.checkpoint import save_final_model
+    from moalign.training.checkpoint import train_and_save
 
     train, evaluation = train_eval_datasets(config, ctx, sft_records)
     tokenizer = load_tokenizer(ctx.model, padding_side="right")
@@ -171,9 +171,7 @@ def run_sft(ctx: StageContext, config: SFTStageConfig) -> StageResult:
         callbacks=trainer_callbacks(ctx, config, evaluation is not None),
         length_penalty=config.length_penalty,
     )
-    output = trainer.train()
-    path = save_final_model(trainer.model, tokenizer, ctx.dir / "model")
-    summary: dict[str, Any] = {"train_loss": output.training_loss, "steps": output.global_step, "samples": len(train)}
-    if evaluation is not None:
-        summary["eval_loss"] = trainer.evaluate()["eval_loss"]
-    return StageResult(model=str(path), summary=summary)
+    path, summary = train_and_save(
+        trainer, tokenizer, ctx.dir / "model", validate=evaluation is not None, samples=len(train)
+    )
+    return StageResult(model=path, summary=summary)

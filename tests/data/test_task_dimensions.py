@@ -54,3 +54,19 @@ def test_requested_intensity_from_columns_and_tags():
     assert D.requested_intensity("structure", {"tags": "<brevity 2><structure 5>"}) == 5
     assert D.requested_intensity("structure", {"tag_structure": None, "tags": {}}) is None
     assert D.requested_intensity("structure", {"tag_structure": float("nan")}) is None
+
+
+def test_spell_out_tags_replaces_known_tags_with_their_requests():
+    spelled = D.spell_out_tags("<brevity 5><structure 3> Explain tides.")
+    assert spelled == f"Explain tides. {D.BREVITY_INSTRUCTIONS[5]} {D.STRUCTURE_INSTRUCTIONS[3]}"
+    assert D.spell_out_tags("Explain tides.") == "Explain tides."
+    # tags of other dimensions are kept, in front
+    spelled = D.spell_out_tags("<helpfulness 2><brevity 1> Explain.")
+    assert spelled == f"<helpfulness 2> Explain. {D.BREVITY_INSTRUCTIONS[1]}"
+
+
+def test_every_level_has_an_instruction_naming_its_band():
+    for dim in D.DIMENSIONS.values():
+        assert set(dim.instructions) == set(D.LEVELS)
+    for level, (low, high) in D.BREVITY_BANDS.items():
+        assert str(high if high is not None else low - 1) in D.BREVITY_INSTRUCTIONS[level]

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moalign.data import text_features as tf
-from moalign.tags import parse_tags, tag_column
+from moalign.tags import format_tags, parse_tags, tag_column
 
 LEVELS = (1, 2, 3, 4, 5)
 
@@ -101,6 +101,25 @@ def structure_match(response: str, intensity: int) -> float:
     return max(0.0, 1.0 - abs(structure_level(response) - _check_level(intensity)) / 2)
 
 
+BREVITY_INSTRUCTIONS: dict[int, str] = {
+    5: "Answer in one short sentence (at most 15 words).",
+    4: "Answer in two or three sentences (16 to 30 words).",
+    3: "Answer in one short paragraph (30 to 60 words).",
+    2: "Answer in a long paragraph (60 to 100 words).",
+    1: "Give a detailed answer of more than 100 words.",
+}
+"""The plain-language request for each brevity level (the bands of :data:`BREVITY_BANDS`)."""
+
+STRUCTURE_INSTRUCTIONS: dict[int, str] = {
+    1: "Write plain prose in a single paragraph, with no lists and no headers.",
+    2: "Write prose in two or more paragraphs, with no lists and no headers.",
+    3: "Answer with a bulleted list of at least two items, without section headers.",
+    4: "Organise the answer in two or more sections, each with a Markdown header (##), and no lists.",
+    5: "Organise the answer in two or more sections with Markdown headers (##), including a bulleted list.",
+}
+"""The plain-language request for each structure level (the layouts of :data:`STRUCTURE_LEVELS`)."""
+
+
 def _check_level(intensity: int) -> int:
     if isinstance(intensity, bool) or int(intensity) != intensity or int(intensity) not in LEVELS:
         raise ValueError(f"intensity must be an integer from 1 to 5, got {intensity!r}")
@@ -115,12 +134,32 @@ class Dimension:
     measure: Callable[[str], int]
     match: Callable[[str, int], float]
     description: str
+    instructions: Mapping[int, str]
+    """The plain-language request for each level (what a tag means, spelled out)."""
 
 
 DIMENSIONS: dict[str, Dimension] = {
-    "brevity": Dimension("brevity", brevity_level, brevity_match, "higher is shorter (word-count bands)"),
-    "structure": Dimension("structure", structure_level, structure_match, "higher is more structured layout"),
+    "brevity": Dimension(
+        "brevity", brevity_level, brevity_match, "higher is shorter (word-count bands)", BREVITY_INSTRUCTIONS
+    ),
+    "structure": Dimension(
+        "structure", structure_level, structure_match, "higher is more structured layout", STRUCTURE_INSTRUCTIONS
+    ),
 }
+
+
+def spell_out_tags(prompt: str) -> str:
+    """``prompt`` with its brevity/structure tags replaced by the plain-language requests they stand for.
+
+    ``<brevity 5> Explain tides.`` becomes ``Explain tides. Answer in one short sentence (at most 15
+    words).`` Tags of other dimensions stay as they are; a prompt without tags is returned unchanged.
+    """
+    text, tags = parse_tags(prompt)
+    if not any(name in DIMENSIONS for name in tags):
+        return prompt
+    others = {name: level for name, level in tags.items() if name not in DIMENSIONS}
+    requests = [DIMENSIONS[name].instructions[level] for name, level in tags.items() if name in DIMENSIONS]
+    return format_tags(others, " ".join([text, *requests]))
 
 
 def requested_intensity(dimension: str, row: Mapping[str, Any]) -> int | None:

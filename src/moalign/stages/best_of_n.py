@@ -29,7 +29,7 @@ from moalign.atomic import atomic_write_json, atomic_write_text
 from moalign.config.base import StrictModel
 from moalign.config.recipe import ObjectiveConfig, PluginSpec, plugin_spec
 from moalign.data.constraints import check_constraints, parse_constraints
-from moalign.data.dimensions import DIMENSIONS, LEVELS
+from moalign.data.dimensions import DIMENSIONS, LEVELS, spell_out_tags
 from moalign.data.pairs import best_index, best_worst_pair
 from moalign.data.ratings import bin_score, rating_record, rebin_level
 from moalign.data.satisfaction import satisfaction_rates
@@ -61,6 +61,10 @@ class BestOfNConfig(StrictModel):
     """This stage's own ranking objectives (default: the recipe's; the task suite's three if it has none)."""
     aggregator: PluginSpec | None = None
     """With ``objectives``: how they combine (default ``weighted_sum``)."""
+    spell_out_tags: bool = False
+    """Sample from each prompt with its brevity/structure tags replaced by the plain-language requests
+    they stand for (context distillation); the written sets keep the tagged prompt, so SFT and DPO on
+    them teach the policy what a tag means without the words."""
 
     @field_validator("aggregator", mode="before")
     @classmethod
@@ -130,7 +134,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     generations = generate(
         model,
         tokenizer,
-        [r["prompt"] for r in records],
+        [spell_out_tags(r["prompt"]) if config.spell_out_tags else r["prompt"] for r in records],
         sampling,
         num_return_sequences=config.num_generations,
         batch_size=config.batch_size,

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from moalign.cost import count_tokens
+
 Chat = list[dict[str, str]]
 
 
@@ -105,4 +107,5 @@ def generate(
     finally:
         tokenizer.padding_side = padding_side
         model.train(was_training)
+        count_tokens(generated=sum(len(g.token_ids) for gens in out for g in gens))
     return out

@@ -9,6 +9,7 @@ from typing import Any
 
 from moalign.atomic import atomic_write_json
 from moalign.config import Recipe
+from moalign.cost import COST_KEYS, counting_tokens, gpu_count, gpu_seconds
 from moalign.errors import UserError
 from moalign.run_dir import RunDir
 from moalign.stages import STAGES, StageContext
@@ -36,18 +37,23 @@ def run_recipe(recipe: Recipe, *, output_dir: str | Path | None = None, overwrit
         ctx = StageContext(recipe=recipe, run=run, index=index, stage_type=spec.type, model=model, seed=recipe.seed)
         set_seed(recipe.seed + index)
         t0, c0 = time.time(), time.process_time()
-        result = STAGES.get(spec.type).run(ctx, spec.config)
+        with counting_tokens() as tokens:
+            result = STAGES.get(spec.type).run(ctx, spec.config)
+        wall = round(time.time() - t0, 3)
         record = {
             "stage": f"{index:02d}-{spec.type}",
             "type": spec.type,
             "input_model": model,
             "output_model": result.model,
-            "wall_time_s": round(time.time() - t0, 3),
+            "wall_time_s": wall,
             "cpu_time_s": round(time.process_time() - c0, 3),
+            "gpu_time_s": gpu_seconds(wall, gpu_count()),
+            "tokens_generated": tokens.generated,
+            "tokens_trained": tokens.trained,
             "summary": result.summary,
         }
         atomic_write_json(ctx.dir / "stage.json", record)
-        ctx.log({"stage/wall_time_s": record["wall_time_s"], "stage/cpu_time_s": record["cpu_time_s"]})
+        ctx.log({f"stage/{k}": record[k] for k in COST_KEYS if record[k] is not None})
         stages.append(record)
         model = result.model or model
     run.write_summary(

@@ -20,7 +20,7 @@ from moalign.training.args import TrainerStageConfig, trainer_kwargs
 class DPOStageConfig(TrainerStageConfig):
     """Defaults follow seed 004 section 4 (lr 5e-6, beta 0.1, linear schedule, 10 warmup steps)."""
 
-    learning_rate: float = 5e-6
+    learning_rate: float = Field(5e-6, gt=0.0)
     warmup_steps: int = 10
     beta: float = Field(0.1, gt=0.0)
     loss_type: str = "sigmoid"
@@ -75,6 +75,7 @@ def run_dpo(ctx: StageContext, config: DPOStageConfig) -> StageResult:
     ref_model = None if config.peft or config.precompute_ref_log_probs else load_causal_lm(ctx.model)
     args = DPOConfig(
         **trainer_kwargs(config, ctx.dir / "trainer", seed=ctx.seed, has_eval=evaluation is not None),
+        include_num_input_tokens_seen="non_padding",  # trained tokens, for the cost table
         beta=config.beta,
         loss_type=[config.loss_type],
         precompute_ref_log_probs=config.precompute_ref_log_probs,

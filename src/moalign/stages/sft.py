@@ -34,7 +34,7 @@ class LengthPenaltyConfig(StrictModel):
 
 
 class SFTStageConfig(TrainerStageConfig):
-    learning_rate: float = 2e-5
+    learning_rate: float = Field(2e-5, gt=0.0)
     packing: bool = False
     completion_only_loss: bool = True
     length_penalty: LengthPenaltyConfig | None = None
@@ -157,6 +157,7 @@ def run_sft(ctx: StageContext, config: SFTStageConfig) -> StageResult:
     model = load_causal_lm(ctx.model)
     args = SFTConfig(
         **trainer_kwargs(config, ctx.dir / "trainer", seed=ctx.seed, has_eval=evaluation is not None),
+        include_num_input_tokens_seen="non_padding",  # trained tokens, for the cost table
         max_length=config.max_length,
         packing=config.packing,
         completion_only_loss=config.completion_only_loss,

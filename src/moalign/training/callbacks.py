@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
+
+from moalign.cost import count_tokens
 
 
 class MetricsCallback(TrainerCallback):
@@ -39,13 +42,43 @@ class MetricsCallback(TrainerCallback):
             self._log(out, step=state.global_step)
 
 
+class TokenCountCallback(TrainerCallback):
+    """Add the trainer's ``num_input_tokens_seen`` to the stage's trained tokens (:mod:`moalign.cost`)."""
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        count_tokens(trained=state.num_input_tokens_seen or 0)
+
+
+class CheckpointMarker(TrainerCallback):
+    """Write the completeness marker into each checkpoint once the Trainer has finished saving it.
+
+    ``state()`` returns what the project keeps beside the Trainer's own state (e.g. the reward's
+    normaliser statistics); :func:`moalign.training.checkpoint.train_resuming` hands it back on resume.
+    """
+
+    def __init__(self, state: Callable[[], dict[str, Any]] | None = None) -> None:
+        self._state = state
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from moalign.training.checkpoint import CHECKPOINT_PREFIX, write_marker
+
+        if args.should_save:
+            path = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
+            write_marker(path, state.global_step, self._state() if self._state is not None else None)
+
+
 def trainer_callbacks(
-    ctx: Any, config: Any, has_eval: bool, derive: Callable[[dict[str, Any]], dict[str, float]] | None = None
+    ctx: Any,
+    config: Any,
+    has_eval: bool,
+    derive: Callable[[dict[str, Any]], dict[str, float]] | None = None,
+    state: Callable[[], dict[str, Any]] | None = None,
 ) -> list[Any]:
-    """The callbacks every trainer-backed stage attaches: metrics.jsonl, and early stopping when asked."""
+    """The callbacks every trainer-backed stage attaches: metrics.jsonl, token counts, checkpoint markers
+    (recording ``state()`` in each), early stopping when asked."""
     from transformers import EarlyStoppingCallback
 
-    callbacks: list[Any] = [MetricsCallback(ctx.log, derive)]
+    callbacks: list[Any] = [MetricsCallback(ctx.log, derive), TokenCountCallback(), CheckpointMarker(state)]
     if has_eval and config.eval_steps is not None and config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     return callbacks

@@ -17,6 +17,7 @@ import torch
 from pydantic import Field
 
 from moalign.config.base import StrictModel
+from moalign.cost import count_tokens
 from moalign.errors import UserError
 from moalign.generation import SamplingConfig
 from moalign.training.args import LoraSpec, resolve_bf16, stage_accelerator
@@ -259,6 +260,7 @@ def train_online(
                     with accelerator.autocast():
                         loss, metrics = step_loss(model, part, part.rewards)
                     accelerator.backward(loss)
+                    count_tokens(trained=int(part.attention_mask.sum()))
                     if accelerator.sync_gradients and config.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(params, config.max_grad_norm)
                     optimizer.step()

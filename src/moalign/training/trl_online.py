@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from transformers import TrainerCallback
 
+from moalign.cost import count_tokens
 from moalign.data.specs import as_messages
 from moalign.errors import UserError
 from moalign.rewards import MultiObjectiveReward
@@ -84,6 +85,7 @@ class TRLReward:
         state = kwargs.get("trainer_state")
         self._step = (state.global_step + 1) if state is not None else self._step + 1
         columns = {k: v for k, v in kwargs.items() if k not in TRL_ONLY_KWARGS}
+        count_tokens(generated=sum(len(ids) for ids in kwargs.get("completion_ids") or []))
         return [None if math.isnan(r) else r for r in self.reward(prompts, completions, **columns)]
 
 

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from moalign.config.base import StrictModel
+from moalign.data.adapters import DatasetSpec
 from moalign.rm.labels import DATATYPES, Bins, preset_name
 from moalign.training.args import LoraSpec
 
@@ -40,7 +41,9 @@ class RewardModelConfig(StrictModel):
     ``stage:best_of_n/ratings.jsonl``), any other local file ``datasets`` can read, or a hub dataset id.
     """
 
-    dataset: str
+    dataset: DatasetSpec
+    """A JSONL/csv/json/parquet file, a hub id, ``stage:TYPE/FILE``, or ``ratings`` adapter spec(s)
+    (:mod:`moalign.data.adapters`; the stage writes their records to its ``data/`` folder)."""
     split: str = "train"
     columns: ColumnMap = Field(default_factory=ColumnMap)
     max_samples: int | None = Field(None, ge=1)
@@ -65,11 +68,11 @@ class RewardModelConfig(StrictModel):
     eval_steps: int = Field(50, ge=1)
     logging_steps: int = Field(10, ge=1)
     validation_fraction: float = Field(0.1, ge=0, lt=1)
-    eval_dataset: str | None = None
+    eval_dataset: DatasetSpec | None = None
     """A separate validation source (same columns); replaces ``validation_fraction``."""
     metric_for_best_model: Literal["loss", "intensity_accuracy", "preference_accuracy"] = "loss"
     bf16: bool | None = None
-    """None: bf16 autocast where the GPU supports it, float32 on CPU."""
+    """None: bf16 autocast where the device runs it fast (see :func:`moalign.training.args.resolve_bf16`)."""
     peft: LoraSpec | None = None
     """LoRA on the backbone (the heads are always trained in full); merged into the saved weights."""
     seed: int | None = None

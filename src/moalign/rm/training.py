@@ -24,7 +24,7 @@ from moalign.rm.data import RatedExample, load_rated
 from moalign.rm.evaluation import head_metrics, write_report
 from moalign.rm.labels import resolve_bins
 from moalign.rm.model import MultiHeadRewardModel
-from moalign.training.args import stage_accelerator
+from moalign.training.args import resolve_bf16, stage_accelerator
 
 LOSSES = {"per_head": multihead_cross_entropy, "joint_softmax": joint_softmax_cross_entropy}
 Log = Callable[[dict[str, Any], int], None]
@@ -71,12 +71,6 @@ def label_tensor(examples: list[RatedExample], dimensions: dict[str, int]) -> to
         [[-100 if e.labels.get(d) is None else e.labels[d] - 1 for d in dimensions] for e in examples],
         dtype=torch.long,
     )
-
-
-def _use_bf16(setting: bool | None) -> bool:
-    if setting is not None:
-        return setting
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 def _better(metric: str, new: float, old: float | None) -> bool:
@@ -149,7 +143,7 @@ def train_reward_model(
         from peft import get_peft_model
 
         model.backbone = get_peft_model(model.backbone, config.peft.to_peft(task_type=None))
-    use_bf16 = _use_bf16(config.bf16)
+    use_bf16 = resolve_bf16(config.bf16)
     accelerator = stage_accelerator(bf16=use_bf16, gradient_accumulation_steps=config.gradient_accumulation_steps)
     generator = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(

@@ -117,3 +117,12 @@ def test_stage_objectives_override_the_recipe(tmp_path):
     recipe = load_recipe(path)
     reward = B.build_reward(SimpleNamespace(recipe=recipe), recipe.stages[0].config)
     assert reward.names == ["words"]
+
+
+def test_mixed_records_share_the_prompts_evenly_and_interleave():
+    records = B.mixed_records(["builtin:ifeval-lite", "builtin:ifeval-lite-tagged"], "train", 5)
+    assert [r["id"].split(":")[0] for r in records] == ["0", "1", "0", "1", "0"]
+    assert records[1]["prompt"].startswith("<")  # the tagged variant
+    assert not records[0]["prompt"].startswith("<")
+    single = B.mixed_records("builtin:ifeval-lite", "train", 2)
+    assert [r["id"] for r in single] == ["train-00000", "train-00001"]

@@ -17,6 +17,7 @@ best and worst samples of a prompt are those with the highest and lowest aggrega
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -43,7 +44,8 @@ from moalign.tags import parse_tags
 class BestOfNConfig(StrictModel):
     """Keys of the ``best_of_n`` stage (decoding keys named as in ``transformers.GenerationConfig``)."""
 
-    dataset: str = "builtin:ifeval-lite"
+    dataset: str | list[str] = "builtin:ifeval-lite"
+    """A prompt source, or a list of them sharing ``num_prompts`` evenly (interleaved)."""
     split: str = "train"
     num_prompts: int = Field(64, ge=1)
     num_generations: int = Field(4, ge=2)
@@ -91,6 +93,20 @@ def build_reward(ctx: Any, config: BestOfNConfig) -> MultiObjectiveReward:
     return MultiObjectiveReward(DEFAULT_OBJECTIVES, "weighted_sum", tag_dimensions=ctx.recipe.tag_dimensions)
 
 
+def mixed_records(datasets: str | Sequence[str], split: str, num: int) -> list[dict[str, Any]]:
+    """``num`` prompt records drawn evenly from ``datasets`` (the first ones get the remainder), interleaved;
+    with several sources, each record's ``id`` is prefixed by its source's position (``1:train-00003``)."""
+    specs = [datasets] if isinstance(datasets, str) else list(datasets)
+    if not specs:
+        raise UserError("best_of_n: 'dataset' is an empty list")
+    shares = [num // len(specs) + (i < num % len(specs)) for i in range(len(specs))]
+    parts = [load_records(spec, split, limit=share) for spec, share in zip(specs, shares, strict=True)]
+    if len(specs) > 1:
+        parts = [[{**r, "id": f"{i}:{r.get('id')}"} for r in part] for i, part in enumerate(parts)]
+    mixed = [r for group in itertools.zip_longest(*parts) for r in group if r is not None]
+    return mixed
+
+
 def sample_ratings(
     response: str, scores: Mapping[str, float], objectives: Sequence[ObjectiveConfig], num_classes: int
 ) -> dict[str, int | None]:
@@ -124,9 +140,9 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     from moalign.generation import SamplingConfig, generate
     from moalign.models import load_causal_lm, load_tokenizer
 
-    records = load_records(config.dataset, config.split, limit=config.num_prompts)
+    records = mixed_records(config.dataset, config.split, config.num_prompts)
     if not records:
-        raise UserError(f"no prompts in split '{config.split}'", source=config.dataset)
+        raise UserError(f"no prompts in split '{config.split}'", source=str(config.dataset))
     reward = build_reward(ctx, config)
     tokenizer, model = load_tokenizer(ctx.model), load_causal_lm(ctx.model)
     sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p)

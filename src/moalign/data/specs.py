@@ -6,7 +6,9 @@ A stage's ``dataset`` key takes any of:
 - a local ``.json``/``.jsonl``/``.parquet``/``.csv`` file, with any columns;
 - ``stage:TYPE/FILE`` - a file written by the latest earlier stage of that type in the same run,
   e.g. ``stage:best_of_n/pairs.jsonl``;
-- a Hugging Face hub dataset id (``HuggingFaceH4/ultrafeedback_binarized``).
+- a Hugging Face hub dataset id (``HuggingFaceH4/ultrafeedback_binarized``);
+- an adapter spec ``{adapter: NAME, path: ..., split: ...}`` or a list of them, read into the project's
+  standard records (:mod:`moalign.data.adapters`); its own ``split`` wins over the stage's.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from moalign.errors import UserError
 if TYPE_CHECKING:
     from datasets import Dataset
 
+    from moalign.data.adapters import DatasetSpec
     from moalign.stages.base import StageContext
 
 FILE_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -51,10 +54,14 @@ def resolve_stage_refs(value: Any, ctx: StageContext | None) -> Any:
     return value
 
 
-def load_dataset_spec(spec: str, *, split: str = "train", ctx: StageContext | None = None) -> Dataset:
+def load_dataset_spec(spec: DatasetSpec, *, split: str = "train", ctx: StageContext | None = None) -> Dataset:
     """Load a dataset spec (see module docstring) as a ``datasets.Dataset``."""
     from datasets import Dataset
 
+    if not isinstance(spec, str):
+        from moalign.data.adapters import load_adapted
+
+        return load_adapted(spec, ctx.recipe.tag_dimensions if ctx else None)
     if spec.startswith("builtin:"):
         from moalign.data.sources import load_records
 
@@ -75,6 +82,11 @@ def load_file(path: Path) -> Dataset:
     fmt = FILE_FORMATS.get(path.suffix)
     if fmt is None:
         raise UserError(f"unsupported dataset format '{path.suffix}' (use {', '.join(FILE_FORMATS)})", source=str(path))
+    if path.suffix == ".jsonl":
+        from moalign.data.sources import jsonl_values
+
+        for _ in jsonl_values(path):  # a bad line is reported by its number before datasets reads the file
+            pass
     try:
         return load_dataset(fmt, data_files=str(path), split="train")
     except Exception as exc:  # datasets raises many types for malformed files
@@ -102,6 +114,32 @@ def as_messages(value: Any, role: str) -> list[dict[str, str]]:
     if isinstance(value, str):
         return [{"role": role, "content": value}]
     return list(value)
+
+
+def require_prompt(value: Any, index: int, source: Any) -> None:
+    """A :class:`UserError` naming record ``index`` of ``source`` if its prompt is missing or blank (a text,
+    or a chat whose messages are all blank)."""
+    if isinstance(value, str):
+        texts: list[Any] = [value]
+    else:
+        texts = [m.get("content") for m in value if isinstance(m, dict)] if isinstance(value, list) else []
+    if not any(isinstance(t, str) and t.strip() for t in texts):
+        raise UserError(f"record {index}: empty prompt", source=str(source))
+
+
+def require_prompts_fit(prompts: list[Any], tokenizer: Any, max_length: int | None, source: Any) -> None:
+    """A :class:`UserError` naming the first prompt (chats) that, in the chat template with the assistant
+    turn opened, leaves no token of ``max_length`` for its completion: a trainer would silently truncate
+    the whole answer away."""
+    if max_length is None or not prompts:
+        return
+    texts = tokenizer.apply_chat_template(prompts, tokenize=False, add_generation_prompt=True)
+    for i, ids in enumerate(tokenizer(texts, add_special_tokens=False)["input_ids"]):
+        if len(ids) >= max_length:
+            raise UserError(
+                f"record {i}: prompt is {len(ids)} tokens, max_length is {max_length}: no room for the completion",
+                source=str(source),
+            )
 
 
 def train_eval_datasets(config: Any, ctx: StageContext | None, normalise: Any) -> tuple[Dataset, Dataset | None]:

@@ -26,11 +26,13 @@ from pydantic import Field, field_validator
 from moalign.atomic import atomic_write_json, atomic_write_text
 from moalign.config.base import StrictModel
 from moalign.config.recipe import PluginSpec, plugin_spec
+from moalign.data.adapters import DatasetSpec
 from moalign.errors import UserError
 from moalign.eval.controllability import ControllabilityConfig, controllability
 from moalign.eval.generations import GenerationCache, GenerationRun, cached_generate
 from moalign.eval.metrics import bleu_scores, corpus_perplexity, length_stats, mean, win_rate
 from moalign.eval.presets import DecodingPreset, decoding_preset
+from moalign.rewards.scorers.repetition import repeated_ngram_share
 
 if TYPE_CHECKING:
     from moalign.rewards import MultiObjectiveReward
@@ -47,7 +49,7 @@ REFERENCE_COLUMNS = ("reference", "completion", "chosen", "response", "output")
 class EvalSettings(StrictModel):
     """What to evaluate on and how: prompts, decoding, judge, controllability."""
 
-    dataset: str = "builtin:ifeval-lite"
+    dataset: DatasetSpec = "builtin:ifeval-lite"
     split: str = "test"
     num_samples: int = Field(64, ge=1)
     """Prompts evaluated (the split's first ones, always the same)."""
@@ -92,16 +94,22 @@ def judge_reward(judge: PluginSpec | str | Mapping[str, Any] | None, recipe: Any
     return reward
 
 
-def load_eval_records(dataset: str, split: str, num: int, ctx: StageContext | None = None) -> list[dict[str, Any]]:
+def load_eval_records(
+    dataset: DatasetSpec, split: str, num: int, ctx: StageContext | None = None
+) -> list[dict[str, Any]]:
     """The first ``num`` records of the split (any dataset spec of :mod:`moalign.data.specs`)."""
-    from moalign.data.specs import load_dataset_spec
+    from moalign.data.specs import load_dataset_spec, require_prompt
+    from moalign.registry import did_you_mean
 
     data = load_dataset_spec(dataset, split=split, ctx=ctx)
     if "prompt" not in data.column_names:
-        raise UserError(f"no 'prompt' column (columns: {', '.join(data.column_names)})", source=dataset)
+        hint = did_you_mean("prompt", data.column_names)
+        raise UserError(f"no 'prompt' column{hint}; columns: {', '.join(data.column_names)}", source=str(dataset))
     records = data.select(range(min(num, len(data)))).to_list()
     if not records:
-        raise UserError(f"no prompts in split '{split}'", source=dataset)
+        raise UserError(f"no prompts in split '{split}'", source=str(dataset))
+    for i, record in enumerate(records):
+        require_prompt(record["prompt"], i, dataset)
     return records
 
 
@@ -229,6 +237,7 @@ def evaluate(
                 "tokens": _stats([g.num_tokens for g in run.responses]),
                 "words": _stats([len(t.split()) for t in texts]),
             },
+            "repetition": _round(mean([repeated_ngram_share(t.lower().split(), 3) for t in texts])),
             "bleu": None,
             "perplexity": None,
             "generation": {
@@ -330,6 +339,7 @@ def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
             "bleu4": (m.get("bleu") or {}).get("bleu4"),
             "perplexity": m.get("perplexity"),
             "length/tokens/mean": m["length"]["tokens"]["mean"],
+            "repetition": m.get("repetition"),
             **{f"reward/{k}/mean": v for k, v in m["objectives"].items()},
         }
         out.update({f"eval/{label}/{k}": v for k, v in values.items() if v is not None})

@@ -16,13 +16,25 @@ stages:
 
 from __future__ import annotations
 
+import json
+
+from moalign.data.adapters import AdapterSpec, DatasetSpec
 from moalign.data.specs import STAGE_PREFIX, stage_output
 from moalign.rm.config import RewardModelConfig
 from moalign.stages.base import StageContext, StageResult, register_stage
 
 
-def _source(spec: str | None, ctx: StageContext) -> str | None:
-    """A dataset spec with ``stage:TYPE/FILE`` references resolved to the file in this run."""
+def _source(spec: DatasetSpec | None, ctx: StageContext, name: str) -> str | None:
+    """A dataset spec as a source the reward-model loader reads: ``stage:TYPE/FILE`` references resolved
+    to the file in this run, adapter specs read into ``<stage dir>/data/NAME.jsonl``."""
+    if isinstance(spec, AdapterSpec | list):
+        from moalign.atomic import atomic_write_text
+        from moalign.data.adapters import load_adapted
+
+        path = ctx.dir / "data" / f"{name}.jsonl"
+        rows = load_adapted(spec, ctx.recipe.tag_dimensions).to_list()
+        atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+        return str(path)
     if spec is None or not spec.startswith(STAGE_PREFIX):
         return spec
     return str(stage_output(spec, ctx))
@@ -38,8 +50,8 @@ def run_reward_model(ctx: StageContext, config: RewardModelConfig) -> StageResul
         seed=config.seed if config.seed is not None else ctx.seed,
         report_dir=ctx.dir,
         log=lambda metrics, step: ctx.log(metrics, step=step),
-        dataset=_source(config.dataset, ctx),
-        eval_dataset=_source(config.eval_dataset, ctx),
+        dataset=_source(config.dataset, ctx, "train"),
+        eval_dataset=_source(config.eval_dataset, ctx, "validation"),
     )
     return StageResult(
         model=None,

@@ -8,6 +8,7 @@ nothing about the model beyond ``generate`` and a forward pass.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pydantic import Field
 
 from moalign.config.base import StrictModel
 from moalign.cost import count_tokens
+from moalign.data.adapters import DatasetSpec
 from moalign.errors import UserError
 from moalign.generation import SamplingConfig
 from moalign.training.args import LoraSpec, resolve_bf16, stage_accelerator
@@ -28,12 +30,12 @@ from moalign.training.rollout import Rollout, sample_rollout
 class OnlineStageConfig(StrictModel):
     """Keys shared by on-policy stages (TRL's GRPO names where one exists)."""
 
-    dataset: str
+    dataset: DatasetSpec
     """Prompt records: a ``prompt`` column (text, tags allowed, or a chat) plus any columns the scorers read."""
     split: str = "train"
     num_samples: int | None = Field(None, gt=0)
     """Use only the first N prompts."""
-    learning_rate: float = 1e-5
+    learning_rate: float = Field(1e-5, gt=0.0)
     per_device_train_batch_size: int = Field(4, gt=0)
     """Prompts per step."""
     gradient_accumulation_steps: int = Field(1, gt=0)
@@ -53,6 +55,11 @@ class OnlineStageConfig(StrictModel):
     peft: LoraSpec | None = None
     kl_bound: float | None = Field(None, gt=0.0)
     """Stop once the per-token KL to the reference passes this (stages that keep a reference)."""
+    save_steps: int | None = Field(None, gt=0)
+    """Write a resumable checkpoint (model, optimizer, scheduler, RNG states, data position, reward
+    statistics) every N steps; ``moalign run --resume`` continues from the latest complete one."""
+    save_total_limit: int | None = Field(2, gt=0)
+    """Checkpoints kept: the newest N (None: all)."""
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(max_new_tokens=self.max_completion_length, temperature=self.temperature, top_p=self.top_p)
@@ -130,6 +137,25 @@ def clipped_ratio(completion_ids: list[list[int]], max_length: int, eos_ids: set
     return sum(clipped) / max(len(clipped), 1)
 
 
+def loop_state(step: int, reward: Any, shuffle: torch.Generator) -> dict[str, Any]:
+    """What a checkpoint of the loop records beside accelerate's state: the step (the data position: the
+    prompt order is a function of the seed and the number of batches drawn), the reward's normaliser
+    statistics and the minibatch-shuffle generator."""
+    return {
+        "step": step,
+        "reward": reward.state_dict(),
+        "shuffle_rng": base64.b64encode(shuffle.get_state().numpy().tobytes()).decode("ascii"),
+    }
+
+
+def restore_loop_state(state: dict[str, Any], reward: Any, shuffle: torch.Generator) -> int:
+    """Load :func:`loop_state` back into ``reward`` and ``shuffle``; returns the step it was taken at."""
+    reward.load_state_dict(state["reward"])
+    raw = bytearray(base64.b64decode(state["shuffle_rng"]))
+    shuffle.set_state(torch.frombuffer(raw, dtype=torch.uint8).clone())
+    return int(state["step"])
+
+
 def prompt_batches(records: list[dict[str, Any]], batch_size: int, seed: int):
     """Endless shuffled batches of prompt records (a new permutation each epoch)."""
     generator = torch.Generator().manual_seed(seed)
@@ -164,7 +190,13 @@ def train_online(
     from moalign.data.specs import first, load_dataset_spec
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.rewards import MultiObjectiveReward
-    from moalign.training.checkpoint import save_final_model
+    from moalign.training.checkpoint import (
+        checkpoint_state,
+        latest_complete_checkpoint,
+        rotate_checkpoints,
+        save_checkpoint,
+        save_final_model,
+    )
 
     if not ctx.recipe.objectives:
         raise UserError(f"stage {ctx.index:02d}-{ctx.stage_type} needs the recipe's 'objectives' to score samples")
@@ -205,9 +237,16 @@ def train_online(
     reward = MultiObjectiveReward.from_recipe(ctx.recipe, log=lambda m: ctx.log(m, step=step))
     batches = prompt_batches(records, config.per_device_train_batch_size, ctx.seed)
     shuffle = torch.Generator().manual_seed(ctx.seed)
+    start = 0
+    latest = latest_complete_checkpoint(ctx.checkpoint_dir)
+    if latest is not None:
+        accelerator.load_state(str(latest))
+        start = restore_loop_state(checkpoint_state(latest), reward, shuffle)
+        for _ in range(start):
+            next(batches)
     from tqdm.auto import tqdm
 
-    for step in tqdm(range(1, config.max_steps + 1), desc=f"{ctx.stage_type}", unit="step"):
+    for step in tqdm(range(start + 1, config.max_steps + 1), desc=f"{ctx.stage_type}", unit="step"):
         rows = next(batches)
         columns = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}
         t0 = time.perf_counter()
@@ -285,4 +324,8 @@ def train_online(
         if config.kl_bound is not None and safety.get("kl", 0.0) > config.kl_bound:
             ctx.log({"safety/kl_stop": safety["kl"]}, step=step)
             break
+        if config.save_steps is not None and step % config.save_steps == 0 and step < config.max_steps:
+            state = loop_state(step, reward, shuffle)
+            save_checkpoint(ctx.checkpoint_dir, step, lambda tmp: accelerator.save_state(str(tmp)), state)
+            rotate_checkpoints(ctx.checkpoint_dir, config.save_total_limit)
     return str(save_final_model(policy, tokenizer, ctx.dir / "model"))

@@ -26,6 +26,10 @@ SetOption = Annotated[
     typer.Option("--set", help="Override a recipe key, e.g. --set stages.0.sft.learning_rate=1e-5 (repeatable)."),
 ]
 
+ProfileOption = Annotated[
+    str | None, typer.Option("--profile", help="Apply the recipe's named profile of overrides (profiles.NAME).")
+]
+
 
 @app.callback()
 def _main(
@@ -43,43 +47,73 @@ def _repo_recipes() -> Path:
 def run(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     set_: SetOption = None,
+    profile: ProfileOption = None,
     output_dir: Annotated[Path | None, typer.Option(help="Parent of the run directory (default: recipe's).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Continue the run in the run directory (finished stages are kept; the recipe must match)."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Check datasets and stage references, report token budgets; train nothing.")
+    ] = False,
 ) -> None:
     """Run every stage of a recipe; writes runs/NAME/."""
     from moalign.config import load_recipe
     from moalign.pipeline import run_recipe
 
-    loaded = load_recipe(recipe, set_ or [])
-    result = run_recipe(loaded, output_dir=output_dir, overwrite=overwrite)
+    loaded = load_recipe(recipe, set_ or [], profile)
+    if dry_run:
+        from moalign.plan import dry_run as plan_dry_run
+        from moalign.plan import format_plan
+
+        typer.echo(format_plan(plan_dry_run(loaded)))
+        return
+    result = run_recipe(loaded, output_dir=output_dir, overwrite=overwrite, resume=resume)
     typer.echo(f"run written to {result.root}")
+
+
+@app.command()
+def resume(run_dir: Annotated[Path, typer.Argument(help="A run directory (runs/NAME).")]) -> None:
+    """Continue an interrupted run with the recipe saved in it, from its latest complete checkpoint."""
+    from moalign.pipeline import resume_run
+
+    typer.echo(f"run written to {resume_run(run_dir).root}")
 
 
 @app.command()
 def check(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     set_: SetOption = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Validate a recipe and print its resolved configuration (every default filled in)."""
     from moalign.config import load_recipe
 
-    typer.echo(load_recipe(recipe, set_ or []).to_yaml(), nl=False)
+    typer.echo(load_recipe(recipe, set_ or [], profile).to_yaml(), nl=False)
 
 
 @app.command()
 def demo(
     set_: SetOption = None,
+    fast: Annotated[bool, typer.Option("--fast", help="A few minutes: the recipe's 'fast' profile.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Longer and stronger: the recipe's 'full' profile.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing demo run.")] = True,
 ) -> None:
-    """Run the main job: recipes/demo.yaml on the embedded models, offline."""
+    """Run the main job: recipes/demo.yaml on the embedded models, offline; print the summary table."""
     from moalign.config import load_recipe
     from moalign.pipeline import run_recipe
+    from moalign.report.summary import summary_table
 
+    if fast and full:
+        raise UserError("--fast and --full exclude each other")
     path = _repo_recipes() / "demo.yaml"
     if not path.exists():
         raise UserError(f"demo recipe not found at {path} (run from a source checkout)")
-    result = run_recipe(load_recipe(path, set_ or []), overwrite=overwrite)
-    typer.echo(f"run written to {result.root}")
+    profile = "fast" if fast else ("full" if full else None)
+    result = run_recipe(load_recipe(path, set_ or [], profile), overwrite=overwrite)
+    typer.echo(summary_table(result.root))
+    typer.echo(f"run written to {result.root}; report: {result.root / 'report.html'}")
 
 
 @app.command()
@@ -112,6 +146,46 @@ def merge(
         raise UserError(f"'{adapter}' is not a LoRA checkpoint (no {ADAPTER_CONFIG})")
     save_final_model(load_causal_lm(adapter), load_tokenizer(adapter), output)
     typer.echo(f"merged model written to {output}")
+
+
+def multi_value_options(args: list[str], names: tuple[str, ...]) -> dict[str, list[str]]:
+    """``--name A B --other C`` -> ``{"--name": ["A", "B"], "--other": ["C"]}`` for the options ``names``."""
+    out: dict[str, list[str]] = {}
+    current: str | None = None
+    for arg in args:
+        if arg.startswith("--"):
+            if arg not in names:
+                raise UserError(f"unknown option {arg}; expected {', '.join(names)}")
+            current = arg
+            out.setdefault(arg, [])
+        elif current is None:
+            raise UserError(f"unexpected argument '{arg}'; expected {', '.join(names)} before it")
+        else:
+            out[current].append(arg)
+    return out
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def soup(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the souped model.")],
+    allow_unnormalised: Annotated[bool, typer.Option(help="Allow weights that do not sum to 1.")] = False,
+) -> None:
+    """Rewarded Soups (seed 002 eq. 2): theta = sum_i lambda_i theta_i, saved as a plain HF checkpoint.
+
+    moalign soup --models A B ... --weights 0.5 0.5 ... --out DIR  (full checkpoints, or LoRA
+    adapter directories on one base: each adapter is merged into the base before interpolating).
+    """
+    from moalign.models.soup import soup_models
+
+    values = multi_value_options(ctx.args, ("--models", "--weights"))
+    models, raw_weights = values.get("--models", []), values.get("--weights", [])
+    try:
+        weights = [float(w) for w in raw_weights]
+    except ValueError:
+        raise UserError(f"soup: --weights must be numbers, got {' '.join(raw_weights)}") from None
+    soup_models(models, weights, out, normalised=not allow_unnormalised)
+    typer.echo(f"souped model written to {out}")
 
 
 @models_app.command("list")

@@ -1,0 +1,363 @@
+"""The dry run: what ``moalign run RECIPE --dry-run`` checks and reports, without loading a model.
+
+For a validated recipe it
+
+1. checks every dataset a stage names: an adapter spec converts a few rows of its source through its
+   adapter (the first rows of a local file; a streamed head of a hub dataset; the adapter's shipped
+   schema sample when the hub cannot be reached) and must give the record kind the stage consumes;
+   a ``builtin:`` spec loads its first records; a local file must exist;
+2. builds the stage graph: every ``stage:TYPE[/FILE]`` reference (datasets, eval models, scorer configs,
+   and the recipe's objectives for the stages that score samples) must name an earlier stage;
+3. estimates each stage's token budget, ``steps x sequences per step x tokens per sequence``, an upper
+   bound with every sequence at its maximum length (``max_length`` for trained sequences,
+   ``max_completion_length`` / ``max_new_tokens`` for generated ones).
+
+Every problem is collected; :func:`dry_run` raises one :class:`UserError` listing them all.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from moalign.config.recipe import Recipe
+from moalign.data.adapters import AdapterSpec, adapt_rows, load_rows
+from moalign.data.specs import FILE_FORMATS, STAGE_PREFIX
+from moalign.errors import UserError
+
+SCHEMA_ROWS = 5
+"""Source rows converted per adapter spec in a dry run."""
+
+STAGE_RECORDS: dict[str, tuple[str, ...]] = {
+    "sft": ("sft",),
+    "dpo": ("preferences",),
+    "reward_model": ("ratings",),
+    "grpo": ("prompts",),
+    "rloo": ("prompts",),
+    "ppo": ("prompts",),
+    "rwr": ("prompts",),
+    "online_dpo": ("prompts",),
+    "eval": ("prompts", "preferences"),
+}
+"""The adapter record kinds each stage consumes (keyed by stage type)."""
+
+SCORING_STAGES = {"grpo", "rloo", "ppo", "rwr", "online_dpo"}
+"""Stages that score samples with the recipe's objectives (whose ``stage:`` references they resolve)."""
+
+
+@dataclass
+class DatasetCheck:
+    key: str
+    spec: str
+    detail: str
+
+
+@dataclass
+class Budget:
+    """``steps`` x ``sequences`` per step x ``tokens`` per sequence (None: unknown)."""
+
+    steps: int | None
+    sequences: int
+    tokens: int
+    what: str
+
+    @property
+    def total(self) -> int | None:
+        return None if self.steps is None else self.steps * self.sequences * self.tokens
+
+
+@dataclass
+class StagePlan:
+    index: int
+    type: str
+    datasets: list[DatasetCheck] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+    budget: Budget | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.index:02d}-{self.type}"
+
+
+@dataclass
+class Plan:
+    recipe: Recipe
+    stages: list[StagePlan]
+    problems: list[str]
+
+    @property
+    def total_tokens(self) -> int | None:
+        totals = [s.budget.total for s in self.stages if s.budget is not None]
+        return None if any(t is None for t in totals) else sum(t for t in totals if t is not None)
+
+
+# -- datasets -----------------------------------------------------------------------------------
+
+
+def _head(spec: AdapterSpec) -> tuple[list[Any], str]:
+    """A few source rows of ``spec`` and where they came from (the schema sample if unreachable)."""
+    path = Path(spec.source).expanduser()
+    if path.suffix in FILE_FORMATS or path.exists():
+        rows = load_rows(spec)  # a local file: UserError if missing or unreadable
+        return [rows[i] for i in range(min(SCHEMA_ROWS, len(rows)))], f"{len(rows):,} rows"
+    try:
+        from datasets import load_dataset
+
+        stream = load_dataset(
+            spec.source, spec.config or spec.definition.config, split=spec.resolved_split, streaming=True
+        )
+        return list(islice(stream, SCHEMA_ROWS)), "hub, streamed head"
+    except Exception as exc:  # offline, not cached, no such dataset: check the shipped schema sample
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:80]
+        return [spec.definition.sample], f"schema sample (hub unavailable: {reason})"
+
+
+def check_adapter(spec: AdapterSpec, stage_type: str) -> str:
+    """Convert the head of ``spec``'s source; a :class:`UserError` if a row or the record kind is wrong."""
+    wanted = STAGE_RECORDS.get(stage_type)
+    if wanted is not None and spec.kind not in wanted:
+        raise UserError(f"stage '{stage_type}' reads {' or '.join(wanted)} records, this spec gives {spec.kind}")
+    rows, origin = _head(spec)
+    records, problems = adapt_rows(rows, spec)
+    if problems:
+        raise UserError(f"{len(problems)} of {len(rows)} rows malformed ({origin}): {problems[0]}", source=str(spec))
+    if not records:
+        raise UserError(f"no records from the first {len(rows)} rows ({origin})", source=str(spec))
+    return f"{spec.kind} records ok ({origin})"
+
+
+def check_string_spec(spec: str, split: str) -> str:
+    """Check a string dataset spec as far as possible without downloading anything."""
+    if spec.startswith("builtin:"):
+        from moalign.data.sources import load_records
+
+        load_records(spec, split, limit=2)
+        return f"built-in, split {split}"
+    if spec.startswith(STAGE_PREFIX):
+        return "written by an earlier stage"
+    path = Path(spec).expanduser()
+    if path.suffix in FILE_FORMATS or path.exists():
+        if not path.exists():
+            raise UserError("dataset file not found", source=spec)
+        return "local file"
+    return "hub dataset (read when the stage runs)"
+
+
+def dataset_values(config: Any) -> Iterator[tuple[str, Any]]:
+    """``(key, value)`` for each dataset key set in a stage config."""
+    for key in ("dataset", "eval_dataset"):
+        value = getattr(config, key, None)
+        if value is not None:
+            yield key, value
+
+
+def check_datasets(stage_type: str, config: Any, problems: list[str], name: str) -> list[DatasetCheck]:
+    checks = []
+    split = getattr(config, "split", "train")
+    for key, value in dataset_values(config):
+        for item in value if isinstance(value, list) else [value]:
+            try:
+                if isinstance(item, AdapterSpec):
+                    detail = check_adapter(item, stage_type)
+                else:
+                    detail = check_string_spec(item, "validation" if key == "eval_dataset" else split)
+            except UserError as exc:
+                problems.append(f"{name}.{key}: {exc}")
+                detail = "FAILED"
+            checks.append(DatasetCheck(key=key, spec=str(item), detail=detail))
+    return checks
+
+
+# -- the stage graph ------------------------------------------------------------------------------
+
+
+def stage_references(value: Any) -> Iterator[str]:
+    """Every ``stage:TYPE[/FILE]`` string at any depth of dicts, lists and models."""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    if isinstance(value, str) and value.startswith(STAGE_PREFIX):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from stage_references(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from stage_references(v)
+
+
+def unresolved(references: list[str], earlier: list[str]) -> list[str]:
+    """The references whose stage type is not among ``earlier`` stage types."""
+    return [r for r in references if r.removeprefix(STAGE_PREFIX).partition("/")[0] not in earlier]
+
+
+# -- budgets ---------------------------------------------------------------------------------------
+
+
+def source_rows(value: Any, num_samples: int | None = None) -> int | None:
+    """Rows a stage reads, where known: ``num_samples``, else the adapters' recorded split sizes."""
+    if num_samples is not None:
+        return num_samples
+    specs = value if isinstance(value, list) else [value]
+    if not all(isinstance(s, AdapterSpec) for s in specs):
+        return None
+    total = 0
+    for spec in specs:
+        size = sliced_size(spec.resolved_split, spec.definition.sizes)
+        if size is None or spec.path is not None:
+            return None
+        total += min(size, spec.sample or size)
+    return total
+
+
+def sliced_size(split: str, sizes: dict[str, int]) -> int | None:
+    """Rows of ``split`` (``name`` or ``name[a:b]`` with row or percent bounds) from known split sizes."""
+    match = re.fullmatch(r"([\w.-]+)(?:\[(-?\d*%?):(-?\d*%?)\])?", split)
+    if match is None or match.group(1) not in sizes:
+        return None
+    size = sizes[match.group(1)]
+
+    def bound(text: str | None, default: int) -> int:
+        if not text:
+            return default
+        value = round(size * int(text[:-1]) / 100) if text.endswith("%") else int(text)
+        return max(0, min(size, value + size if value < 0 else value))
+
+    return max(0, bound(match.group(3), size) - bound(match.group(2), 0))
+
+
+def _steps(max_steps: int, rows: int | None, epochs: float, per_step: int) -> int | None:
+    if max_steps > 0:
+        return max_steps
+    return None if rows is None else math.ceil(rows * epochs / per_step)
+
+
+def trainer_budget(stage_type: str, config: Any) -> Budget:
+    rows = source_rows(config.dataset, config.num_samples)
+    if rows is not None:
+        rows = round(rows * (1 - config.validation_fraction))
+    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
+    pair = 2 if stage_type == "dpo" else 1
+    steps = _steps(config.max_steps, rows, config.num_train_epochs, per_step)
+    return Budget(steps, per_step * pair, config.max_length or 0, "trained tokens (max_length each)")
+
+
+def trl_online_budget(stage_type: str, config: Any) -> Budget:
+    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps  # completions
+    rows = source_rows(config.dataset, config.num_samples)
+    completions = None if rows is None else rows * config.num_generations
+    steps = _steps(config.max_steps, completions, config.num_train_epochs, per_step)
+    return Budget(steps, per_step, config.max_completion_length, "generated tokens")
+
+
+def own_online_budget(stage_type: str, config: Any) -> Budget:
+    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps * config.num_generations
+    return Budget(config.max_steps, per_step, config.max_completion_length, "generated tokens")
+
+
+def reward_model_budget(stage_type: str, config: Any) -> Budget:
+    rows = source_rows(config.dataset, config.max_samples)
+    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
+    steps = _steps(config.max_steps, rows, config.num_train_epochs, per_step)
+    return Budget(steps, per_step, config.max_length, "scored tokens (max_length each)")
+
+
+def eval_budget(stage_type: str, config: Any) -> Budget:
+    models = max(1, len(config.models)) + 1  # candidates and the reference
+    return Budget(1, config.num_samples * models, config.max_new_tokens, "generated tokens")
+
+
+def best_of_n_budget(stage_type: str, config: Any) -> Budget:
+    return Budget(1, config.num_prompts * config.num_generations, config.max_new_tokens, "generated tokens")
+
+
+def _estimators() -> list[tuple[type, Callable[[str, Any], Budget]]]:
+    from moalign.rm.config import RewardModelConfig
+    from moalign.stages.best_of_n import BestOfNConfig
+    from moalign.stages.evaluate import EvalStageConfig
+    from moalign.training.args import TrainerStageConfig
+    from moalign.training.online import OnlineStageConfig
+    from moalign.training.trl_online import TRLOnlineStageConfig
+
+    # the more specific config family first (TRL's online configs are trainer configs too)
+    return [
+        (TRLOnlineStageConfig, trl_online_budget),
+        (TrainerStageConfig, trainer_budget),
+        (OnlineStageConfig, own_online_budget),
+        (RewardModelConfig, reward_model_budget),
+        (EvalStageConfig, eval_budget),
+        (BestOfNConfig, best_of_n_budget),
+    ]
+
+
+def stage_budget(stage_type: str, config: Any) -> Budget | None:
+    """The token budget of one stage, or None for a stage type without an estimate."""
+    for cls, estimate in _estimators():
+        if isinstance(config, cls):
+            return estimate(stage_type, config)
+    return None
+
+
+# -- the plan ------------------------------------------------------------------------------------------
+
+
+def plan_recipe(recipe: Recipe) -> Plan:
+    """Check datasets and references and estimate budgets for every stage; problems are collected."""
+    problems: list[str] = []
+    stages: list[StagePlan] = []
+    earlier: list[str] = []
+    objective_refs = [r for o in recipe.objectives for r in stage_references(o.scorer)]
+    for index, spec in enumerate(recipe.stages, start=1):
+        plan = StagePlan(index=index, type=spec.type)
+        plan.datasets = check_datasets(spec.type, spec.config, problems, plan.name)
+        plan.references = list(stage_references(spec.config))
+        if spec.type in SCORING_STAGES:
+            plan.references += objective_refs
+        for ref in unresolved(plan.references, earlier):
+            problems.append(f"{plan.name}: '{ref}' names no earlier stage (earlier: {', '.join(earlier) or 'none'})")
+        plan.budget = stage_budget(spec.type, spec.config)
+        stages.append(plan)
+        earlier.append(spec.type)
+    return Plan(recipe=recipe, stages=stages, problems=problems)
+
+
+def _count(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def format_plan(plan: Plan) -> str:
+    """A human-readable report of a plan."""
+    recipe = plan.recipe
+    lines = [f"recipe {recipe.name}: model {recipe.model}, seed {recipe.seed}, {len(plan.stages)} stage(s)"]
+    for stage in plan.stages:
+        lines.append(f"  {stage.name}")
+        for check in stage.datasets:
+            lines.append(f"    {check.key}: {check.spec} -> {check.detail}")
+        if stage.references:
+            lines.append(f"    uses: {', '.join(dict.fromkeys(stage.references))}")
+        b = stage.budget
+        if b is None:
+            lines.append("    budget: no estimate for this stage type")
+        else:
+            steps = "?" if b.steps is None else f"{b.steps:,}"
+            lines.append(f"    budget: {steps} steps x {b.sequences} seq x {b.tokens} tok = {_count(b.total)} {b.what}")
+    lines.append(f"total: {_count(plan.total_tokens)} tokens (upper bound; '?' where the data size is unknown)")
+    lines.extend(f"problem: {p}" for p in plan.problems)
+    return "\n".join(lines)
+
+
+def dry_run(recipe: Recipe) -> Plan:
+    """The plan of ``recipe``; one :class:`UserError` listing every problem if any was found."""
+    plan = plan_recipe(recipe)
+    if plan.problems:
+        raise UserError(f"dry run of '{recipe.name}' failed:\n" + "\n".join(f"  {p}" for p in plan.problems))
+    return plan

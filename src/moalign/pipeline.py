@@ -1,8 +1,12 @@
-"""Run a recipe: its stages in order, each starting from the previous stage's checkpoint."""
+"""Run a recipe: its stages in order, each starting from the previous stage's checkpoint.
+
+A run resumes (``moalign run RECIPE --resume``, ``moalign resume runs/NAME``) with the recipe it was
+started with: finished stages (those with a ``stage.json``) are skipped, and the first unfinished one
+continues from its latest complete checkpoint, or starts over if it has none.
+"""
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,20 +25,97 @@ def set_seed(seed: int) -> None:
     hf_set_seed(seed)
 
 
-def run_recipe(recipe: Recipe, *, output_dir: str | Path | None = None, overwrite: bool = False) -> RunDir:
-    """Execute every stage of ``recipe`` under ``OUTPUT_DIR/NAME`` and write ``summary.json``."""
-    root = Path(output_dir or recipe.output_dir) / recipe.name
-    if root.exists() and any(root.iterdir()):
+def recipe_differences(saved: Any, given: Any, path: str = "") -> list[str]:
+    """``path: saved -> given`` for every key where two parsed recipes differ (nested mappings and lists)."""
+    if isinstance(saved, dict) and isinstance(given, dict):
+        out: list[str] = []
+        for key in [*saved, *(k for k in given if k not in saved)]:
+            sub = f"{path}.{key}" if path else str(key)
+            out += recipe_differences(saved.get(key, "<absent>"), given.get(key, "<absent>"), sub)
+        return out
+    if isinstance(saved, list) and isinstance(given, list) and len(saved) == len(given):
+        pairs = enumerate(zip(saved, given, strict=True))
+        return [d for i, (a, b) in pairs for d in recipe_differences(a, b, f"{path}[{i}]")]
+    return [] if saved == given else [f"{path or '<root>'}: {saved!r} -> {given!r}"]
+
+
+def _check_resumable(run: RunDir, recipe: Recipe) -> None:
+    """Refuse to resume ``run`` with a recipe other than the one it was started with."""
+    import yaml
+
+    differences = recipe_differences(yaml.safe_load(run.config_path.read_text()), yaml.safe_load(recipe.to_yaml()))
+    if differences:
+        shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
+        raise UserError(
+            f"the recipe differs from the one this run was started with ({shown}); resume it with its own "
+            f"recipe (moalign resume {run.root}) or start a new run",
+            source=str(run.config_path),
+        )
+
+
+def _rewind_stage(ctx: StageContext) -> None:
+    """Before resuming an unfinished stage: drop its incomplete checkpoints and the metrics it logged after
+    its latest complete one (those steps run again)."""
+    from moalign.training.checkpoint import checkpoint_step, discard_incomplete, latest_complete_checkpoint
+
+    discard_incomplete(ctx.checkpoint_dir)
+    latest = latest_complete_checkpoint(ctx.checkpoint_dir)
+    step = checkpoint_step(latest) if latest is not None else None
+    ctx.run.rewind_metrics(ctx.run.stage_name(ctx.index, ctx.stage_type), step or 0)
+
+
+def resume_run(run_dir: str | Path) -> RunDir:
+    """Continue the run in ``run_dir`` with the recipe saved in it (``config.resolved.yaml``)."""
+    from moalign.config import load_recipe
+
+    run = RunDir.existing(run_dir)
+    recipe = load_recipe(run.config_path)
+    if recipe.name != run.root.name:
+        raise UserError(
+            f"the run is named '{recipe.name}' but its directory is '{run.root.name}'", source=str(run.config_path)
+        )
+    return run_recipe(recipe, output_dir=run.root.parent, resume=True)
+
+
+def run_recipe(
+    recipe: Recipe, *, output_dir: str | Path | None = None, overwrite: bool = False, resume: bool = False
+) -> RunDir:
+    """Execute every stage of ``recipe`` under ``OUTPUT_DIR/NAME`` and write ``summary.json``.
+
+    ``resume``: continue the run already in that directory (or start it if there is none); ``overwrite``:
+    replace it. The directory is locked for the whole run.
+    """
+    if overwrite and resume:
+        raise UserError("--overwrite and --resume exclude each other")
+    run = RunDir(Path(output_dir or recipe.output_dir) / recipe.name)
+    with run.locked():
+        return _run_locked(run, recipe, overwrite=overwrite, resume=resume)
+
+
+def _run_locked(run: RunDir, recipe: Recipe, *, overwrite: bool, resume: bool) -> RunDir:
+    resume = resume and run.config_path.is_file()
+    if resume:
+        _check_resumable(run, recipe)
+    elif not run.is_empty():
         if not overwrite:
-            raise UserError(f"run directory '{root}' already exists; pass --overwrite to replace it")
-        shutil.rmtree(root)
-    run = RunDir(root)
-    run.write_config(recipe.to_yaml())
+            raise UserError(
+                f"run directory '{run.root}' already exists; pass --overwrite to replace it or --resume to continue it"
+            )
+        run.clear()
+    if not resume:
+        run.write_config(recipe.to_yaml())
     model = recipe.model
     stages: list[dict[str, Any]] = []
     t_run = time.time()
     for index, spec in enumerate(recipe.stages, start=1):
         ctx = StageContext(recipe=recipe, run=run, index=index, stage_type=spec.type, model=model, seed=recipe.seed)
+        finished = run.stage_record(index, spec.type) if resume else None
+        if finished is not None:
+            stages.append(finished)
+            model = finished["output_model"] or model
+            continue
+        if resume:
+            _rewind_stage(ctx)
         set_seed(recipe.seed + index)
         t0, c0 = time.time(), time.process_time()
         with counting_tokens() as tokens:

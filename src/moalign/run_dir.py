@@ -1,12 +1,26 @@
-"""The run directory ``runs/NAME/``: resolved config, metrics, stage outputs and the summary."""
+"""The run directory ``runs/NAME/``: resolved config, metrics, stage outputs and the summary.
+
+One process at a time writes into a run directory: it holds an exclusive ``flock`` on ``run.lock``
+for the whole run. The kernel releases the lock when the process ends, however it ends, so the lock
+file a killed run leaves behind blocks nobody.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
+import os
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from moalign.atomic import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from moalign.errors import UserError
+
+LOCK_FILE = "run.lock"
 
 
 class RunDir:
@@ -16,6 +30,14 @@ class RunDir:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._t0 = time.time()
+
+    @classmethod
+    def existing(cls, root: str | Path) -> RunDir:
+        """An existing run directory (one with its ``config.resolved.yaml``); a :class:`UserError` otherwise."""
+        path = Path(root)
+        if not (path / "config.resolved.yaml").is_file():
+            raise UserError(f"'{path}' is not a run directory (no config.resolved.yaml)")
+        return cls(path)
 
     @property
     def config_path(self) -> Path:
@@ -28,6 +50,51 @@ class RunDir:
     @property
     def summary_path(self) -> Path:
         return self.root / "summary.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / LOCK_FILE
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the run directory's lock; a :class:`UserError` naming the holder's pid if another process has it."""
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                raise UserError(
+                    f"run directory '{self.root}' is in use by process {holder} (lock: {self.lock_path}); "
+                    "wait for it to finish or stop it"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    def is_empty(self) -> bool:
+        """Nothing in the directory but its lock file."""
+        return all(p.name == LOCK_FILE for p in self.root.iterdir())
+
+    def clear(self) -> None:
+        """Delete everything in the directory except its lock file (``--overwrite``, lock held)."""
+        for path in self.root.iterdir():
+            if path.name == LOCK_FILE:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+    def stage_name(self, index: int, stage_type: str) -> str:
+        return f"{index:02d}-{stage_type}"
+
+    def stage_record(self, index: int, stage_type: str) -> dict[str, Any] | None:
+        """The completion record ``stage.json`` of a finished stage; None while the stage is unfinished."""
+        path = self.root / self.stage_name(index, stage_type) / "stage.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     def stage_dir(self, index: int, stage_type: str) -> Path:
         path = self.root / f"{index:02d}-{stage_type}"
@@ -44,6 +111,18 @@ class RunDir:
 
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.metrics_path)
+
+    def rewind_metrics(self, stage: str, through_step: int) -> None:
+        """Drop what ``stage`` logged after step ``through_step`` (and without a step), and a torn final line.
+
+        A resumed stage repeats the steps after its checkpoint; their metrics are logged again.
+        """
+        kept = [
+            r
+            for r in self.metrics()
+            if r.get("stage") != stage or (r.get("step") is not None and r["step"] <= through_step)
+        ]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.summary_path, summary)

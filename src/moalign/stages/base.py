@@ -35,6 +35,11 @@ class StageContext:
     def dir(self) -> Path:
         return self.run.stage_dir(self.index, self.stage_type)
 
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where the stage's trainer keeps its resumable ``checkpoint-<step>`` directories."""
+        return self.dir / "checkpoints"
+
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
         self.run.log_metrics(metrics, stage=f"{self.index:02d}-{self.stage_type}", step=step)
 

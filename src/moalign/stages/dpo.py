@@ -74,7 +74,7 @@ def run_dpo(ctx: StageContext, config: DPOStageConfig) -> StageResult:
     model = load_causal_lm(ctx.model)
     ref_model = None if config.peft or config.precompute_ref_log_probs else load_causal_lm(ctx.model)
     args = DPOConfig(
-        **trainer_kwargs(config, ctx.dir / "trainer", seed=ctx.seed, has_eval=evaluation is not None),
+        **trainer_kwargs(config, ctx.checkpoint_dir, seed=ctx.seed, has_eval=evaluation is not None),
         include_num_input_tokens_seen="non_padding",  # trained tokens, for the cost table
         beta=config.beta,
         loss_type=[config.loss_type],

@@ -93,7 +93,7 @@ def run_grpo(ctx: StageContext, config: GRPOStageConfig) -> StageResult:
     from moalign.training.checkpoint import save_final_model
 
     args = GRPOConfig(
-        **trainer_kwargs(config, ctx.dir / "trainer", seed=ctx.seed, has_eval=False),
+        **trainer_kwargs(config, ctx.checkpoint_dir, seed=ctx.seed, has_eval=False),
         **online_trainer_kwargs(config),
         scale_rewards=config.scale_rewards,
         loss_type=config.loss_type,

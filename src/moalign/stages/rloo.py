@@ -32,7 +32,7 @@ def run_rloo(ctx: StageContext, config: RLOOStageConfig) -> StageResult:
     from moalign.training.checkpoint import save_final_model
 
     args = RLOOConfig(
-        **trainer_kwargs(config, ctx.dir / "trainer", seed=ctx.seed, has_eval=False),
+        **trainer_kwargs(config, ctx.checkpoint_dir, seed=ctx.seed, has_eval=False),
         **online_trainer_kwargs(config),
         normalize_advantages=config.normalize_advantages,
     )

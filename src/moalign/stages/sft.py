@@ -156,7 +156,7 @@ def run_sft(ctx: StageContext, config: SFTStageConfig) -> StageResult:
     tokenizer = load_tokenizer(ctx.model, padding_side="right")
     model = load_causal_lm(ctx.model)
     args = SFTConfig(
-        **trainer_kwargs(config, ctx.dir / "trainer", seed=ctx.seed, has_eval=evaluation is not None),
+        **trainer_kwargs(config, ctx.checkpoint_dir, seed=ctx.seed, has_eval=evaluation is not None),
         include_num_input_tokens_seen="non_padding",  # trained tokens, for the cost table
         max_length=config.max_length,
         packing=config.packing,

@@ -146,12 +146,13 @@ def run_trl_online(ctx: Any, config: TRLOnlineStageConfig, trainer_cls: Any, arg
     from moalign.data.specs import train_eval_datasets
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.training.callbacks import trainer_callbacks
+    from moalign.training.checkpoint import train_resuming
 
     if not ctx.recipe.objectives:
         raise UserError(f"stage {ctx.index:02d}-{ctx.stage_type} needs the recipe's 'objectives' to score samples")
     train, _ = train_eval_datasets(config, ctx, prompt_records)
     reward = TRLReward(MultiObjectiveReward.from_recipe(ctx.recipe), ctx.log)
-    callbacks = trainer_callbacks(ctx, config, False, derive=online_metrics)
+    callbacks = trainer_callbacks(ctx, config, False, derive=online_metrics, state=reward.reward.state_dict)
     if config.kl_bound is not None:
         callbacks.append(KLBoundCallback(config.kl_bound, ctx.log))
     trainer = trainer_cls(
@@ -163,4 +164,4 @@ def run_trl_online(ctx: Any, config: TRLOnlineStageConfig, trainer_cls: Any, arg
         peft_config=config.peft.to_peft() if config.peft else None,
         callbacks=callbacks,
     )
-    return trainer, trainer.train()
+    return trainer, train_resuming(trainer, restore=reward.reward.load_state_dict)

@@ -199,7 +199,7 @@ def unresolved(references: list[str], earlier: list[str]) -> list[str]:
 
 
 def source_rows(value: Any, num_samples: int | None = None) -> int | None:
-    """Rows a stage reads, where known: ``num_samples``, else the adapters' recorded split sizes."""
+    """Records a stage reads, where known: ``num_samples``, else from the adapters' recorded split sizes."""
     if num_samples is not None:
         return num_samples
     specs = value if isinstance(value, list) else [value]
@@ -210,7 +210,7 @@ def source_rows(value: Any, num_samples: int | None = None) -> int | None:
         size = sliced_size(spec.resolved_split, spec.definition.sizes)
         if size is None or spec.path is not None:
             return None
-        total += min(size, spec.sample or size)
+        total += min(size, spec.sample or size) * spec.definition.records_per_row
     return total
 
 
@@ -238,7 +238,7 @@ def _steps(max_steps: int, rows: int | None, epochs: float, per_step: int) -> in
 
 def trainer_budget(stage_type: str, config: Any) -> Budget:
     rows = source_rows(config.dataset, config.num_samples)
-    if rows is not None:
+    if rows is not None and config.eval_dataset is None:
         rows = round(rows * (1 - config.validation_fraction))
     per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
     pair = 2 if stage_type == "dpo" else 1
@@ -261,6 +261,8 @@ def own_online_budget(stage_type: str, config: Any) -> Budget:
 
 def reward_model_budget(stage_type: str, config: Any) -> Budget:
     rows = source_rows(config.dataset, config.max_samples)
+    if rows is not None and config.eval_dataset is None:
+        rows = round(rows * (1 - config.validation_fraction))
     per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
     steps = _steps(config.max_steps, rows, config.num_train_epochs, per_step)
     return Budget(steps, per_step, config.max_length, "scored tokens (max_length each)")

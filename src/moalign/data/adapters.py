@@ -160,6 +160,8 @@ class Adapter:
     """Rating dimensions of ``ratings`` records."""
     sizes: dict[str, int] = field(default_factory=dict)
     """Rows per split of the hub dataset (for budget estimates)."""
+    records_per_row: int = 1
+    """Standard records one source row gives, typically (budget estimates)."""
 
 
 ADAPTERS: Registry[Adapter] = Registry("dataset adapter")
@@ -402,6 +404,7 @@ for _adapter in (
             **{d: _ANNOTATION.format(d) for d in ULTRAFEEDBACK_DIMENSIONS},
         },
         dimensions=ULTRAFEEDBACK_DIMENSIONS,
+        records_per_row=4,
         convert=_ultrafeedback,
         sample={
             "source": "evol_instruct",
@@ -441,6 +444,7 @@ for _adapter in (
             "harmless": "annotations.harmlessness.Rating",
         },
         dimensions=("harmless",),
+        records_per_row=4,
         convert=_ultrasafety,
         sample={
             "source": "AdvBench",

@@ -1,6 +1,8 @@
 """Crash-safe file writes: write to a temporary sibling, fsync, then rename over the target.
 
 A reader therefore sees either the old complete file or the new complete file, never half of one.
+A write the system refuses (a full disk, a read-only or foreign directory) is a :class:`UserError`
+naming the file, and leaves no partial file behind.
 """
 
 from __future__ import annotations
@@ -14,20 +16,32 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from moalign.errors import UserError
+
+
+def write_refused(path: Path, exc: OSError) -> UserError:
+    """The :class:`UserError` for a write the system refused (``ENOSPC``, ``EACCES``, ``EROFS``...)."""
+    return UserError(f"cannot write: {exc.strerror or exc}", source=str(path))
+
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise write_refused(path, exc) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_refused(path, exc) from exc
         raise
 
 
@@ -63,11 +77,23 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     """Append one JSON line and fsync it. Readers skip a torn last line (see :func:`read_jsonl`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    data = (json.dumps(record) + "\n").encode("utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            end = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                while data:
+                    data = data[os.write(fd, data) :]
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, end)  # take the line back: the file ends with its last complete record
+                raise
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise write_refused(path, exc) from exc
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

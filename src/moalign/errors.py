@@ -15,3 +15,14 @@ class UserError(Exception):
     def __init__(self, message: str, *, source: str | None = None) -> None:
         self.source = source
         super().__init__(f"{source}: {message}" if source else message)
+
+
+def decode_utf8(data: bytes, source: str, *, first_line: int = 1) -> str:
+    """``data`` as text; a :class:`UserError` naming ``source:line`` and the offending byte if it is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = first_line + data.count(b"\n", 0, exc.start)
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        message = f"not UTF-8 (byte 0x{data[exc.start]:02x} at column {column})"
+        raise UserError(message, source=f"{source}:{line}") from None

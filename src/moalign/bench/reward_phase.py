@@ -67,7 +67,7 @@ def time_reward_phase(
 
     if k < 1 or batch_size < 1 or seq_len < 2:
         raise ValueError("k, batch_size must be >= 1 and seq_len >= 2")
-    config = AutoConfig.from_pretrained(resolve_model(backbone))
+    config = AutoConfig.from_pretrained(resolve_model(backbone), trust_remote_code=False)
     config.num_labels = 1
     torch.manual_seed(seed)
     separate = [AutoModelForSequenceClassification.from_config(config).eval().to(device) for _ in range(k)]

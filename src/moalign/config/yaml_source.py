@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from moalign.errors import UserError
+from moalign.errors import UserError, decode_utf8
 
 Loc = tuple[str | int, ...]
 
@@ -70,12 +70,12 @@ def parse_yaml(text: str, name: str) -> YamlSource:
 def load_yaml(path: str | Path) -> YamlSource:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UserError("file not found", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise UserError(f"cannot read: {exc}", source=str(path)) from None
-    return parse_yaml(text, str(path))
+    return parse_yaml(decode_utf8(data, str(path)), str(path))
 
 
 def parse_override(expr: str) -> tuple[Loc, Any]:

@@ -17,7 +17,7 @@ understood). Records are validated on load; a malformed one raises :class:`UserE
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl
 from moalign.data.constraints import parse_constraints
 from moalign.data.dimensions import DIMENSIONS, requested_intensity
 from moalign.data.prompts import SPLITS, Variant, generate_prompts
-from moalign.errors import UserError
+from moalign.errors import UserError, decode_utf8
 from moalign.registry import did_you_mean
 from moalign.tags import TagError, parse_tags, tag_column
 
@@ -99,22 +99,28 @@ def load_records(spec: str, split: str = "train", *, limit: int | None = None) -
     return read_record_file(path, limit=limit)
 
 
-def read_record_file(path: str | Path, *, limit: int | None = None) -> list[dict[str, Any]]:
-    """Read and validate a JSONL file of prompt records."""
-    path = Path(path)
-    records: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if limit is not None and len(records) >= limit:
-                break
+def jsonl_values(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, parsed value)`` of every non-blank line of a JSONL file, read one line at a time;
+    a line that is not UTF-8 or not JSON is a :class:`UserError` naming ``file:line``."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            line = decode_utf8(raw, str(path), first_line=lineno)
             if not line.strip():
                 continue
-            source = f"{path}:{lineno}"
             try:
-                raw = json.loads(line)
+                value = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise UserError(f"not valid JSON: {exc.msg}", source=source) from None
-            records.append(validate_record(raw, source=source))
+                raise UserError(f"not valid JSON: {exc.msg} (column {exc.colno})", source=f"{path}:{lineno}") from None
+            yield lineno, value
+
+
+def read_record_file(path: str | Path, *, limit: int | None = None) -> list[dict[str, Any]]:
+    """Read and validate a JSONL file of prompt records."""
+    records: list[dict[str, Any]] = []
+    for lineno, raw in jsonl_values(path):
+        if limit is not None and len(records) >= limit:
+            break
+        records.append(validate_record(raw, source=f"{path}:{lineno}"))
     return records
 
 

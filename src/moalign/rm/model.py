@@ -290,9 +290,10 @@ def load(
     from transformers import AutoModel
 
     from moalign.models import load_tokenizer
+    from moalign.models.loading import pretrained_kwargs
 
     config = read_config(path)
-    backbone = AutoModel.from_pretrained(str(path), dtype=dtype or torch.float32)
+    backbone = AutoModel.from_pretrained(str(path), dtype=dtype or torch.float32, **pretrained_kwargs())
     tokenizer = load_tokenizer(str(path), padding_side="right")
     model = MultiHeadRewardModel(
         backbone,

@@ -33,7 +33,7 @@ Advantage = Literal["group", "leave_one_out"]
 
 
 class GRPOStageConfig(TRLOnlineStageConfig):
-    learning_rate: float = 5e-6
+    learning_rate: float = Field(5e-6, gt=0.0)
     warmup_steps: int = 10
     per_device_train_batch_size: int = Field(8, gt=0)
     beta: float = Field(0.1, ge=0.0)

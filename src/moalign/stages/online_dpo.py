@@ -28,7 +28,7 @@ class OnlineDPOStageConfig(OnlineStageConfig):
 
     num_generations: int = Field(2, ge=2)
     beta: float = Field(0.1, gt=0.0)
-    learning_rate: float = 5e-7
+    learning_rate: float = Field(5e-7, gt=0.0)
 
 
 def online_dpo_step_loss(config: OnlineDPOStageConfig):

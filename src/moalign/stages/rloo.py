@@ -17,7 +17,7 @@ from moalign.training.trl_online import TRLOnlineStageConfig, online_trainer_kwa
 class RLOOStageConfig(TRLOnlineStageConfig):
     """Defaults follow seed 002 appendix D where it gives one (lr 1e-5), TRL's otherwise."""
 
-    learning_rate: float = 1e-5
+    learning_rate: float = Field(1e-5, gt=0.0)
     per_device_train_batch_size: int = Field(8, gt=0)
     beta: float = Field(0.05, ge=0.0)
     normalize_advantages: bool = False

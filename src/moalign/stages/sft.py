@@ -13,7 +13,7 @@ import torch
 from pydantic import Field
 
 from moalign.config.base import StrictModel
-from moalign.data.specs import as_messages, train_eval_datasets
+from moalign.data.specs import as_messages, require_prompt, require_prompts_fit, train_eval_datasets
 from moalign.errors import UserError
 from moalign.losses.length_penalty import length_penalty, length_penalty_surrogate
 from moalign.stages.base import StageContext, StageResult, register_stage
@@ -60,6 +60,7 @@ def sft_records(dataset: Any, source: str) -> Any:
             if not messages or messages[-1].get("role") != "assistant":
                 raise UserError(f"record {index}: the last message must be the assistant's", source=source)
             return {"prompt": messages[:-1], "completion": messages[-1:]}
+        require_prompt(row["prompt"], index, source)
         return {"prompt": as_messages(row["prompt"], "user"), "completion": as_messages(row[answer], "assistant")}
 
     return dataset.map(convert, with_indices=True, remove_columns=dataset.column_names)
@@ -154,6 +155,7 @@ def run_sft(ctx: StageContext, config: SFTStageConfig) -> StageResult:
 
     train, evaluation = train_eval_datasets(config, ctx, sft_records)
     tokenizer = load_tokenizer(ctx.model, padding_side="right")
+    require_prompts_fit(list(train["prompt"]), tokenizer, config.max_length, config.dataset)
     model = load_causal_lm(ctx.model)
     args = SFTConfig(
         **trainer_kwargs(config, ctx.checkpoint_dir, seed=ctx.seed, has_eval=evaluation is not None),

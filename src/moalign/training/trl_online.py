@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from transformers import TrainerCallback
 
 from moalign.cost import count_tokens
-from moalign.data.specs import as_messages
+from moalign.data.specs import as_messages, require_prompt
 from moalign.errors import UserError
 from moalign.rewards import MultiObjectiveReward
 from moalign.training.args import TrainerStageConfig
@@ -93,7 +93,12 @@ def prompt_records(dataset: Any, source: str) -> Any:
     """Prompt records for TRL's conversational format: ``prompt`` becomes a chat, other columns stay."""
     if "prompt" not in dataset.column_names:
         raise UserError(f"prompt records need a 'prompt' column; found {dataset.column_names}", source=source)
-    return dataset.map(lambda row: {"prompt": as_messages(row["prompt"], "user")})
+
+    def convert(row: dict[str, Any], index: int) -> dict[str, Any]:
+        require_prompt(row["prompt"], index, source)
+        return {"prompt": as_messages(row["prompt"], "user")}
+
+    return dataset.map(convert, with_indices=True)
 
 
 def online_trainer_kwargs(config: TRLOnlineStageConfig) -> dict[str, Any]:

@@ -37,12 +37,15 @@ class SequenceClassifier:
         from transformers import AutoModelForSequenceClassification
 
         from moalign.models import load_tokenizer, resolve_model
+        from moalign.models.loading import pretrained_kwargs
 
         self.spec = spec
         self.device = device or default_device()
         self.tokenizer = load_tokenizer(spec, padding_side="right")
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(resolve_model(spec), dtype=torch.float32)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                resolve_model(spec), dtype=torch.float32, **pretrained_kwargs()
+            )
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"cannot load sequence-classification model '{spec}': {first}") from exc

@@ -123,12 +123,11 @@ def check_adapter(spec: AdapterSpec, stage_type: str) -> str:
     if wanted is not None and spec.kind not in wanted:
         raise UserError(f"stage '{stage_type}' reads {' or '.join(wanted)} records, this spec gives {spec.kind}")
     rows, origin = _head(spec)
-    records, problems = adapt_rows(rows, spec)
-    if problems:
-        raise UserError(f"{len(problems)} of {len(rows)} rows malformed ({origin}): {problems[0]}", source=str(spec))
+    records, skipped = adapt_rows(rows, spec)  # a malformed row raises here unless on_malformed: skip
     if not records:
         raise UserError(f"no records from the first {len(rows)} rows ({origin})", source=str(spec))
-    return f"{spec.kind} records ok ({origin})"
+    dropped = f"; {len(skipped)} of the first {len(rows)} rows skipped, first: {skipped[0]}" if skipped else ""
+    return f"{spec.kind} records ok ({origin}{dropped})"
 
 
 def check_string_spec(spec: str, split: str) -> str:

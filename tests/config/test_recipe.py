@@ -131,3 +131,33 @@ def test_line_map_points_at_keys_and_items():
     assert src.where(("stages", 0, "x", "k")) == "r.yaml:4"
     assert src.where(("stages", 1)) == "r.yaml:5"
     assert src.where(("stages", 1, "missing")) == "r.yaml:5"
+
+
+PROFILED = """
+name: demo
+seed: 1
+stages:
+  - test_echo: {learning_rate: 1.0e-5, note: base}
+profiles:
+  quick: [stages.0.test_echo.learning_rate=3e-4, seed=5]
+"""
+
+
+def test_profile_applies_its_overrides_before_set(tmp_path):
+    path = write(tmp_path, PROFILED)
+    assert load_recipe(path).stages[0].config.learning_rate == pytest.approx(1e-5)
+    recipe = load_recipe(path, ["seed=9"], profile="quick")
+    assert recipe.stages[0].config.learning_rate == pytest.approx(3e-4)
+    assert recipe.seed == 9  # --set wins over the profile
+    assert recipe.stages[0].config.note == "base"
+
+
+def test_unknown_or_malformed_profile_is_a_recipe_error(tmp_path):
+    path = write(tmp_path, PROFILED)
+    with pytest.raises(RecipeError, match="unknown profile 'quik'.*did you mean 'quick'.*has: quick"):
+        load_recipe(path, profile="quik")
+    path = write(tmp_path, PROFILED + "  broken: stages.0.test_echo.note=x\n")
+    with pytest.raises(RecipeError, match=r"profiles.broken: expected a list"):
+        load_recipe(path, profile="broken")
+    with pytest.raises(RecipeError, match=r"recipe.yaml:8: profiles.broken: Input should be a valid list"):
+        load_recipe(path)  # an invalid profile is an error even when unused

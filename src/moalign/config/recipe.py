@@ -114,6 +114,15 @@ class StageSpec(BaseModel):
     config: SerializeAsAny[StrictModel]
 
 
+class SweepConfig(StrictModel):
+    """``sweep:``: one full run of the stages per weight vector (MORLHF, seed 002 eq. 1), into ``w0/``, ``w1/`` ...
+
+    Each vector gives the objectives' weights, in the order the objectives are listed.
+    """
+
+    weights: list[list[float]] = Field(min_length=1)
+
+
 class Recipe(StrictModel):
     """A whole run: run-level keys, objectives and stages (validated against the stage registry)."""
 
@@ -127,6 +136,10 @@ class Recipe(StrictModel):
     tag_dimensions: dict[str, IntensityRange] = Field(default_factory=lambda: dict(DEFAULT_TAG_DIMENSIONS))
     """Preference-tag dimensions and their intensity ranges, ``{name: [low, high]}``."""
     stages: list[StageSpec] = Field(default_factory=list)
+    sweep: SweepConfig | None = None
+    """Train one policy per objective-weight vector (see :class:`SweepConfig`)."""
+    profiles: dict[str, list[str]] = Field(default_factory=dict)
+    """Named sets of ``KEY=VALUE`` overrides (the ``--set`` syntax), applied by ``--profile NAME``."""
 
     @field_validator("aggregator", mode="before")
     @classmethod
@@ -224,6 +237,7 @@ def validate_recipe(source: YamlSource) -> Recipe:
         problems.extend(_describe(err, Recipe) for err in exc.errors())
     if recipe is not None and not problems:
         problems.extend(objective_problems(recipe.objectives, recipe.aggregator, recipe.tag_dimensions))
+        problems.extend(sweep_problems(recipe))
     specs: list[StageSpec] = []
     for i, raw in enumerate(raw_stages):
         checked = validate_plugin(STAGES, raw, ("stages", i), problems)
@@ -299,9 +313,49 @@ def objective_problems(
     return problems
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Load, override (``--set a.b=c``) and validate a recipe file."""
+def sweep_problems(recipe: Recipe) -> list[tuple[Loc, str]]:
+    """A sweep needs objectives, one weight per objective in each vector, and weights its aggregator accepts."""
+    if recipe.sweep is None:
+        return []
+    if not recipe.objectives:
+        return [(("sweep",), "a sweep sets the objectives' weights: the recipe needs objectives")]
+    problems: list[tuple[Loc, str]] = []
+    for i, vector in enumerate(recipe.sweep.weights):
+        loc: Loc = ("sweep", "weights", i)
+        if len(vector) != len(recipe.objectives):
+            problems.append((loc, f"{len(vector)} weights for {len(recipe.objectives)} objectives"))
+            continue
+        weighted = [o.model_copy(update={"weight": w}) for o, w in zip(recipe.objectives, vector, strict=True)]
+        for sub, msg in objective_problems(weighted, recipe.aggregator, recipe.tag_dimensions):
+            problems.append((loc, f"{format_loc(sub)}: {msg}"))
+    return problems
+
+
+def load_recipe(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = (), profile: str | None = None
+) -> Recipe:
+    """Load a recipe file, apply its ``profile`` (if named), then the ``--set a.b=c`` overrides; validate."""
     source = load_yaml(path)
+    if profile is not None:
+        for expr in profile_overrides(source, profile):
+            apply_override(source, expr)
     for expr in overrides:
         apply_override(source, expr)
     return validate_recipe(source)
+
+
+def profile_overrides(source: YamlSource, profile: str) -> list[str]:
+    """The override list of ``profiles.<profile>`` in a parsed recipe."""
+    profiles = source.data.get("profiles") if isinstance(source.data, dict) else None
+    profiles = profiles if isinstance(profiles, dict) else {}
+    if profile not in profiles:
+        known = ", ".join(profiles) or "none"
+        raise RecipeError(
+            f"unknown profile '{profile}'{did_you_mean(profile, list(profiles))}; this recipe has: {known}",
+            source=source.name,
+        )
+    exprs = profiles[profile]
+    if not isinstance(exprs, list) or not all(isinstance(e, str) for e in exprs):
+        where = source.where(("profiles", profile))
+        raise RecipeError(f"profiles.{profile}: expected a list of 'KEY=VALUE' strings", source=where)
+    return exprs

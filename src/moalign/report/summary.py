@@ -1,0 +1,137 @@
+"""The end-of-run summary table (what ``moalign demo`` prints) and the demo's target checks.
+
+One row per stage: its wall time and, for every model the run's last ``eval`` stage evaluated, the
+win rate against the reference (base) model, each judge objective's mean, the mean response length,
+the repeated-trigram share and the controllability Spearman correlation of each swept dimension.
+Everything is read from the run directory (``summary.json`` and the eval stage's ``metrics.json``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+CONSTRAINT_OBJECTIVES = ("constraints", "verifier")
+"""Judge objectives that measure constraint satisfaction (by name)."""
+
+SPEARMAN_TARGET = 0.8
+LENGTH_BOUNDS = (0.5, 2.0)
+"""Sane mean length of a trained model: this range times the base model's mean length."""
+REPETITION_MARGIN = 0.1
+"""Sane repeated-trigram share: at most the base model's plus this margin."""
+
+
+def latest_eval_metrics(run_root: str | Path) -> dict[str, Any] | None:
+    """``metrics.json`` of the run's last ``eval`` stage, or None."""
+    found = sorted(Path(run_root).glob("[0-9][0-9]-eval/metrics.json"))
+    return json.loads(found[-1].read_text()) if found else None
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def summary_rows(run_root: str | Path) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the summary table (see the module docstring)."""
+    root = Path(run_root)
+    summary = json.loads((root / "summary.json").read_text())
+    metrics = latest_eval_metrics(root) or {"models": {}, "objectives": []}
+    models: Mapping[str, Any] = metrics["models"]
+    control = metrics.get("controllability") or {}
+    dims = sorted({d for result in control.values() for d in result.get("sweeps", {})})
+    objectives = list(metrics.get("objectives", []))
+    header = ["stage", "wall s", "win rate", *objectives, "tokens", "repetition", *(f"rho {d}" for d in dims)]
+
+    def model_cells(label: str) -> list[str]:
+        m = models.get(label)
+        if m is None:
+            return ["-"] * (len(header) - 2)
+        sweeps = (control.get(label) or {}).get("sweeps", {})
+        return [
+            _fmt((m.get("win_rate") or {}).get("rate")),
+            *(_fmt(m["objectives"].get(o)) for o in objectives),
+            _fmt(m["length"]["tokens"]["mean"], 1),
+            _fmt(m.get("repetition")),
+            *(_fmt((sweeps.get(d) or {}).get("spearman")) for d in dims),
+        ]
+
+    rows = []
+    if "reference" in models:
+        rows.append(["base (reference)", "-", *model_cells("reference")])
+    for stage in summary["stages"]:
+        rows.append([stage["stage"], _fmt(stage["wall_time_s"], 0), *model_cells(stage["type"])])
+    rows.append(["total", _fmt(summary["wall_time_s"], 0), *["" for _ in header[2:]]])
+    return header, rows
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table, first column left-aligned, the others right-aligned."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def target_checks(metrics: Mapping[str, Any], label: str) -> list[tuple[str, bool | None, str]]:
+    """The demo's targets for model ``label`` against the reference: ``(target, met, detail)`` each.
+
+    Constraint satisfaction above the base model's; Spearman >= 0.8 for each swept dimension; mean
+    length within :data:`LENGTH_BOUNDS` of the base model's and repeated-trigram share at most the
+    base model's plus :data:`REPETITION_MARGIN` (the reading taken of "within sane bounds").
+    """
+    models = metrics["models"]
+    model, base = models[label], models["reference"]
+    checks: list[tuple[str, bool | None, str]] = []
+    for name in CONSTRAINT_OBJECTIVES:
+        if name in model["objectives"]:
+            got, ref = model["objectives"][name], base["objectives"][name]
+            met = None if got is None or ref is None else got > ref
+            checks.append(("constraint satisfaction above base", met, f"{_fmt(got)} vs base {_fmt(ref)}"))
+            break
+    sweeps = ((metrics.get("controllability") or {}).get(label) or {}).get("sweeps", {})
+    for dim, sweep in sorted(sweeps.items()):
+        rho = sweep.get("spearman")
+        met = None if rho is None else rho >= SPEARMAN_TARGET
+        checks.append((f"controllability {dim}: Spearman >= {SPEARMAN_TARGET}", met, _fmt(rho)))
+    got, ref = model["length"]["tokens"]["mean"], base["length"]["tokens"]["mean"]
+    if got is not None and ref:
+        low, high = LENGTH_BOUNDS
+        checks.append(
+            (f"mean length within {low}-{high}x base", low * ref <= got <= high * ref, f"{got:.1f} vs {ref:.1f} tokens")
+        )
+    rep, rep_ref = model.get("repetition"), base.get("repetition")
+    if rep is not None and rep_ref is not None:
+        checks.append(
+            (
+                f"repetition at most base + {REPETITION_MARGIN}",
+                rep <= rep_ref + REPETITION_MARGIN,
+                f"{rep:.3f} vs {rep_ref:.3f}",
+            )
+        )
+    return checks
+
+
+def summary_table(run_root: str | Path) -> str:
+    """The printed summary: the table, then the target checks of the last evaluated model."""
+    header, rows = summary_rows(run_root)
+    text = format_table(header, rows)
+    metrics = latest_eval_metrics(run_root)
+    candidates = [k for k in (metrics or {}).get("models", {}) if k != "reference"]
+    if metrics and candidates:
+        label = candidates[-1]
+        lines = [f"targets ({label} against the base model):"]
+        for target, met, detail in target_checks(metrics, label):
+            verdict = "n/a" if met is None else ("met" if met else "MISSED")
+            lines.append(f"  [{verdict}] {target}: {detail}")
+        text += "\n\n" + "\n".join(lines)
+    return text

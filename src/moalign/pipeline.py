@@ -15,6 +15,7 @@ from moalign.atomic import atomic_write_json
 from moalign.config import Recipe
 from moalign.cost import COST_KEYS, counting_tokens, gpu_count, gpu_seconds
 from moalign.errors import UserError
+from moalign.models.loading import remote_code
 from moalign.run_dir import RunDir
 from moalign.stages import STAGES, StageContext
 
@@ -88,7 +89,7 @@ def run_recipe(
     if overwrite and resume:
         raise UserError("--overwrite and --resume exclude each other")
     run = RunDir(Path(output_dir or recipe.output_dir) / recipe.name)
-    with run.locked():
+    with run.locked(), remote_code(recipe.trust_remote_code):
         return _run_locked(run, recipe, overwrite=overwrite, resume=resume)
 
 

@@ -130,6 +130,8 @@ class Recipe(StrictModel):
     seed: int = 0
     model: str = "builtin:smollm2-135m-instruct"
     output_dir: str = "runs"
+    trust_remote_code: bool = False
+    """Let models of this run execute their own Python code (``auto_map``); off unless set here."""
     objectives: list[ObjectiveConfig] = Field(default_factory=list)
     aggregator: PluginSpec = Field(default_factory=lambda: plugin_spec(_aggregators(), "weighted_sum"))
     """How the objectives' scores become one reward: a name or ``{name: {params}}``."""

@@ -80,6 +80,8 @@ def _wrap_load_errors(spec: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     except (OSError, ValueError, pickle.UnpicklingError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "custom code" in first and not _TRUST_REMOTE_CODE.get():
+            first += " Set 'trust_remote_code: true' in the recipe to run it, if you trust its source."
         raise UserError(f"cannot load model '{spec}': {first}") from exc
 
 

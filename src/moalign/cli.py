@@ -312,6 +312,38 @@ def compare(
         typer.echo(f"HTML table written to {html}")
 
 
+def _numbers(text: str | None, option: str) -> list[float] | None:
+    """``"0,0.5"`` -> ``[0.0, 0.5]`` (None stays None)."""
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise UserError(f"{option}: expected comma-separated numbers, got '{text}'") from None
+
+
+@app.command()
+def pareto(
+    sources: Annotated[list[Path], typer.Argument(help="Sweep roots, run or eval directories: one method each.")],
+    reference: Annotated[
+        str | None, typer.Option(help="Hypervolume reference point, e.g. 0,0 (default: the minimum over all points).")
+    ] = None,
+    objectives: Annotated[str | None, typer.Option(help="Axes, e.g. brevity,structure (default: shared ones).")] = None,
+    output: Annotated[Path, typer.Option(help="Where pareto.json and report.html go.")] = Path("pareto"),
+) -> None:
+    """Pareto fronts of methods (MORLHF sweeps, soups, tag intensities), hypervolumes and training cost."""
+    from moalign.report import build_report
+    from moalign.report.fronts import write_fronts
+
+    axes = objectives.split(",") if objectives else None
+    result = write_fronts(sources, output, objectives=axes, reference=_numbers(reference, "--reference"))
+    assert result is not None
+    for m in result["methods"]:
+        on_front = sum(p["on_front"] for p in m["points"])
+        typer.echo(f"{m['name']}: {len(m['points'])} points, {on_front} on the front, HV {m['hypervolume']:.4g}")
+    typer.echo(f"report written to {build_report(output)}")
+
+
 @app.command()
 def bench(
     k: Annotated[int, typer.Option(help="Objectives (separate reward models vs heads of one model).")] = 3,

@@ -105,6 +105,10 @@ def _run_locked(run: RunDir, recipe: Recipe, *, overwrite: bool, resume: bool) -
         run.clear()
     if not resume:
         run.write_config(recipe.to_yaml())
+    if recipe.sweep is not None:  # MORLHF: one run of the stages per weight vector, in sub-directories
+        from moalign.sweep import run_sweep
+
+        return run_sweep(run, recipe, resume=resume)
     model = recipe.model
     stages: list[dict[str, Any]] = []
     t_run = time.time()

@@ -79,10 +79,13 @@ def judge_reward(judge: PluginSpec | str | Mapping[str, Any] | None, recipe: Any
     """The judge as a reward: one objective named after the scorer, or (``judge=None``) the recipe's
     objectives aggregated, or the task suite's default objectives when there is no recipe."""
     from moalign.rewards import SCORERS, MultiObjectiveReward
-    from moalign.stages.best_of_n import DEFAULT_OBJECTIVES, build_reward
+    from moalign.stages.best_of_n import DEFAULT_OBJECTIVES
 
-    if judge is None:
-        reward = build_reward(recipe) if recipe is not None else MultiObjectiveReward(DEFAULT_OBJECTIVES)
+    if judge is None and recipe is not None and recipe.objectives:
+        reward = MultiObjectiveReward.from_recipe(recipe)
+    elif judge is None:
+        tags = recipe.tag_dimensions if recipe is not None else None
+        reward = MultiObjectiveReward(DEFAULT_OBJECTIVES, "weighted_sum", tag_dimensions=tags)
     else:
         try:
             spec = plugin_spec(SCORERS, judge)

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from moalign.atomic import atomic_write_text, read_jsonl
+from moalign.cost import total_cost
 from moalign.errors import UserError
 from moalign.eval.evaluate import EVAL_KIND, METRICS_FILE, SAMPLES_FILE
 from moalign.report import plots
+from moalign.report.fronts import PARETO_FILE
 
 REPORT_FILE = "report.html"
 SECTIONS = (
@@ -29,6 +31,8 @@ SECTIONS = (
     ("controllability", "Controllability"),
     ("lengths", "Response lengths"),
     ("training", "Training curves"),
+    ("pareto", "Pareto fronts"),
+    ("cost", "Cost"),
     ("responses", "Responses side by side"),
 )
 """Section ids and titles, in page order."""
@@ -51,6 +55,15 @@ class Evaluation:
     """The directory it came from (the run root's or a stage directory's name)."""
     metrics: dict[str, Any]
     samples: list[dict[str, Any]]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"not valid JSON: {exc.msg}", source=str(path)) from None
 
 
 def find_evaluations(root: str | Path) -> list[Evaluation]:
@@ -231,7 +244,75 @@ def responses_section(ev: Evaluation) -> str:
     return f"<table><thead><tr><th>Prompt</th>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>{note}"
 
 
-def render_report(title: str, evaluations: Sequence[Evaluation], training: Sequence[Mapping[str, Any]]) -> str:
+def pareto_section(pareto: Mapping[str, Any] | None) -> str:
+    """The fronts of every method on one chart and each method's hypervolume (``pareto.json``)."""
+    if not pareto:
+        return '<p class="note">No Pareto front here (a sweep, or moalign pareto, writes pareto.json).</p>'
+    names, ref = pareto["objectives"], pareto["reference"]
+    rows = [
+        [
+            escape(m["name"]),
+            str(len(m["points"])),
+            str(sum(p["on_front"] for p in m["points"])),
+            fmt(m["hypervolume"], 4),
+            escape(", ".join(p["label"] for p in m["points"] if p["on_front"])),
+        ]
+        for m in pareto["methods"]
+    ]
+    about = (
+        f"<p>Objectives (maximised): {escape(', '.join(names))}; hypervolume above the reference point "
+        f"({', '.join(fmt(r) for r in ref)}, {escape(pareto['reference_source'])}).</p>"
+    )
+    notes = "".join(f'<p class="note">{escape(w)}</p>' for w in pareto.get("warnings", []))
+    chart = _img(plots.pareto_fronts(names, pareto["methods"], ref), "Pareto fronts")
+    table = _table(["Method", "Points", "On the front", "Hypervolume", "Front"], rows, numeric_from=1)
+    return about + chart + table + notes
+
+
+def _hours(seconds: Any) -> str:
+    return fmt(None if seconds is None else seconds / 3600, 4)
+
+
+def cost_section(pareto: Mapping[str, Any] | None, stages: Sequence[Mapping[str, Any]]) -> str:
+    """Training cost (seed 002 table 8): per method from ``pareto.json``, else per stage of this run."""
+    header = [
+        "Method",
+        "Policies trained",
+        "GPU hours",
+        "Wall hours",
+        "CPU hours",
+        "Tokens generated",
+        "Tokens trained",
+    ]
+    if pareto:
+        rows = [
+            [escape(m["name"]), fmt(m["cost"]["policies_trained"], 0)] + _cost_cells(m["cost"])
+            for m in pareto["methods"]
+        ]
+        note = "Training stages of the runs that produced each method's policies; evaluation excluded."
+        return f"<p>{note}</p>" + _table(header, rows)
+    if not stages:
+        return '<p class="note">No stage records (summary.json) in this run.</p>'
+    rows = [[escape(str(r["stage"])), "–"] + _cost_cells(r) for r in stages]
+    rows.append(
+        ["<b>total (training)</b>", "–"] + _cost_cells(total_cost(r for r in stages if r.get("type") != "eval"))
+    )
+    return _table(["Stage", *header[1:]], rows)
+
+
+def _cost_cells(cost: Mapping[str, Any]) -> list[str]:
+    tokens = [fmt(cost.get(k), 0) for k in ("tokens_generated", "tokens_trained")]
+    return [_hours(cost.get("gpu_time_s")), _hours(cost.get("wall_time_s")), _hours(cost.get("cpu_time_s")), *tokens]
+
+
+def render_report(
+    title: str,
+    evaluations: Sequence[Evaluation],
+    training: Sequence[Mapping[str, Any]],
+    *,
+    pareto: Mapping[str, Any] | None = None,
+    stages: Sequence[Mapping[str, Any]] = (),
+) -> str:
     """The whole page as a string (see the module docstring)."""
     none = '<p class="note">No evaluation in this run.</p>'
     bodies: dict[str, str] = {}
@@ -253,6 +334,8 @@ def render_report(title: str, evaluations: Sequence[Evaluation], training: Seque
         if training_png
         else ('<p class="note">No training metrics (metrics.jsonl) in this run.</p>')
     )
+    bodies["pareto"] = pareto_section(pareto)
+    bodies["cost"] = cost_section(pareto, stages)
     nav = "".join(f'<a href="#{sid}">{escape(t)}</a>' for sid, t in SECTIONS)
     sections = "".join(f'<section id="{sid}"><h2>{escape(t)}</h2>{bodies[sid]}</section>' for sid, t in SECTIONS)
     return (
@@ -269,9 +352,14 @@ def build_report(root: str | Path) -> Path:
         raise UserError("run directory not found", source=str(root))
     evaluations = find_evaluations(root)
     training = read_jsonl(root / "metrics.jsonl")
-    if not evaluations and not training:
-        raise UserError(f"nothing to report: no {METRICS_FILE} of an evaluation and no metrics.jsonl", source=str(root))
+    pareto = _read_json(root / PARETO_FILE)
+    stages = (_read_json(root / "summary.json") or {}).get("stages") or []
+    if not evaluations and not training and not pareto:
+        raise UserError(
+            f"nothing to report: no {METRICS_FILE} of an evaluation, no metrics.jsonl and no {PARETO_FILE}",
+            source=str(root),
+        )
     title = f"moalign report: {root.resolve().name}"
     path = root / REPORT_FILE
-    atomic_write_text(path, render_report(title, evaluations, training))
+    atomic_write_text(path, render_report(title, evaluations, training, pareto=pareto, stages=stages))
     return path

@@ -167,3 +167,32 @@ def training_curves(records: Sequence[Mapping[str, Any]]) -> str | None:
         ax.axis("off")
     fig.tight_layout()
     return png_data_uri(fig)
+
+
+def pareto_fronts(
+    objectives: Sequence[str], methods: Sequence[Mapping[str, Any]], reference: Sequence[float]
+) -> str | None:
+    """Each method's points and its front (a step line through the non-dominated points), one colour per
+    method; one panel per pair of objectives (at most three pairs), the reference point marked."""
+    pairs = [(i, j) for i in range(len(objectives)) for j in range(i + 1, len(objectives))][:3]
+    if not pairs or not any(m["points"] for m in methods):
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.8 * len(pairs), 3.8), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (i, j) in zip(axes[0], pairs, strict=True):
+        for k, m in enumerate(methods):
+            colour = colours[k % len(colours)]
+            pts = [(p["values"][i], p["values"][j], p["on_front"]) for p in m["points"]]
+            ax.scatter([x for x, _, _ in pts], [y for _, y, _ in pts], color=colour, alpha=0.35, s=18)
+            front = sorted((x, y) for x, y, on in pts if on)
+            if len(objectives) == 2 and front:  # the boundary of the dominated region, a staircase
+                ax.step([x for x, _ in front], [y for _, y in front], where="pre", color=colour, linewidth=1)
+            ax.scatter(
+                [x for x, _ in front], [y for _, y in front], color=colour, s=30, label=f"{m['name']}", zorder=3
+            )
+        ax.scatter([reference[i]], [reference[j]], color="grey", marker="x", label="reference")
+        ax.set_xlabel(objectives[i])
+        ax.set_ylabel(objectives[j])
+        ax.legend(fontsize=8)
+    return png_data_uri(fig)

@@ -128,7 +128,8 @@ def fronts(
 ) -> dict[str, Any]:
     """The ``pareto.json`` content: per method its points (on the front or not), hypervolume and cost.
 
-    ``objectives`` default to the first method's objectives that every point has; ``reference`` defaults
+    ``objectives`` default to the first point's objectives that every method scored (points without a
+    score for one are left out, with a warning); ``reference`` defaults
     to the per-objective minimum over all points (so a method's hypervolume is comparable with the
     others' of the same call, not across calls).
     """
@@ -137,7 +138,7 @@ def fronts(
     names = list(objectives or [])
     if not names:
         first = next(iter(methods[0].points.values()))
-        names = [n for n in first if all(n in p for m in methods for p in m.points.values())]
+        names = [n for n in first if all(any(_finite(p.get(n)) for p in m.points.values()) for m in methods)]
     if not names:
         raise UserError("the methods share no objective; name the axes with --objectives")
     warnings: list[str] = []

@@ -50,3 +50,19 @@ def test_every_stage_records_its_cost(tmp_path):
     assert [r["stage"] for r in training_stages(run.root)] == ["01-test_echo", "02-test_echo"]
     logged = [m for m in run.metrics() if "stage/wall_time_s" in m]
     assert len(logged) == 2 and "stage/tokens_trained" in logged[0]
+
+
+def test_sft_counts_the_tokens_of_the_conversations_it_trained_on(tiny_llama_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    rows = [{"prompt": "Say hi", "response": "hi"}, {"prompt": "Name a colour please", "response": "blue, or red"}]
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sft = {"dataset": str(data), "max_steps": 1, "per_device_train_batch_size": 2, "bf16": False}
+    recipe = {"name": "sft", "model": str(tiny_llama_dir), "output_dir": str(tmp_path), "stages": [{"sft": sft}]}
+    run = run_recipe(validate_recipe(YamlSource(data=recipe, name="test")))
+    record = json.loads((run.root / "01-sft" / "stage.json").read_text())
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    chats = [[{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["response"]}] for r in rows]
+    expected = sum(len(tok.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]) for c in chats)
+    assert record["tokens_trained"] == expected and record["tokens_generated"] == 0

@@ -125,3 +125,20 @@ def test_models_of_different_shapes_are_refused(tiny_llama_dir, tmp_path):
     with pytest.raises(UserError, match=r"'model.layers.0.mlp.gate_proj.weight' has shape \(96, 64\) in model 1"):
         soup_models([str(tiny_llama_dir), str(other)], [0.5, 0.5], tmp_path / "soup")
     assert not (tmp_path / "soup").exists()
+
+
+def test_soup_command_takes_several_values_per_option(tiny_llama_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from moalign.cli import app
+
+    second = _perturbed_copy(tiny_llama_dir, tmp_path / "b", 2)
+    out = tmp_path / "soup"
+    args = ["soup", "--models", str(tiny_llama_dir), str(second), "--weights", "1", "0", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert all(torch.equal(v, _params(tiny_llama_dir)[k]) for k, v in _params(out).items())
+    bad = CliRunner().invoke(app, ["soup", "--models", "a", "--weighs", "1", "--out", str(out)])
+    assert isinstance(bad.exception, UserError) and "unknown option --weighs" in str(bad.exception)
+    bad = CliRunner().invoke(app, ["soup", "--models", "a", "b", "--weights", "x", "y", "--out", str(out)])
+    assert "--weights must be numbers, got x y" in str(bad.exception)

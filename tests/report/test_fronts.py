@@ -41,3 +41,32 @@ def test_the_cost_table_of_a_run_totals_its_training_stages():
     assert (
         '<td class="num">1.0000</td><td class="num">2.0000</td><td class="num">–</td><td class="num">500</td>' in total
     )
+
+
+def test_an_evaluation_with_controllability_adds_the_tag_combinations_as_a_method(tmp_path):
+    import json
+
+    from moalign.eval.evaluate import EVAL_KIND
+    from moalign.report.fronts import collect_methods
+
+    combos = [
+        {"tags": {"brevity": 1, "structure": 1}, "scores": {"brevity": 1.2, "structure": 1.5}},
+        {"tags": {"brevity": 5, "structure": 1}, "scores": {"brevity": 4.1, "structure": 1.4}},
+    ]
+    metrics = {
+        "kind": EVAL_KIND,
+        "models": {
+            "reference": {"role": "reference", "spec": "base", "objectives": {"brevity": 0.1, "structure": 0.1}},
+            "tagged": {"role": "candidate", "spec": "nowhere", "objectives": {"brevity": 0.5, "structure": 0.7}},
+        },
+        "controllability": {"tagged": {"pairs": [{"dimensions": ["brevity", "structure"], "combinations": combos}]}},
+    }
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    plain, tags = collect_methods(tmp_path)
+    assert plain.points == {"tagged": {"brevity": 0.5, "structure": 0.7}}  # the reference is not a point
+    assert tags.name == f"{tmp_path.name}:tagged tags"
+    assert tags.points == {
+        "<brevity 1> <structure 1>": {"brevity": 1.2, "structure": 1.5},
+        "<brevity 5> <structure 1>": {"brevity": 4.1, "structure": 1.4},
+    }
+    assert plain.runs == [] and tags.runs == []  # 'nowhere' was trained by no run here

@@ -94,9 +94,7 @@ def _architecture(model: Any) -> tuple[str, tuple[str, ...]]:
     return model.config.model_type, tuple(model.config.architectures or ())
 
 
-def soup_models(
-    specs: Sequence[str], weights: Sequence[float], output: str | Path, *, normalised: bool = True
-) -> Path:
+def soup_models(specs: Sequence[str], weights: Sequence[float], output: str | Path, *, normalised: bool = True) -> Path:
     """Soup the models ``specs`` (full checkpoints or LoRA adapter directories) into a plain HF checkpoint
     at ``output`` (with the first model's config and tokenizer and a ``soup.json``); returns ``output``."""
     from moalign.atomic import atomic_write_json

@@ -137,6 +137,11 @@ DatasetSpec = str | AdapterSpec | list[AdapterSpec]
 or a list of adapter specs of one record kind, concatenated (seed 002 trains its reward model on
 UltraFeedback and UltraSafety together)."""
 
+def describe(spec: DatasetSpec) -> str:
+    """A dataset spec as one line of text (metrics files, messages)."""
+    return ", ".join(str(s) for s in spec) if isinstance(spec, list) else str(spec)
+
+
 Convert = Callable[[Mapping[str, Any], AdapterSpec], list[dict[str, Any]]]
 
 

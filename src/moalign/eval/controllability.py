@@ -19,9 +19,10 @@ import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from moalign.config.base import StrictModel
+from moalign.config.recipe import PluginSpec, plugin_spec
 from moalign.eval.generations import GenerationCache, cached_generate
 from moalign.eval.metrics import length_stats, spearman
 from moalign.generation import SamplingConfig
@@ -39,17 +40,37 @@ class ControllabilityConfig(StrictModel):
     """Base prompts (the evaluation set's first prompts, their own tags removed)."""
     pairs: bool = True
     """Also evaluate every low/high combination for each pair of dimensions (the radar chart)."""
+    measure: dict[str, PluginSpec] = Field(default_factory=dict)
+    """Per dimension, the scorer that measures its level, e.g. seed 002's reward model:
+    ``{helpfulness: {multihead: {model: stage:reward_model/model, dimension: helpfulness}}}`` (the expected
+    intensity). Default: the scorer named after the dimension, in ``output: level`` mode."""
+
+    @field_validator("measure", mode="before")
+    @classmethod
+    def _validate_measure(cls, raw: Any) -> Any:
+        from moalign.rewards import SCORERS
+
+        return {d: plugin_spec(SCORERS, spec) for d, spec in raw.items()} if isinstance(raw, dict) else raw
 
 
-def level_reward(dimensions: Sequence[str], tag_dimensions: TagDimensions | None = None) -> Any:
-    """A reward whose objectives are the measured level (``output: level``) of each dimension."""
+def level_reward(
+    dimensions: Sequence[str], tag_dimensions: TagDimensions | None = None, measure: Mapping[str, Any] | None = None
+) -> Any:
+    """A reward whose objectives are the measured level of each dimension (``measure[d]``, or the scorer
+    named ``d`` in ``output: level`` mode)."""
     from moalign.errors import UserError
     from moalign.rewards import SCORERS, MultiObjectiveReward
 
+    measure = measure or {}
     for d in dimensions:
+        if d in measure:
+            continue
         if d not in SCORERS or "output" not in SCORERS.get(d).config_cls.model_fields:
-            raise UserError(f"controllability: dimension '{d}' has no scorer with a measured-level mode")
-    objectives = [{"name": d, "scorer": {d: {"output": "level"}}} for d in dimensions]
+            raise UserError(
+                f"controllability: dimension '{d}' has no scorer with a measured-level mode; name one in "
+                f"controllability.measure.{d}"
+            )
+    objectives = [{"name": d, "scorer": measure.get(d) or {d: {"output": "level"}}} for d in dimensions]
     return MultiObjectiveReward(objectives, "weighted_sum", tag_dimensions=tag_dimensions)
 
 
@@ -88,7 +109,7 @@ def controllability(
     "combinations": [{"tags": {d1: lo, d2: hi}, "scores": {d1: mean, d2: mean}}, ...]}]}``.
     """
     dims = dict(DEFAULT_TAG_DIMENSIONS if tag_dimensions is None else tag_dimensions)
-    reward = level_reward(config.dimensions, dims)
+    reward = level_reward(config.dimensions, dims, config.measure)
     texts = base_prompts(prompts, config.num_prompts, dims)
     jobs: list[tuple[str, dict[str, int], str]] = []  # (group, tags, text)
     for d in config.dimensions:

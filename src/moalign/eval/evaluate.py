@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
-from moalign.atomic import atomic_write_json, atomic_write_text
+from moalign.atomic import atomic_write_json, atomic_write_lines
 from moalign.config.base import StrictModel
 from moalign.config.recipe import PluginSpec, plugin_spec
-from moalign.data.adapters import DatasetSpec
+from moalign.data.adapters import DatasetSpec, describe
 from moalign.errors import UserError
 from moalign.eval.controllability import ControllabilityConfig, controllability
 from moalign.eval.generations import GenerationCache, GenerationRun, cached_generate
@@ -276,7 +276,7 @@ def evaluate(
     metrics: dict[str, Any] = {
         "kind": EVAL_KIND,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "dataset": settings.dataset,
+        "dataset": describe(settings.dataset),
         "split": settings.split,
         "num_prompts": len(records),
         "num_with_reference_response": len(with_ref),
@@ -304,19 +304,18 @@ def evaluate(
             )
         metrics["controllability"] = {label: control_by_spec[spec] for label, spec in labels.items()}
 
-    samples = []
-    for i, r in enumerate(records):
-        samples.append(
-            {
-                "id": r.get("id", i),
-                "prompt": prompts[i],
-                "reference_response": refs[i],
-                "responses": {label: run.responses[i].text for label, run in runs.items()},
-                "num_tokens": {label: run.responses[i].num_tokens for label, run in runs.items()},
-                "scores": {label: {k: _round(v[i]) for k, v in s.items()} for label, s in scores.items()},
-            }
-        )
-    atomic_write_text(out_dir / SAMPLES_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+    samples = (
+        {
+            "id": r.get("id", i),
+            "prompt": prompts[i],
+            "reference_response": refs[i],
+            "responses": {label: run.responses[i].text for label, run in runs.items()},
+            "num_tokens": {label: run.responses[i].num_tokens for label, run in runs.items()},
+            "scores": {label: {k: _round(v[i]) for k, v in s.items()} for label, s in scores.items()},
+        }
+        for i, r in enumerate(records)
+    )
+    atomic_write_lines(out_dir / SAMPLES_FILE, (json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     atomic_write_json(out_dir / METRICS_FILE, metrics)
     return metrics
 

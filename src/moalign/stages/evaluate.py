@@ -70,11 +70,15 @@ def candidate_labels(specs: list[str], ctx: StageContext) -> dict[str, str]:
 @register_stage("eval", EvalStageConfig)
 def run(ctx: StageContext, config: EvalStageConfig) -> StageResult:
     """Evaluate, write the stage's outputs and rebuild the run's report (see the module docstring)."""
+    from moalign.data.specs import resolve_stage_refs
     from moalign.report.page import build_report
+    from moalign.rewards import MultiObjectiveReward
 
     candidates = candidate_labels(config.models or [ctx.model], ctx)
     reference = config.reference or ctx.recipe.model
-    settings = EvalSettings.model_validate(config.model_dump(exclude={"models", "reference", "cache"}))
+    settings = EvalSettings.model_validate(  # stage:TYPE/FILE references (judge, measure scorers) resolved
+        resolve_stage_refs(config.model_dump(mode="json", exclude={"models", "reference", "cache"}), ctx)
+    )
     records = load_eval_records(config.dataset, config.split, config.num_samples, ctx)
     metrics = evaluate(
         candidates,
@@ -82,7 +86,11 @@ def run(ctx: StageContext, config: EvalStageConfig) -> StageResult:
         settings,
         ctx.dir,
         records=records,
-        judge=judge_reward(config.judge, ctx.recipe),
+        judge=(  # the run's objectives, their stage:TYPE/FILE references resolved, unless a judge is named
+            MultiObjectiveReward.for_stage(ctx)
+            if settings.judge is None and ctx.recipe.objectives
+            else judge_reward(settings.judge, ctx.recipe)
+        ),
         tag_dimensions=ctx.recipe.tag_dimensions,
         cache=GenerationCache() if config.cache else None,
     )

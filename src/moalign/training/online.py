@@ -137,12 +137,13 @@ def clipped_ratio(completion_ids: list[list[int]], max_length: int, eos_ids: set
     return sum(clipped) / max(len(clipped), 1)
 
 
-def loop_state(step: int, reward: Any, shuffle: torch.Generator) -> dict[str, Any]:
+def loop_state(step: int, reward: Any, shuffle: torch.Generator, metrics_bytes: int) -> dict[str, Any]:
     """What a checkpoint of the loop records beside accelerate's state: the step (the data position: the
     prompt order is a function of the seed and the number of batches drawn), the reward's normaliser
-    statistics and the minibatch-shuffle generator."""
+    statistics, the minibatch-shuffle generator and how far ``metrics.jsonl`` had been written."""
     return {
         "step": step,
+        "metrics_bytes": metrics_bytes,
         "reward": reward.state_dict(),
         "shuffle_rng": base64.b64encode(shuffle.get_state().numpy().tobytes()).decode("ascii"),
     }
@@ -234,7 +235,7 @@ def train_online(
     eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
 
     step = 0
-    reward = MultiObjectiveReward.from_recipe(ctx.recipe, log=lambda m: ctx.log(m, step=step))
+    reward = MultiObjectiveReward.for_stage(ctx, log=lambda m: ctx.log(m, step=step))
     batches = prompt_batches(records, config.per_device_train_batch_size, ctx.seed)
     shuffle = torch.Generator().manual_seed(ctx.seed)
     start = 0
@@ -325,7 +326,7 @@ def train_online(
             ctx.log({"safety/kl_stop": safety["kl"]}, step=step)
             break
         if config.save_steps is not None and step % config.save_steps == 0 and step < config.max_steps:
-            state = loop_state(step, reward, shuffle)
+            state = loop_state(step, reward, shuffle, ctx.run.metrics_size())
             save_checkpoint(ctx.checkpoint_dir, step, lambda tmp: accelerator.save_state(str(tmp)), state)
             rotate_checkpoints(ctx.checkpoint_dir, config.save_total_limit)
     return str(save_final_model(policy, tokenizer, ctx.dir / "model"))

@@ -156,8 +156,10 @@ def run_trl_online(ctx: Any, config: TRLOnlineStageConfig, trainer_cls: Any, arg
     if not ctx.recipe.objectives:
         raise UserError(f"stage {ctx.index:02d}-{ctx.stage_type} needs the recipe's 'objectives' to score samples")
     train, _ = train_eval_datasets(config, ctx, prompt_records)
-    reward = TRLReward(MultiObjectiveReward.from_recipe(ctx.recipe), ctx.log)
-    callbacks = trainer_callbacks(ctx, config, False, derive=online_metrics, state=reward.reward.state_dict)
+    reward = TRLReward(MultiObjectiveReward.for_stage(ctx), ctx.log)
+    callbacks = trainer_callbacks(
+        ctx, config, False, derive=online_metrics, state=lambda: {"reward": reward.reward.state_dict()}
+    )
     if config.kl_bound is not None:
         callbacks.append(KLBoundCallback(config.kl_bound, ctx.log))
     trainer = trainer_cls(
@@ -169,4 +171,4 @@ def run_trl_online(ctx: Any, config: TRLOnlineStageConfig, trainer_cls: Any, arg
         peft_config=config.peft.to_peft() if config.peft else None,
         callbacks=callbacks,
     )
-    return trainer, train_resuming(trainer, restore=reward.reward.load_state_dict)
+    return trainer, train_resuming(trainer, restore=lambda state: reward.reward.load_state_dict(state["reward"]))

@@ -118,6 +118,8 @@ def test_morlhf_sweep_and_rewarded_soup_give_pareto_fronts_and_a_cost_table(tiny
     sweep_front = json.loads((morlhf.root / "pareto.json").read_text())  # written by the sweep itself
     assert [p["label"] for p in sweep_front["methods"][0]["points"]] == ["w0", "w1"]
     assert "Pareto fronts" in (morlhf.root / "report.html").read_text()
+    run_report = (morlhf.root / "w0" / "report.html").read_text()  # built by the eval stage: rwr's cost is in it
+    assert "<td>01-rwr</td>" in run_report[run_report.index('id="cost"') :]
 
     out = tmp_path / "compare"
     result = CliRunner().invoke(

@@ -81,11 +81,14 @@ def total_cost(records: Iterable[dict[str, Any]]) -> dict[str, float | int | Non
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
 
 
+def stage_records(run_root: str | Path) -> list[dict[str, Any]]:
+    """The ``stage.json`` records of a run's finished stages, in order."""
+    return [json.loads(p.read_text()) for p in sorted(Path(run_root).glob("[0-9][0-9]-*/stage.json"))]
+
+
 def training_stages(run_root: str | Path) -> list[dict[str, Any]]:
     """The ``stage.json`` records of a run's training stages (evaluation stages excluded), in order."""
-    root = Path(run_root)
-    records = [json.loads(p.read_text()) for p in sorted(root.glob("[0-9][0-9]-*/stage.json"))]
-    return [r for r in records if r.get("type") != "eval"]
+    return [r for r in stage_records(run_root) if r.get("type") != "eval"]
 
 
 def find_run_root(path: str | Path) -> Path | None:

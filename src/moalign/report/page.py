@@ -2,9 +2,10 @@
 
 Sources, all optional: every evaluation's ``metrics.json`` + ``samples.jsonl`` (at the run root, as
 ``moalign eval --output DIR`` writes them, or in stage directories ``NN-eval/``), the training metrics
-``metrics.jsonl`` and ``summary.json``. Plots are embedded PNGs, so the page needs no network. Sections
-(each always present, with a note when it has no data): results table, win rate, objectives,
-controllability, response lengths, training curves, responses side by side.
+``metrics.jsonl``, the stages' ``stage.json`` (their cost) and ``pareto.json`` (a sweep's or
+``moalign pareto``'s fronts). Plots are embedded PNGs, so the page needs no network. Sections (each
+always present, with a note when it has no data): results table, win rate, objectives,
+controllability, response lengths, training curves, Pareto fronts, cost, responses side by side.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from moalign.atomic import atomic_write_text, read_jsonl
-from moalign.cost import total_cost
+from moalign.cost import stage_records, total_cost
 from moalign.errors import UserError
 from moalign.eval.evaluate import EVAL_KIND, METRICS_FILE, SAMPLES_FILE
 from moalign.report import plots
@@ -292,7 +293,7 @@ def cost_section(pareto: Mapping[str, Any] | None, stages: Sequence[Mapping[str,
         note = "Training stages of the runs that produced each method's policies; evaluation excluded."
         return f"<p>{note}</p>" + _table(header, rows)
     if not stages:
-        return '<p class="note">No stage records (summary.json) in this run.</p>'
+        return '<p class="note">No finished stage (NN-STAGE/stage.json) in this run.</p>'
     rows = [[escape(str(r["stage"])), "–"] + _cost_cells(r) for r in stages]
     rows.append(
         ["<b>total (training)</b>", "–"] + _cost_cells(total_cost(r for r in stages if r.get("type") != "eval"))
@@ -353,7 +354,7 @@ def build_report(root: str | Path) -> Path:
     evaluations = find_evaluations(root)
     training = read_jsonl(root / "metrics.jsonl")
     pareto = _read_json(root / PARETO_FILE)
-    stages = (_read_json(root / "summary.json") or {}).get("stages") or []
+    stages = stage_records(root)
     if not evaluations and not training and not pareto:
         raise UserError(
             f"nothing to report: no {METRICS_FILE} of an evaluation, no metrics.jsonl and no {PARETO_FILE}",

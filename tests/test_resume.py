@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -159,18 +160,24 @@ def test_overwrite_keeps_the_lock_file(tmp_path):
     ]
 
 
-def test_rewind_drops_the_stage_metrics_after_its_checkpoint_and_a_torn_line(tmp_path):
+def test_rewind_drops_what_the_stage_logged_after_its_checkpoint_and_a_torn_line(tmp_path):
     run = RunDir(tmp_path / "run")
+    assert run.metrics_size() == 0
     run.log_metrics({"a": 1}, stage="01-sft", step=5)
-    for step in (1, 2, 3):
-        run.log_metrics({"b": step}, stage="02-rwr", step=step)
-    run.log_metrics({"c": 0}, stage="02-rwr")
+    run.log_metrics({"b": 1}, stage="02-rwr", step=1)
+    at_checkpoint = run.metrics_size()
+    assert at_checkpoint == len(run.metrics_path.read_bytes())
+    run.log_metrics({"b": 2}, stage="02-rwr", step=2)
+    run.log_metrics({"end": 0}, stage="02-rwr", step=1)  # e.g. a summary at the last step, after the checkpoint
     with open(run.metrics_path, "a") as fh:
         fh.write('{"stage": "02-rwr", "st')  # torn by a kill
-    run.rewind_metrics("02-rwr", 2)
-    assert [(m["stage"], m["step"]) for m in run.metrics()] == [("01-sft", 5), ("02-rwr", 1), ("02-rwr", 2)]
-    run.log_metrics({"b": 3}, stage="02-rwr", step=3)  # appending after the rewind stays readable
-    assert run.metrics()[-1]["b"] == 3
+    run.rewind_metrics("02-rwr", at_checkpoint)
+    assert [(m["stage"], m["step"]) for m in run.metrics()] == [("01-sft", 5), ("02-rwr", 1)]
+    assert run.metrics_size() == at_checkpoint  # kept lines are byte for byte the same
+    run.log_metrics({"b": 2}, stage="02-rwr", step=2)  # appending after the rewind stays readable
+    assert run.metrics()[-1]["b"] == 2
+    run.rewind_metrics("02-rwr", None)  # no checkpoint: everything the stage logged goes
+    assert [m["stage"] for m in run.metrics()] == ["01-sft"]
 
 
 def test_resume_rewinds_metrics_to_the_latest_complete_checkpoint(tmp_path, monkeypatch):
@@ -179,15 +186,118 @@ def test_resume_rewinds_metrics_to_the_latest_complete_checkpoint(tmp_path, monk
     with pytest.raises(RuntimeError):
         run_recipe(recipe)
     checkpoints = tmp_path / "runs" / "exp" / "02-test_flaky" / "checkpoints"
-    save_checkpoint(checkpoints, 2, lambda tmp: (tmp / "w.bin").write_bytes(b"1"), {})
+    save_checkpoint(checkpoints, 2, lambda tmp: (tmp / "w.bin").write_bytes(b"1"), {"metrics_bytes": 123})
     (checkpoints / "checkpoint-3").mkdir()  # a save the kill interrupted
-    monkeypatch.setattr(
-        "moalign.run_dir.RunDir.rewind_metrics",
-        lambda self, stage, through_step: calls.append((stage, through_step)),
-    )
     calls: list = []
-    monkeypatch.setenv(FAIL_ENV, "2")
+    monkeypatch.setattr(RunDir, "rewind_metrics", lambda self, stage, size: calls.append((stage, size)))
     with pytest.raises(RuntimeError):
         run_recipe(recipe, resume=True)
-    assert calls == [("02-test_flaky", 2)]
+    assert calls == [("02-test_flaky", 123)]
     assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint-2"]
+
+
+def kill_resume_recipe(tmp_path, model_dir) -> Path:
+    """SFT then RWR on the tiny model, each checkpointing every step; a length objective (no model) scores."""
+    sft = tmp_path / "sft.jsonl"
+    sft.write_text("".join(json.dumps({"prompt": "Answer", "response": w}) + "\n" for w in ["yes", "no"] * 8))
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ["Answer", "Say", "Reply", "Go"]))
+    path = tmp_path / "recipe.yaml"
+    path.write_text(
+        f"""name: killed
+seed: 3
+model: {model_dir}
+output_dir: {tmp_path / "runs"}
+objectives:
+  - {{name: short, scorer: {{length: {{unit: characters, target: 3}}}}}}
+stages:
+  - sft: {{dataset: {sft}, max_steps: 4, save_steps: 1, learning_rate: 1.0e-2, bf16: false,
+           per_device_train_batch_size: 4}}
+  - rwr: {{dataset: {prompts}, max_steps: 4, save_steps: 1, learning_rate: 1.0e-3, bf16: false,
+           per_device_train_batch_size: 2, num_generations: 2, max_completion_length: 4}}
+"""
+    )
+    return path
+
+
+def moalign_process(*args: str, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "moalign", *args], env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w")
+    )
+
+
+def line_count(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def trained_numbers(root: Path) -> tuple[list[dict], dict]:
+    """The RWR stage's logged metrics (without timings) and the final model's weights."""
+    from safetensors.torch import load_file
+
+    def measured(key: str) -> bool:
+        """Durations, speeds and the stage's cost record differ from run to run. Two trainer summaries cover
+        only the steps since a resume: TRL's running count of trained tokens (``train/num_tokens``, not
+        in its checkpoints) and transformers' end-of-training mean loss (``train/train_loss``)."""
+        return (
+            key in ("time", "train/num_tokens", "train/train_loss")
+            or key.startswith(("time/", "stage/"))
+            or key.endswith(("_per_s", "runtime", "second"))
+        )
+
+    metrics = [
+        {k: v for k, v in m.items() if not measured(k)}
+        for m in map(json.loads, (root / "metrics.jsonl").read_text().splitlines())
+    ]
+    return metrics, load_file(root / "02-rwr" / "model" / "model.safetensors")
+
+
+def test_a_run_killed_at_random_points_and_resumed_ends_like_an_uninterrupted_one(tiny_llama_dir, tmp_path):
+    """SIGKILL three times at seeded random points (after a random metrics line, plus a random delay, so
+    some kills land inside a checkpoint write), resume each time: the metrics logged and
+    the final weights equal an uninterrupted run's to 1e-6 (on CPU they are bitwise equal)."""
+    import random
+    import signal
+    import time
+
+    import torch
+
+    rng = random.Random(20261122)
+    recipe = kill_resume_recipe(tmp_path, tiny_llama_dir)
+    reference_dir = tmp_path / "reference"
+    reference = moalign_process("run", str(recipe), "--output-dir", str(reference_dir), log=tmp_path / "ref.log")
+    assert reference.wait(timeout=300) == 0, (tmp_path / "ref.log").read_text()[-3000:]
+
+    root = tmp_path / "runs" / "killed"
+    metrics = root / "metrics.jsonl"
+    # kill once the metrics file has this many lines (16 in all; SFT logs 6, each RWR step 2), and at least
+    # one more than when the attempt started: two kills in SFT or early RWR, one inside RWR
+    cuts = [*sorted(rng.sample(range(2, 9), 2)), rng.randint(10, 14)]
+    kills = 0
+    for attempt in range(4):
+        log = tmp_path / f"attempt{attempt}.log"
+        target = max(cuts[attempt], line_count(metrics) + 1) if attempt < 3 else 0
+        process = moalign_process("run", str(recipe), "--resume", log=log)
+        if attempt == 3:
+            assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
+            break
+        while process.poll() is None and line_count(metrics) < target:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.4))
+        process.send_signal(signal.SIGKILL)
+        kills += process.wait() == -signal.SIGKILL
+    assert kills >= 2
+
+    expected_metrics, expected_weights = trained_numbers(reference_dir / "killed")
+    got_metrics, got_weights = trained_numbers(root)
+    assert [(m["stage"], m["step"]) for m in got_metrics] == [(m["stage"], m["step"]) for m in expected_metrics]
+    for got, want in zip(got_metrics, expected_metrics, strict=True):
+        assert got.keys() == want.keys()
+        for key, value in want.items():
+            expected = pytest.approx(value, rel=1e-6, abs=1e-6) if isinstance(value, float) else value
+            assert got[key] == expected, (got["stage"], got["step"], key)
+    assert got_weights.keys() == expected_weights.keys()
+    assert max((got_weights[k] - expected_weights[k]).abs().max().item() for k in got_weights) <= 1e-6
+    assert not torch.equal(got_weights["model.norm.weight"], torch.ones_like(got_weights["model.norm.weight"]))
+    summary = json.loads((root / "summary.json").read_text())
+    assert [s["stage"] for s in summary["stages"]] == ["01-sft", "02-rwr"]

@@ -57,12 +57,12 @@ def _check_resumable(run: RunDir, recipe: Recipe) -> None:
 def _rewind_stage(ctx: StageContext) -> None:
     """Before resuming an unfinished stage: drop its incomplete checkpoints and the metrics it logged after
     its latest complete one (those steps run again)."""
-    from moalign.training.checkpoint import checkpoint_step, discard_incomplete, latest_complete_checkpoint
+    from moalign.training.checkpoint import checkpoint_state, discard_incomplete, latest_complete_checkpoint
 
     discard_incomplete(ctx.checkpoint_dir)
     latest = latest_complete_checkpoint(ctx.checkpoint_dir)
-    step = checkpoint_step(latest) if latest is not None else None
-    ctx.run.rewind_metrics(ctx.run.stage_name(ctx.index, ctx.stage_type), step or 0)
+    size = checkpoint_state(latest).get("metrics_bytes") if latest is not None else None
+    ctx.run.rewind_metrics(ctx.run.stage_name(ctx.index, ctx.stage_type), size)
 
 
 def resume_run(run_dir: str | Path) -> RunDir:

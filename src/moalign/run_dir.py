@@ -112,17 +112,23 @@ class RunDir:
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.metrics_path)
 
-    def rewind_metrics(self, stage: str, through_step: int) -> None:
-        """Drop what ``stage`` logged after step ``through_step`` (and without a step), and a torn final line.
+    def metrics_size(self) -> int:
+        """Bytes written to ``metrics.jsonl`` so far (a checkpoint records it for :meth:`rewind_metrics`)."""
+        return self.metrics_path.stat().st_size if self.metrics_path.exists() else 0
 
-        A resumed stage repeats the steps after its checkpoint; their metrics are logged again.
+    def rewind_metrics(self, stage: str, size: int | None) -> None:
+        """Drop what ``stage`` logged after ``metrics.jsonl`` had ``size`` bytes (None: all it logged), and a
+        torn final line. A resumed stage repeats what came after its checkpoint, logging included.
         """
-        kept = [
-            r
-            for r in self.metrics()
-            if r.get("stage") != stage or (r.get("step") is not None and r["step"] <= through_step)
-        ]
-        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        kept, offset = [], 0
+        for line in self.metrics_path.read_bytes().splitlines(keepends=True) if self.metrics_path.exists() else []:
+            offset += len(line)
+            if not line.endswith(b"\n"):
+                break  # torn by a kill
+            record = json.loads(line)
+            if record.get("stage") != stage or (size is not None and offset <= size):
+                kept.append(line)
+        atomic_write_text(self.metrics_path, b"".join(kept).decode("utf-8"))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.summary_path, summary)

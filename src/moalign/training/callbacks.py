@@ -52,11 +52,13 @@ class TokenCountCallback(TrainerCallback):
 class CheckpointMarker(TrainerCallback):
     """Write the completeness marker into each checkpoint once the Trainer has finished saving it.
 
-    ``state()`` returns what the project keeps beside the Trainer's own state (e.g. the reward's
+    The marker records how far ``metrics.jsonl`` had been written (a resume drops what came after)
+    and ``state()``: what the project keeps beside the Trainer's own state (e.g. the reward's
     normaliser statistics); :func:`moalign.training.checkpoint.train_resuming` hands it back on resume.
     """
 
-    def __init__(self, state: Callable[[], dict[str, Any]] | None = None) -> None:
+    def __init__(self, run: Any, state: Callable[[], dict[str, Any]] | None = None) -> None:
+        self._run = run
         self._state = state
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -64,7 +66,8 @@ class CheckpointMarker(TrainerCallback):
 
         if args.should_save:
             path = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
-            write_marker(path, state.global_step, self._state() if self._state is not None else None)
+            extra = self._state() if self._state is not None else {}
+            write_marker(path, state.global_step, {"metrics_bytes": self._run.metrics_size(), **extra})
 
 
 def trainer_callbacks(
@@ -78,7 +81,7 @@ def trainer_callbacks(
     (recording ``state()`` in each), early stopping when asked."""
     from transformers import EarlyStoppingCallback
 
-    callbacks: list[Any] = [MetricsCallback(ctx.log, derive), TokenCountCallback(), CheckpointMarker(state)]
+    callbacks: list[Any] = [MetricsCallback(ctx.log, derive), TokenCountCallback(), CheckpointMarker(ctx.run, state)]
     if has_eval and config.eval_steps is not None and config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     return callbacks

@@ -77,28 +77,3 @@ def test_merge_folds_a_lora_adapter_into_a_plain_checkpoint(tiny_llama_dir, tmp_
         assert torch.allclose(merged(ids).logits, expected, atol=1e-4)
     bad = moalign("merge", str(tiny_llama_dir), str(tmp_path / "x"))
     assert bad.returncode == 2 and "is not a LoRA checkpoint" in bad.stderr
-
-
-def test_bench_prints_the_reward_phase_ratio(monkeypatch):
-    from moalign.bench import reward_phase
-
-    seen = {}
-
-    def fake(**kwargs):
-        seen.update(kwargs)
-        return {
-            "k": 2,
-            "batch_size": 4,
-            "seq_len": 8,
-            "backbone": "b",
-            "device": "cpu",
-            "separate_s": 2.0,
-            "multihead_s": 1.0,
-            "ratio": 2.0,
-        }
-
-    monkeypatch.setattr(reward_phase, "time_reward_phase", fake)
-    result = CliRunner().invoke(app, ["bench", "--k", "2", "--batch-size", "4", "--repeats", "1"])
-    assert result.exit_code == 0, result.output
-    assert seen == {"k": 2, "batch_size": 4, "repeats": 1}
-    assert "reward phase, 2 objectives" in result.output

@@ -346,14 +346,18 @@ def pareto(
 
 @app.command()
 def bench(
+    quick: Annotated[bool, typer.Option(help="A smoke run with tiny workloads (seconds on a tiny model).")] = False,
+    model: Annotated[str, typer.Option(help="Policy model both sides run.")] = "builtin:smollm2-135m-instruct",
+    reward_backbone: Annotated[str, typer.Option(help="Encoder of the reward-phase comparison.")] = "builtin:minilm-l6",
     k: Annotated[int, typer.Option(help="Objectives (separate reward models vs heads of one model).")] = 3,
-    batch_size: Annotated[int, typer.Option(help="Pairs scored per batch.")] = 16,
-    repeats: Annotated[int, typer.Option(help="Timed repeats (the median is reported).")] = 3,
+    out: Annotated[Path, typer.Option(help="Where the results go as JSON.")] = Path("bench.json"),
 ) -> None:
-    """Benchmarks: the reward phase with k single-objective models versus one multi-head model."""
-    from moalign.bench.reward_phase import format_reward_phase, time_reward_phase
+    """Benchmarks against TRL's defaults: peak matmul rate, DPO, GRPO, evaluation generation, reward phase."""
+    from moalign.bench.suite import format_table, run_bench
 
-    typer.echo(format_reward_phase(time_reward_phase(k=k, batch_size=batch_size, repeats=repeats)))
+    result = run_bench(model, quick=quick, reward_backbone=reward_backbone, k=k, out=out)
+    typer.echo(format_table(result))
+    typer.echo(f"results written to {out}")
 
 
 def _stage_command(stage: str) -> Any:

@@ -95,11 +95,3 @@ def time_reward_phase(
         "ratio": separate_s / multihead_s,
     }
 
-
-def format_reward_phase(result: dict[str, Any]) -> str:
-    """One line for the ``moalign bench`` output."""
-    return (
-        f"reward phase, {result['k']} objectives, batch {result['batch_size']} x {result['seq_len']} tokens "
-        f"({result['backbone']}, {result['device']}): {result['k']} separate models {result['separate_s']:.3f} s, "
-        f"one multi-head model {result['multihead_s']:.3f} s, ratio {result['ratio']:.2f}x"
-    )

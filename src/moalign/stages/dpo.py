@@ -60,38 +60,60 @@ def dpo_kl(logs: dict[str, Any], beta: float) -> dict[str, float]:
     return {"kl": (logs["rewards/chosen"] + logs["rewards/rejected"]) / (2.0 * beta)}
 
 
-@register_stage("dpo", DPOStageConfig)
-def run_dpo(ctx: StageContext, config: DPOStageConfig) -> StageResult:
-    """Train with DPO against the starting checkpoint; hand on the final checkpoint."""
+def dpo_trainer(
+    config: DPOStageConfig,
+    model_spec: str,
+    train: Any,
+    evaluation: Any,
+    *,
+    output_dir: Any,
+    seed: int,
+    callbacks: list[Any] | None = None,
+) -> Any:
+    """The stage's ``DPOTrainer``: the policy loaded from ``model_spec`` and the stage's settings.
+
+    The one place the DPO configuration is built (the stage and ``moalign bench`` both use it). A
+    reference copy is loaded only when neither LoRA (adapters disabled) nor precomputed reference
+    log-probabilities make it unnecessary.
+    """
     from trl import DPOConfig, DPOTrainer
 
     from moalign.models import load_causal_lm, load_tokenizer
-    from moalign.training.callbacks import trainer_callbacks
-    from moalign.training.checkpoint import train_and_save
 
-    train, evaluation = train_eval_datasets(config, ctx, preference_records)
-    tokenizer = load_tokenizer(ctx.model, padding_side="right")
-    model = load_causal_lm(ctx.model)
-    ref_model = None if config.peft or config.precompute_ref_log_probs else load_causal_lm(ctx.model)
+    tokenizer = load_tokenizer(model_spec, padding_side="right")
+    ref_model = None if config.peft or config.precompute_ref_log_probs else load_causal_lm(model_spec)
     args = DPOConfig(
-        **trainer_kwargs(config, ctx.checkpoint_dir, seed=ctx.seed, has_eval=evaluation is not None),
+        **trainer_kwargs(config, output_dir, seed=seed, has_eval=evaluation is not None),
         include_num_input_tokens_seen="non_padding",  # trained tokens, for the cost table
         beta=config.beta,
         loss_type=[config.loss_type],
         precompute_ref_log_probs=config.precompute_ref_log_probs,
         max_length=config.max_length,
     )
-    trainer = DPOTrainer(
-        model=model,
+    return DPOTrainer(
+        model=load_causal_lm(model_spec),
         ref_model=ref_model,
         args=args,
         train_dataset=train,
         eval_dataset=evaluation,
         processing_class=tokenizer,
         peft_config=config.peft.to_peft() if config.peft else None,
-        callbacks=trainer_callbacks(ctx, config, evaluation is not None, derive=lambda logs: dpo_kl(logs, config.beta)),
+        callbacks=callbacks,
+    )
+
+
+@register_stage("dpo", DPOStageConfig)
+def run_dpo(ctx: StageContext, config: DPOStageConfig) -> StageResult:
+    """Train with DPO against the starting checkpoint; hand on the final checkpoint."""
+    from moalign.training.callbacks import trainer_callbacks
+    from moalign.training.checkpoint import train_and_save
+
+    train, evaluation = train_eval_datasets(config, ctx, preference_records)
+    callbacks = trainer_callbacks(ctx, config, evaluation is not None, derive=lambda logs: dpo_kl(logs, config.beta))
+    trainer = dpo_trainer(
+        config, ctx.model, train, evaluation, output_dir=ctx.checkpoint_dir, seed=ctx.seed, callbacks=callbacks
     )
     path, summary = train_and_save(
-        trainer, tokenizer, ctx.dir / "model", validate=evaluation is not None, pairs=len(train)
+        trainer, trainer.processing_class, ctx.dir / "model", validate=evaluation is not None, pairs=len(train)
     )
     return StageResult(model=path, summary=summary)

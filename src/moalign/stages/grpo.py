@@ -85,20 +85,31 @@ def leave_one_out_grpo_trainer() -> type:
     return LeaveOneOutGRPOTrainer
 
 
-@register_stage("grpo", GRPOStageConfig)
-def run_grpo(ctx: StageContext, config: GRPOStageConfig) -> StageResult:
-    """Train with GRPO on the recipe's prompts and reward; hand on the final checkpoint."""
-    from trl import GRPOConfig, GRPOTrainer
+def grpo_args(config: GRPOStageConfig, output_dir: Any, seed: int) -> Any:
+    """The stage's ``GRPOConfig`` (the stage and ``moalign bench`` both build it here)."""
+    from trl import GRPOConfig
 
-    from moalign.training.checkpoint import save_final_model
-
-    args = GRPOConfig(
-        **trainer_kwargs(config, ctx.checkpoint_dir, seed=ctx.seed, has_eval=False),
+    return GRPOConfig(
+        **trainer_kwargs(config, output_dir, seed=seed, has_eval=False),
         **online_trainer_kwargs(config),
         scale_rewards=config.scale_rewards,
         loss_type=config.loss_type,
     )
-    trainer_cls: Any = leave_one_out_grpo_trainer() if config.advantage == "leave_one_out" else GRPOTrainer
-    trainer, output = run_trl_online(ctx, config, trainer_cls, args)
+
+
+def grpo_trainer_class(config: GRPOStageConfig) -> Any:
+    """TRL's ``GRPOTrainer``, or its leave-one-out subclass for ``advantage: leave_one_out``."""
+    from trl import GRPOTrainer
+
+    return leave_one_out_grpo_trainer() if config.advantage == "leave_one_out" else GRPOTrainer
+
+
+@register_stage("grpo", GRPOStageConfig)
+def run_grpo(ctx: StageContext, config: GRPOStageConfig) -> StageResult:
+    """Train with GRPO on the recipe's prompts and reward; hand on the final checkpoint."""
+    from moalign.training.checkpoint import save_final_model
+
+    args = grpo_args(config, ctx.checkpoint_dir, ctx.seed)
+    trainer, output = run_trl_online(ctx, config, grpo_trainer_class(config), args)
     path = save_final_model(trainer.model, trainer.processing_class, ctx.dir / "model")
     return StageResult(model=str(path), summary={"train_loss": output.training_loss, "steps": output.global_step})

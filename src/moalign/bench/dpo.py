@@ -1,0 +1,154 @@
+"""DPO benchmark: the project's DPO configuration versus TRL's ``DPOTrainer`` with its defaults.
+
+Both sides train the same model on the same preference pairs at the same batch size for the same
+number of steps; the first ``warmup`` steps are not timed. Figures per side: trained tokens per
+second (the non-padding tokens of the chosen and rejected sequences), model FLOP utilisation
+against the measured peak of the precision the side ran in, and peak resident memory. Precomputed
+reference log-probabilities are charged to the project at the timed steps' share of the pairs.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any
+from unittest import mock
+
+from moalign.bench.baseline import trl_default_bf16
+from moalign.bench.measure import PeakRSS, StepTimes
+from moalign.bench.workload import bench_pairs
+
+
+def dpo_flops_per_token(n_params: int, *, trains_weights: bool) -> float:
+    """Model FLOPs per trained token of one DPO step: ``(2 + 2 + 2 + 2*trains_weights) * N``.
+
+    Reference forward 2N, policy forward 2N, gradient with respect to activations 2N and, when the
+    weights themselves train (not LoRA), with respect to the weights 2N (the 6N rule plus the
+    reference). Attention's sequence-length term is left out (under 5 % at these lengths);
+    recomputation by gradient checkpointing is overhead, not model FLOPs.
+    """
+    return (8 if trains_weights else 6) * n_params
+
+
+@contextmanager
+def _timed_precompute(trainer_cls: type, record: dict[str, float]) -> Any:
+    """Time the trainer's reference log-prob precomputation (run inside its constructor)."""
+    original = trainer_cls._precompute_ref_logps
+
+    def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            record["precompute_s"] = record.get("precompute_s", 0.0) + time.perf_counter() - start
+
+    with mock.patch.object(trainer_cls, "_precompute_ref_logps", timed):
+        yield
+
+
+def _measure(build: Any, *, warmup: int, peak: dict[str, float], trains_weights: bool) -> dict[str, Any]:
+    """Build a trainer with ``build(callbacks)``, train it and summarise its timed steps."""
+    from trl import DPOTrainer
+
+    times = StepTimes()
+    record: dict[str, float] = {}
+    with PeakRSS() as rss:
+        with _timed_precompute(DPOTrainer, record):
+            trainer = build([times])
+        trainer.train()
+    n_params = sum(p.numel() for name, p in trainer.model.named_parameters() if "lora_" not in name)
+    seen = [0, *times.tokens_seen]
+    tokens = seen[-1] - seen[warmup]
+    seconds = sum(times.seconds[warmup:])
+    steps = len(times.seconds)
+    seconds += record.get("precompute_s", 0.0) * (steps - warmup) / steps
+    rate = tokens / seconds
+    flops = dpo_flops_per_token(n_params, trains_weights=trains_weights)
+    return {
+        "tokens_per_s": rate,
+        "step_s": seconds / max(steps - warmup, 1),
+        "tokens_per_step": tokens / max(steps - warmup, 1),
+        "precompute_s": record.get("precompute_s", 0.0),
+        "mfu": rate * flops / (peak["bf16_gflops" if trainer.args.bf16 else "fp32_gflops"] * 1e9),
+        "peak_rss_mib": rss.peak_mib,
+        "bf16": bool(trainer.args.bf16),
+        "gradient_checkpointing": bool(trainer.args.gradient_checkpointing),
+        "reference_copy": trainer.ref_model is not None,
+    }
+
+
+def time_dpo(
+    model: str,
+    *,
+    peak: dict[str, float],
+    batch_size: int = 4,
+    steps: int = 3,
+    warmup: int = 1,
+    project: dict[str, Any] | None = None,
+    workdir: Any,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Trained tokens/s, MFU and peak RSS of both sides, and ``speedup`` (project over TRL defaults).
+
+    ``project`` overrides keys of :class:`~moalign.stages.dpo.DPOStageConfig` (its defaults otherwise);
+    ``peak`` is :func:`moalign.bench.peak.machine_peak`'s result.
+    """
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from moalign.models import load_causal_lm, load_tokenizer
+    from moalign.stages.dpo import DPOStageConfig, dpo_trainer, preference_records
+
+    total = warmup + steps
+    pairs = preference_records(Dataset.from_list(bench_pairs(batch_size * total, seed=seed)), "bench")
+    trl_bf16, note = trl_default_bf16()
+
+    def build_trl(callbacks: list[Any]) -> Any:
+        args = DPOConfig(
+            output_dir=str(workdir / "trl-dpo"),
+            use_cpu=True,
+            bf16=trl_bf16,
+            per_device_train_batch_size=batch_size,
+            max_steps=total,
+            report_to="none",
+            include_num_input_tokens_seen="non_padding",  # counts tokens; costs one sum per step
+            seed=seed,
+        )
+        return DPOTrainer(
+            model=load_causal_lm(model),
+            ref_model=load_causal_lm(model),  # what TRL builds itself, from a path it may not resolve
+            args=args,
+            train_dataset=pairs,
+            processing_class=load_tokenizer(model, padding_side="right"),
+            callbacks=callbacks,
+        )
+
+    config = DPOStageConfig(
+        **{
+            "dataset": "bench",
+            "per_device_train_batch_size": batch_size,
+            "max_steps": total,
+            "logging_steps": 10,
+            **(project or {}),
+        }
+    )
+
+    def build_project(callbacks: list[Any]) -> Any:
+        output_dir = workdir / "moalign-dpo"
+        return dpo_trainer(config, model, pairs, None, output_dir=output_dir, seed=seed, callbacks=callbacks)
+
+    baseline = _measure(build_trl, warmup=warmup, peak=peak, trains_weights=True)
+    ours = _measure(build_project, warmup=warmup, peak=peak, trains_weights=config.peft is None)
+    return {
+        "model": model,
+        "batch_pairs": batch_size,
+        "steps": steps,
+        "baseline": baseline,
+        "project": {
+            **ours,
+            "lora": config.peft is not None,
+            "precompute_ref_log_probs": config.precompute_ref_log_probs,
+        },
+        "speedup": ours["tokens_per_s"] / baseline["tokens_per_s"],
+        "notes": [note] if note else [],
+    }

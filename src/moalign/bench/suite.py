@@ -1,0 +1,144 @@
+"""``moalign bench``: every comparison in one process, a table, and ``bench.json``.
+
+The order is fixed (peak, DPO, GRPO, generation, reward phase) and so are the sizes of the full and
+the ``quick`` run. ``bench.json`` holds one entry per comparison (``dpo``, ``grpo``, ``generation``,
+``reward``), each with the baseline's and the project's absolute figures and ``speedup`` (project
+over baseline), plus the peak and the machine, so that a later run can be compared with it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import torch
+
+from moalign.atomic import atomic_write_json
+from moalign.bench.dpo import time_dpo
+from moalign.bench.generation import time_generation
+from moalign.bench.grpo import time_grpo
+from moalign.bench.peak import machine_peak
+from moalign.bench.reward_phase import time_reward_phase
+
+SIZES: dict[str, dict[str, dict[str, Any]]] = {
+    "full": {
+        "peak": {"size": 2048, "repeats": 5},
+        "dpo": {"batch_size": 4, "steps": 3, "warmup": 1},
+        "grpo": {"num_generations": 8, "max_completion_length": 48, "steps": 2, "warmup": 1},
+        "generation": {"num_prompts": 16, "max_new_tokens": 64, "batch_size": 8},
+        "reward": {"batch_size": 16, "seq_len": 128, "repeats": 3, "warmup": 1},
+    },
+    "quick": {
+        "peak": {"size": 256, "repeats": 2},
+        "dpo": {"batch_size": 2, "steps": 1, "warmup": 0},
+        "grpo": {"num_generations": 2, "max_completion_length": 4, "steps": 1, "warmup": 0},
+        "generation": {"num_prompts": 2, "max_new_tokens": 4, "batch_size": 2},
+        "reward": {"batch_size": 2, "seq_len": 16, "repeats": 1, "warmup": 0},
+    },
+}
+"""Workload sizes of the full run (the README's table) and of ``--quick`` (a smoke run)."""
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on, including the load the machine carried at the time."""
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": psutil.cpu_count(logical=True),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cuda": torch.cuda.is_available(),
+        "load_average": list(os.getloadavg()),
+    }
+
+
+def run_bench(
+    model: str, *, quick: bool = False, reward_backbone: str = "builtin:minilm-l6", k: int = 3, out: Path
+) -> dict[str, Any]:
+    """Run every comparison, write ``out`` (JSON) and return what was written."""
+    sizes = SIZES["quick" if quick else "full"]
+    start = time.perf_counter()
+    result: dict[str, Any] = {"model": model, "quick": quick, "machine": machine()}
+    result["peak"] = machine_peak(**sizes["peak"])
+    with tempfile.TemporaryDirectory(prefix="moalign-bench-") as tmp:
+        workdir = Path(tmp)
+        result["dpo"] = time_dpo(model, peak=result["peak"], workdir=workdir, **sizes["dpo"])
+        result["grpo"] = time_grpo(model, workdir=workdir, **sizes["grpo"])
+    result["generation"] = time_generation(model, **sizes["generation"])
+    reward = time_reward_phase(k=k, backbone=reward_backbone, **sizes["reward"])
+    result["reward"] = {
+        **{key: reward[key] for key in ("k", "batch_size", "seq_len", "backbone")},
+        "baseline": {"seconds": reward["separate_s"]},
+        "project": {"seconds": reward["multihead_s"]},
+        "speedup": reward["ratio"],
+        "notes": [],
+    }
+    result["machine"]["load_average_end"] = list(os.getloadavg())
+    result["seconds"] = time.perf_counter() - start
+    atomic_write_json(out, result)
+    return result
+
+
+def _row(name: str, baseline: str, project: str, speedup: float, extra: str = "") -> str:
+    return f"| {name} | {baseline} | {project} | {speedup:.2f}x | {extra} |"
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The bench's results as a Markdown table (what ``moalign bench`` prints and the README shows)."""
+    peak, dpo, grpo, gen, reward = (result[key] for key in ("peak", "dpo", "grpo", "generation", "reward"))
+    b, p = dpo["baseline"], dpo["project"]
+
+    def precision(side: dict[str, Any]) -> str:
+        return "bf16" if side["bf16"] else "fp32"
+
+    lines = [
+        f"peak matmul: {peak['fp32_gflops']:.1f} GFLOP/s fp32, {peak['bf16_gflops']:.1f} GFLOP/s bf16",
+        "",
+        "| comparison | TRL defaults / baseline | moalign | speedup | notes |",
+        "|---|---|---|---|---|",
+        _row(
+            f"DPO, {dpo['batch_pairs']} pairs/step, trained tokens/s",
+            f"{b['tokens_per_s']:.1f} ({b['step_s']:.1f} s/step, MFU {b['mfu']:.0%} of {precision(b)} peak, "
+            f"{b['peak_rss_mib']:.0f} MiB)",
+            f"{p['tokens_per_s']:.1f} ({p['step_s']:.1f} s/step, MFU {p['mfu']:.0%} of {precision(p)} peak, "
+            f"{p['peak_rss_mib']:.0f} MiB)",
+            dpo["speedup"],
+            "; ".join(dpo["notes"]),
+        ),
+    ]
+    b, p = grpo["baseline"], grpo["project"]
+    lines.append(
+        _row(
+            f"GRPO step, {grpo['num_generations']} completions <= {grpo['max_completion_length']} tokens, "
+            "completions/s",
+            f"{b['completions_per_s']:.2f} (generation {b['generation_s']:.1f} s, update {b['update_s']:.1f} s, "
+            f"{b['generated_tokens_per_s']:.1f} gen tok/s)",
+            f"{p['completions_per_s']:.2f} (generation {p['generation_s']:.1f} s, update {p['update_s']:.1f} s, "
+            f"{p['generated_tokens_per_s']:.1f} gen tok/s)",
+            grpo["speedup"],
+            "; ".join(grpo["notes"]),
+        )
+    )
+    lines.append(
+        _row(
+            f"evaluation generation, {gen['prompts']} prompts x <= {gen['max_new_tokens']} tokens, tokens/s",
+            f"{gen['baseline']['tokens_per_s']:.1f} (one prompt at a time)",
+            f"{gen['project']['tokens_per_s']:.1f} (batches of {gen['batch_size']})",
+            gen["speedup"],
+        )
+    )
+    lines.append(
+        _row(
+            f"reward phase, {reward['k']} objectives, batch {reward['batch_size']} x {reward['seq_len']} tokens, s",
+            f"{reward['baseline']['seconds']:.3f} ({reward['k']} models)",
+            f"{reward['project']['seconds']:.3f} (one multi-head model)",
+            reward["speedup"],
+        )
+    )
+    return "\n".join(lines)

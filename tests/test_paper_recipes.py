@@ -127,3 +127,9 @@ def test_scaled_down_paper_recipe_runs_end_to_end(path, fixture_files, tiny_llam
     assert last.type == "eval"
     metrics = json.loads((run.root / f"{len(recipe.stages):02d}-eval" / "metrics.json").read_text())
     assert metrics["num_prompts"] == 2
+    assert metrics["objectives"] == [o.name for o in recipe.objectives] or last.config.judge is not None
+    control = last.config.controllability
+    if control is not None:  # seed 002: each dimension swept and measured by the run's reward model
+        for sweeps in metrics["controllability"].values():
+            assert sorted(sweeps["sweeps"]) == sorted(control.dimensions)
+            assert [p["intensity"] for p in sweeps["sweeps"]["helpfulness"]["points"]] == [1, 2]

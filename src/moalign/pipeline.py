@@ -16,6 +16,7 @@ from moalign.config import Recipe
 from moalign.cost import COST_KEYS, counting_tokens, gpu_count, gpu_seconds
 from moalign.errors import UserError
 from moalign.models.loading import remote_code
+from moalign.processes import is_main_process, wait_for_everyone
 from moalign.run_dir import RunDir
 from moalign.stages import STAGES, StageContext
 
@@ -95,16 +96,19 @@ def run_recipe(
 
 def _run_locked(run: RunDir, recipe: Recipe, *, overwrite: bool, resume: bool) -> RunDir:
     resume = resume and run.config_path.is_file()
-    if resume:
-        _check_resumable(run, recipe)
-    elif not run.is_empty():
-        if not overwrite:
-            raise UserError(
-                f"run directory '{run.root}' already exists; pass --overwrite to replace it or --resume to continue it"
-            )
-        run.clear()
-    if not resume:
-        run.write_config(recipe.to_yaml())
+    if is_main_process():  # the other processes of an accelerate launch wait for the directory
+        if resume:
+            _check_resumable(run, recipe)
+        elif not run.is_empty():
+            if not overwrite:
+                raise UserError(
+                    f"run directory '{run.root}' already exists; pass --overwrite to replace it or --resume to "
+                    "continue it"
+                )
+            run.clear()
+        if not resume:
+            run.write_config(recipe.to_yaml())
+    wait_for_everyone()
     if recipe.sweep is not None:  # MORLHF: one run of the stages per weight vector, in sub-directories
         from moalign.sweep import run_sweep
 
@@ -119,8 +123,9 @@ def _run_locked(run: RunDir, recipe: Recipe, *, overwrite: bool, resume: bool) -
             stages.append(finished)
             model = finished["output_model"] or model
             continue
-        if resume:
+        if resume and is_main_process():
             _rewind_stage(ctx)
+        wait_for_everyone()
         set_seed(recipe.seed + index)
         t0, c0 = time.time(), time.process_time()
         with counting_tokens() as tokens:
@@ -138,11 +143,14 @@ def _run_locked(run: RunDir, recipe: Recipe, *, overwrite: bool, resume: bool) -
             "tokens_trained": tokens.trained,
             "summary": result.summary,
         }
-        atomic_write_json(ctx.dir / "stage.json", record)
+        wait_for_everyone()  # every process has finished the stage (and its checkpoint is written)
+        if is_main_process():
+            atomic_write_json(ctx.dir / "stage.json", record)
         ctx.log({f"stage/{k}": record[k] for k in COST_KEYS if record[k] is not None})
         stages.append(record)
         model = result.model or model
-    run.write_summary(
-        {"name": recipe.name, "final_model": model, "wall_time_s": round(time.time() - t_run, 3), "stages": stages}
-    )
+    if is_main_process():
+        run.write_summary(
+            {"name": recipe.name, "final_model": model, "wall_time_s": round(time.time() - t_run, 3), "stages": stages}
+        )
     return run

@@ -19,6 +19,7 @@ from typing import Any
 
 from moalign.atomic import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from moalign.errors import UserError
+from moalign.processes import is_main_process
 
 LOCK_FILE = "run.lock"
 
@@ -57,7 +58,13 @@ class RunDir:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the run directory's lock; a :class:`UserError` naming the holder's pid if another process has it."""
+        """Hold the run directory's lock; a :class:`UserError` naming the holder's pid if another process has it.
+
+        The other processes of an ``accelerate launch`` share the main process's lock (:mod:`moalign.processes`).
+        """
+        if not is_main_process():
+            yield
+            return
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
@@ -105,6 +112,8 @@ class RunDir:
         atomic_write_text(self.config_path, yaml_text)
 
     def log_metrics(self, metrics: dict[str, Any], *, stage: str, step: int | None = None) -> None:
+        if not is_main_process():
+            return
         record: dict[str, Any] = {"stage": stage, "step": step, "time": round(time.time() - self._t0, 3)}
         record.update(metrics)
         append_jsonl(self.metrics_path, record)

@@ -107,9 +107,9 @@ def grpo_trainer_class(config: GRPOStageConfig) -> Any:
 @register_stage("grpo", GRPOStageConfig)
 def run_grpo(ctx: StageContext, config: GRPOStageConfig) -> StageResult:
     """Train with GRPO on the recipe's prompts and reward; hand on the final checkpoint."""
-    from moalign.training.checkpoint import save_final_model
+    from moalign.training.checkpoint import save_trainer_model
 
     args = grpo_args(config, ctx.checkpoint_dir, ctx.seed)
     trainer, output = run_trl_online(ctx, config, grpo_trainer_class(config), args)
-    path = save_final_model(trainer.model, trainer.processing_class, ctx.dir / "model")
+    path = save_trainer_model(trainer, trainer.processing_class, ctx.dir / "model")
     return StageResult(model=str(path), summary={"train_loss": output.training_loss, "steps": output.global_step})

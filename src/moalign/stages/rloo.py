@@ -29,7 +29,7 @@ def run_rloo(ctx: StageContext, config: RLOOStageConfig) -> StageResult:
     """Train with RLOO on the recipe's prompts and reward; hand on the final checkpoint."""
     from trl import RLOOConfig, RLOOTrainer
 
-    from moalign.training.checkpoint import save_final_model
+    from moalign.training.checkpoint import save_trainer_model
 
     args = RLOOConfig(
         **trainer_kwargs(config, ctx.checkpoint_dir, seed=ctx.seed, has_eval=False),
@@ -37,5 +37,5 @@ def run_rloo(ctx: StageContext, config: RLOOStageConfig) -> StageResult:
         normalize_advantages=config.normalize_advantages,
     )
     trainer, output = run_trl_online(ctx, config, RLOOTrainer, args)
-    path = save_final_model(trainer.model, trainer.processing_class, ctx.dir / "model")
+    path = save_trainer_model(trainer, trainer.processing_class, ctx.dir / "model")
     return StageResult(model=str(path), summary={"train_loss": output.training_loss, "steps": output.global_step})

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from moalign.atomic import atomic_directory, atomic_write_json
+from moalign.processes import is_main_process, world_size
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +37,25 @@ def save_final_model(model: Any, tokenizer: Any, path: Path) -> Path:
     """Save ``model`` (a ``PreTrainedModel`` or a peft model: adapter only) and its tokenizer to ``path``.
 
     The directory appears only once complete, so a crash never leaves a checkpoint that looks whole.
+    Under ``accelerate launch`` only the main process writes (the weights are the same on every rank).
     """
+    if not is_main_process():
+        return path
     with atomic_directory(path) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+    return path
+
+
+def save_trainer_model(trainer: Any, tokenizer: Any, path: Path) -> Path:
+    """The final model of a transformers/TRL trainer, as :func:`save_final_model`; under ``accelerate launch``
+    through the trainer's own ``save_model``, which every process calls: it gathers FSDP and ZeRO-3
+    shards and writes on the main process."""
+    if world_size() == 1:
+        return save_final_model(trainer.model, tokenizer, path)
+    trainer.save_model(str(path))
+    if trainer.args.should_save:
+        tokenizer.save_pretrained(path)
     return path
 
 
@@ -198,7 +214,7 @@ def train_and_save(trainer: Any, tokenizer: Any, path: Path, *, validate: bool, 
     ``validate``, the final ``eval_loss``.
     """
     output = train_resuming(trainer)
-    saved = save_final_model(trainer.model, tokenizer, path)
+    saved = save_trainer_model(trainer, tokenizer, path)
     summary = {"train_loss": output.training_loss, "steps": output.global_step, **summary}
     if validate:
         summary["eval_loss"] = trainer.evaluate()["eval_loss"]

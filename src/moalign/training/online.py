@@ -236,7 +236,8 @@ def train_online(
 
     step = 0
     reward = MultiObjectiveReward.for_stage(ctx, log=lambda m: ctx.log(m, step=step))
-    batches = prompt_batches(records, config.per_device_train_batch_size, ctx.seed)
+    shard = records[accelerator.process_index :: accelerator.num_processes]  # each launched process its share
+    batches = prompt_batches(shard, config.per_device_train_batch_size, ctx.seed)
     shuffle = torch.Generator().manual_seed(ctx.seed)
     start = 0
     latest = latest_complete_checkpoint(ctx.checkpoint_dir)

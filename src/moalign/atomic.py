@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,12 @@ def write_refused(path: Path, exc: OSError) -> UserError:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_lines(path, [text])
+
+
+def atomic_write_lines(path: str | Path, lines: Iterable[str]) -> None:
+    """Write ``lines`` (joined as given, newlines included) one at a time, then rename: a large file is
+    never held in memory whole."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,7 +39,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise write_refused(path, exc) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            fh.writelines(lines)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -74,10 +80,10 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
-    """Append one JSON line and fsync it. Readers skip a torn last line (see :func:`read_jsonl`)."""
+def append_jsonl(path: str | Path, *records: dict[str, Any]) -> None:
+    """Append one JSON line per record and fsync once. Readers skip a torn last line (see :func:`read_jsonl`)."""
     path = Path(path)
-    data = (json.dumps(record) + "\n").encode("utf-8")
+    data = "".join(json.dumps(record) + "\n" for record in records).encode("utf-8")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

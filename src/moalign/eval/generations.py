@@ -2,7 +2,9 @@
 
 Re-judging a set of responses with another judge, or rebuilding a report, never regenerates: each
 (model, decoding settings, seed) has one JSONL file of ``{prompt, text, num_tokens}`` lines under the
-cache root (default ``$MOALIGN_HOME/generations``), appended as batches finish. The model fingerprint
+cache root (default ``$MOALIGN_HOME/generations``), appended as each batch finishes, so an evaluation
+that is stopped part-way resumes where it stopped: a rerun generates only the prompts not yet cached.
+The model fingerprint
 hashes the files that define the model (weights, configs, tokenizer), not its path, so a copied
 checkpoint hits the cache and a retrained one at the same path misses it.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -110,8 +112,11 @@ class GenerationCache:
             for r in read_jsonl(self.path(fingerprint, sampling, seed))
         }
 
-    def store(self, fingerprint: str, sampling: SamplingConfig, seed: int, prompt: str, gen: CachedGeneration) -> None:
-        append_jsonl(self.path(fingerprint, sampling, seed), {"prompt": prompt, **asdict(gen)})
+    def store(
+        self, fingerprint: str, sampling: SamplingConfig, seed: int, items: Mapping[str, CachedGeneration]
+    ) -> None:
+        """Append ``{prompt: generation}`` items (one batch, one fsync)."""
+        append_jsonl(self.path(fingerprint, sampling, seed), *({"prompt": p, **asdict(g)} for p, g in items.items()))
 
 
 ModelLoader = Callable[[str], tuple[Any, Any]]
@@ -136,30 +141,43 @@ def cached_generate(
     batch_size: int = 8,
     progress: bool = True,
     desc: str = "generating",
-    load: ModelLoader = load_for_generation,
+    load: ModelLoader | None = None,
 ) -> GenerationRun:
-    """One response per prompt from model ``spec``: cached ones are read back, the rest generated (the model
-    is loaded only if something is missing) and stored. ``cache=None`` always generates."""
+    """One response per prompt from model ``spec``: cached ones are read back, the rest generated one batch
+    at a time (the model is loaded only if something is missing; ``load`` defaults to
+    :func:`load_for_generation`), each batch stored as soon as it is done. ``cache=None`` always generates.
+
+    Missing prompts are generated shortest first, so each batch pads little; one progress bar counts them.
+    """
+    from tqdm.auto import tqdm
+
     from moalign.generation import generate
 
     fingerprint = model_fingerprint(spec)
     known = cache.lookup(fingerprint, sampling, seed) if cache is not None else {}
-    missing = list(dict.fromkeys(p for p in prompts if p not in known))
+    missing = sorted(dict.fromkeys(p for p in prompts if p not in known), key=len)
     tokens, seconds = 0, 0.0
     if missing:
         from transformers import set_seed
 
-        tokenizer, model = load(spec)
+        tokenizer, model = (load or load_for_generation)(spec)
         set_seed(seed)
-        t0 = time.perf_counter()
-        outputs = generate(model, tokenizer, missing, sampling, batch_size=batch_size, progress=progress, desc=desc)
-        seconds = time.perf_counter() - t0
-        for prompt, gens in zip(missing, outputs, strict=True):
-            gen = CachedGeneration(text=gens[0].text, num_tokens=gens[0].num_tokens)
-            known[prompt] = gen
-            tokens += gen.num_tokens
-            if cache is not None:
-                cache.store(fingerprint, sampling, seed, prompt, gen)
+        with tqdm(total=len(missing), desc=desc, unit="prompt", disable=not progress) as bar:
+            for start in range(0, len(missing), batch_size):
+                batch = missing[start : start + batch_size]
+                t0 = time.perf_counter()
+                outputs = generate(model, tokenizer, batch, sampling, batch_size=batch_size, progress=False)
+                seconds += time.perf_counter() - t0
+                done = {
+                    p: CachedGeneration(text=g[0].text, num_tokens=g[0].num_tokens)
+                    for p, g in zip(batch, outputs, strict=True)
+                }
+                known.update(done)
+                tokens += sum(g.num_tokens for g in done.values())
+                if cache is not None:
+                    cache.store(fingerprint, sampling, seed, done)
+                bar.update(len(batch))
+                bar.set_postfix(tok_s=f"{tokens / max(seconds, 1e-9):.1f}", refresh=False)
         del model
     return GenerationRun(
         responses=[known[p] for p in prompts],

@@ -126,3 +126,60 @@ def test_mixed_records_share_the_prompts_evenly_and_interleave():
     assert not records[0]["prompt"].startswith("<")
     single = B.mixed_records("builtin:ifeval-lite", "train", 2)
     assert [r["id"] for r in single] == ["train-00000", "train-00001"]
+
+
+def fake_batches(calls):
+    def generate_batch(indices):
+        calls.append(indices)
+        if len(calls) == 2 and calls[0] == [0, 1]:
+            raise KeyboardInterrupt  # the first attempt dies while drawing its second batch
+        return [[B.CachedGeneration(text=f"p{i}s{j}", num_tokens=i + j) for j in range(2)] for i in indices]
+
+    return generate_batch
+
+
+def test_sample_batches_resume_from_the_batches_on_disk(tmp_path):
+    progress = tmp_path / B.SAMPLED_SO_FAR
+    calls: list = []
+    with pytest.raises(KeyboardInterrupt):
+        B.sample_batches(fake_batches(calls), 5, 2, progress)
+    with open(progress, "a") as fh:
+        fh.write('{"index": 2, "sam')  # torn by the kill
+    resumed = B.sample_batches(fake_batches(calls), 5, 2, progress)
+    assert calls == [[0, 1], [2, 3], [2, 3], [4]]  # batch [0, 1] is read back, not drawn again
+    assert [[g.text for g in gens] for gens in resumed] == [[f"p{i}s0", f"p{i}s1"] for i in range(5)]
+    assert resumed[4][1].num_tokens == 5
+    assert B.batch_seed(3, 0) != B.batch_seed(3, 1) and B.batch_seed(3, 1) != B.batch_seed(4, 1)
+
+
+def test_stage_killed_while_sampling_resumes_with_the_same_samples(tmp_path, tiny_llama_dir, monkeypatch):
+    def recipe(name):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(
+            f"name: {name}\nmodel: {tiny_llama_dir}\noutput_dir: {tmp_path / 'runs'}\nstages:\n"
+            "  - best_of_n: {num_prompts: 3, num_generations: 2, max_new_tokens: 4, batch_size: 1}\n"
+        )
+        return load_recipe(path)
+
+    straight = run_recipe(recipe("straight")).root / "01-best_of_n"
+    import moalign.generation as G  # the stage imports generate when it runs: patch it where it lives
+
+    original, calls = G.generate, []
+
+    def dying(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(G, "generate", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe("killed"))
+    monkeypatch.setattr(G, "generate", original)
+    killed = tmp_path / "runs" / "killed" / "01-best_of_n"
+    assert len(read_jsonl(killed / B.SAMPLED_SO_FAR)) == 1
+    resumed = run_recipe(recipe("killed"), resume=True).root / "01-best_of_n"
+    assert [s["response"] for s in read_jsonl(resumed / "samples.jsonl")] == [
+        s["response"] for s in read_jsonl(straight / "samples.jsonl")
+    ]
+    assert not (resumed / B.SAMPLED_SO_FAR).exists()

@@ -21,12 +21,14 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
 
-from moalign.atomic import atomic_write_json, atomic_write_text
+from moalign.atomic import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from moalign.config.base import StrictModel
 from moalign.config.recipe import ObjectiveConfig, PluginSpec, plugin_spec
 from moalign.data.constraints import check_constraints, parse_constraints
@@ -36,6 +38,7 @@ from moalign.data.ratings import bin_score, rating_record, rebin_level
 from moalign.data.satisfaction import satisfaction_rates
 from moalign.data.sources import load_records
 from moalign.errors import UserError
+from moalign.eval.generations import CachedGeneration
 from moalign.rewards import MultiObjectiveReward
 from moalign.stages.base import StageContext, StageResult, register_stage
 from moalign.tags import parse_tags
@@ -134,9 +137,42 @@ def _mean(values: Sequence[float]) -> float | None:
     return round(sum(finite) / len(finite), 4) if finite else None
 
 
+SAMPLED_SO_FAR = "sampled.partial.jsonl"
+"""The stage's progress: one line per prompt whose samples are drawn, appended batch by batch and deleted
+once the stage's outputs are written; a resumed stage samples only the prompts not in it."""
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    """The sampling seed of prompt batch ``batch``: each batch has its own, so a resumed stage draws the
+    same samples for the batches it has left as an uninterrupted one."""
+    return seed * 1_000_003 + batch
+
+
+def sample_batches(
+    generate_batch: Callable[[list[int]], list[list[CachedGeneration]]], size: int, batch_size: int, progress: Path
+) -> list[list[CachedGeneration]]:
+    """Samples for prompts ``0..size-1``, ``batch_size`` prompts at a time: ``generate_batch(indices)`` draws a
+    batch; each batch is appended to ``progress`` as soon as it is done, and batches already there are
+    read back instead of drawn again (a torn or partial batch is drawn again)."""
+    done = {r["index"]: [CachedGeneration(**g) for g in r["samples"]] for r in read_jsonl(progress)}
+    out: list[list[CachedGeneration]] = []
+    for start in range(0, size, batch_size):
+        indices = list(range(start, min(start + batch_size, size)))
+        if not all(i in done for i in indices):
+            drawn = generate_batch(indices)
+            for i, gens in zip(indices, drawn, strict=True):
+                append_jsonl(progress, {"index": i, "samples": [asdict(g) for g in gens]})
+                done[i] = gens
+        out.extend(done[i] for i in indices)
+    return out
+
+
 @register_stage("best_of_n", BestOfNConfig)
 def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     """Sample, score and write the best-of-n sets (see the module docstring)."""
+    from tqdm.auto import tqdm
+    from transformers import set_seed
+
     from moalign.generation import SamplingConfig, generate
     from moalign.models import load_causal_lm, load_tokenizer
 
@@ -146,16 +182,27 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     reward = build_reward(ctx, config)
     tokenizer, model = load_tokenizer(ctx.model), load_causal_lm(ctx.model)
     sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p)
+    inputs = [spell_out_tags(r["prompt"]) if config.spell_out_tags else r["prompt"] for r in records]
+    bar = tqdm(total=len(inputs), desc="best-of-n", unit="prompt")
+
+    def generate_batch(indices: list[int]) -> list[list[CachedGeneration]]:
+        set_seed(batch_seed(ctx.seed, indices[0] // config.batch_size))
+        drawn = generate(
+            model,
+            tokenizer,
+            [inputs[i] for i in indices],
+            sampling,
+            num_return_sequences=config.num_generations,
+            batch_size=config.batch_size,
+            progress=False,
+        )
+        bar.update(len(indices))
+        return [[CachedGeneration(text=g.text, num_tokens=g.num_tokens) for g in gens] for gens in drawn]
+
     t0 = time.time()
-    generations = generate(
-        model,
-        tokenizer,
-        [spell_out_tags(r["prompt"]) if config.spell_out_tags else r["prompt"] for r in records],
-        sampling,
-        num_return_sequences=config.num_generations,
-        batch_size=config.batch_size,
-        desc="best-of-n",
-    )
+    progress = ctx.dir / SAMPLED_SO_FAR
+    generations = sample_batches(generate_batch, len(inputs), config.batch_size, progress)
+    bar.close()
     gen_s = time.time() - t0
 
     # one row per sample, with its record's columns
@@ -238,6 +285,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     atomic_write_text(out / "ratings.jsonl", _jsonl(ratings))
     constraint_rates = {"samples": satisfaction_rates(results), "best": satisfaction_rates(best_results)}
     atomic_write_json(out / "constraints.json", constraint_rates)
+    progress.unlink()
 
     tokens = sum(g.num_tokens for _, _, g in rows)
     summary: dict[str, Any] = {

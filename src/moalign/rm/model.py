@@ -287,13 +287,11 @@ def load(
 ) -> MultiHeadRewardModel:
     """Load a saved multi-head reward model (eval mode) from its directory."""
     from safetensors.torch import load_file
-    from transformers import AutoModel
 
-    from moalign.models import load_tokenizer
-    from moalign.models.loading import pretrained_kwargs
+    from moalign.models import load_encoder, load_tokenizer
 
     config = read_config(path)
-    backbone = AutoModel.from_pretrained(str(path), dtype=dtype or torch.float32, **pretrained_kwargs())
+    backbone = load_encoder(str(path), dtype=dtype or torch.float32)
     tokenizer = load_tokenizer(str(path), padding_side="right")
     model = MultiHeadRewardModel(
         backbone,

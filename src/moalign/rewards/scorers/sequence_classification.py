@@ -10,6 +10,7 @@ Objectives that use the same model share one loaded copy and one forward pass pe
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -46,7 +47,7 @@ class SequenceClassifier:
             model = AutoModelForSequenceClassification.from_pretrained(
                 resolve_model(spec), dtype=torch.float32, **pretrained_kwargs()
             )
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, pickle.UnpicklingError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"cannot load sequence-classification model '{spec}': {first}") from exc
         if model.config.pad_token_id is None:

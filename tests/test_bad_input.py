@@ -220,6 +220,17 @@ def test_sft_empty_prompt(cli, tmp_path):
     run_failing(cli, sft_recipe(tmp_path, tmp_path / "never-loaded", data), "01-sft", f"{data}: record 1: empty prompt")
 
 
+def test_dpo_empty_prompt(cli, tmp_path):
+    rows = [{"prompt": "a", "chosen": "b", "rejected": "c"}, {"prompt": [], "chosen": "b", "rejected": "c"}]
+    data = jsonl(tmp_path / "d.jsonl", rows)
+    recipe = write(
+        tmp_path / "r.yaml",
+        f"name: bad\nmodel: {tmp_path / 'never-loaded'}\noutput_dir: {tmp_path / 'runs'}\n"
+        f"stages:\n  - dpo: {{dataset: {data}, max_steps: 1}}\n",
+    )
+    run_failing(cli, recipe, "01-dpo", f"{data}: record 1: empty prompt")
+
+
 def test_prompt_longer_than_max_length(cli, tmp_path, tiny_llama_dir, monkeypatch):
     import moalign.models
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
-from moalign.data.specs import as_messages, train_eval_datasets
+from moalign.data.specs import as_messages, require_prompt, train_eval_datasets
 from moalign.errors import UserError
 from moalign.stages.base import StageContext, StageResult, register_stage
 from moalign.training.args import TrainerStageConfig, trainer_kwargs
@@ -38,7 +38,8 @@ def preference_records(dataset: Any, source: str) -> Any:
             source=source,
         )
 
-    def convert(row: dict[str, Any]) -> dict[str, Any]:
+    def convert(row: dict[str, Any], index: int) -> dict[str, Any]:
+        require_prompt(row["prompt"], index, source)
         prompt = as_messages(row["prompt"], "user")
         chosen, rejected = as_messages(row["chosen"], "assistant"), as_messages(row["rejected"], "assistant")
         # UltraFeedback-style rows repeat the prompt inside chosen/rejected: keep only the reply
@@ -46,7 +47,7 @@ def preference_records(dataset: Any, source: str) -> Any:
             chosen, rejected = chosen[-1:], rejected[-1:]
         return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
-    return dataset.map(convert, remove_columns=dataset.column_names)
+    return dataset.map(convert, with_indices=True, remove_columns=dataset.column_names)
 
 
 def dpo_kl(logs: dict[str, Any], beta: float) -> dict[str, float]:

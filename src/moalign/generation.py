@@ -68,13 +68,15 @@ def generate(
 ) -> list[list[Generation]]:
     """Generate ``num_return_sequences`` completions per prompt; returns one list per prompt.
 
-    Prompts are sorted by length and batched with left padding, so little compute goes to padding; the
-    progress bar shows generated tokens per second.
+    Prompts are tokenized once, sorted by token count and batched with left padding, so batches hold
+    prompts of similar length and little compute goes to padding; each batch decodes with the KV
+    cache and ends when all its rows have ended. The progress bar shows generated tokens per second.
     """
     from tqdm.auto import tqdm
 
     texts = chat_inputs(tokenizer, prompts)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    encoded = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
     out: list[list[Generation]] = [[] for _ in texts]
     was_training = model.training
     model.eval()
@@ -87,7 +89,7 @@ def generate(
         bar = tqdm(batches, desc=desc, unit="batch", disable=not progress)
         t0, tokens = time.perf_counter(), 0
         for batch in bar:
-            enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt", padding=True)
             enc = {k: v.to(model.device) for k, v in enc.items()}
             seqs = model.generate(
                 **enc,

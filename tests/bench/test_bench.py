@@ -53,4 +53,4 @@ def test_bench_quick_writes_every_comparison(tiny_llama_dir, tiny_bert_dir, tmp_
     assert data["dpo"]["baseline"]["reference_copy"]
     assert data["grpo"]["baseline"]["gradient_checkpointing"] and not data["grpo"]["project"]["gradient_checkpointing"]
     assert format_table(data) in result.output
-    assert "| DPO, 2 pairs/step" in result.output
+    assert "| DPO, 1 pairs/step" in result.output

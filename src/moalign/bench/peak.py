@@ -7,23 +7,30 @@ import time
 import torch
 
 
-def matmul_gflops(dtype: torch.dtype, *, size: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
-    """Best GFLOP/s of ``repeats`` square ``size x size`` matmuls in ``dtype`` (2 size^3 FLOPs each).
-
-    The best run, not the median: a peak is what the hardware can do, and on a shared machine the
-    slower runs measure the neighbours.
-    """
+def _matmul_seconds(size: int, dtype: torch.dtype, device: str) -> float:
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
-    torch.mm(a, b)  # warm-up: kernel selection, page faults
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        if device != "cpu":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+    start = time.perf_counter()
+    torch.mm(a, b)
+    if device != "cpu":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def matmul_gflops(
+    dtype: torch.dtype, *, size: int = 2048, repeats: int = 5, seconds: float = 0.25, device: str = "cpu"
+) -> float:
+    """Best GFLOP/s of ``repeats`` square matmuls in ``dtype`` (2 n^3 FLOPs each).
+
+    ``n`` doubles from 256 up to ``size`` while one product takes under ``seconds`` (on CPUs without
+    bf16 kernels a 2048 bf16 matmul takes over a minute). The best run, not the median: a peak is what
+    the hardware can do, and on a shared machine the slower runs measure the neighbours.
+    """
+    n = min(256, size)
+    while n < size and _matmul_seconds(n, dtype, device) < seconds:
+        n *= 2
+    best = min(_matmul_seconds(n, dtype, device) for _ in range(repeats))
+    return 2 * n**3 / max(best, 1e-9) / 1e9
 
 
 def machine_peak(*, size: int = 2048, repeats: int = 5, device: str = "cpu") -> dict[str, float]:

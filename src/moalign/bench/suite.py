@@ -35,7 +35,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "quick": {
         "peak": {"size": 256, "repeats": 2},
-        "dpo": {"batch_size": 2, "steps": 1, "warmup": 0},
+        "dpo": {"batch_size": 1, "steps": 1, "warmup": 0},
         "grpo": {"num_generations": 2, "max_completion_length": 4, "steps": 1, "warmup": 0},
         "generation": {"num_prompts": 2, "max_new_tokens": 4, "batch_size": 2},
         "reward": {"batch_size": 2, "seq_len": 16, "repeats": 1, "warmup": 0},

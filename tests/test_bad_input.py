@@ -366,6 +366,27 @@ def test_lora_adapter_whose_base_differs(cli, tmp_path, tiny_llama_dir):
     assert not (tmp_path / "merged").exists()
 
 
+def test_full_disk_while_saving_a_model(cli, tmp_path, tiny_llama_dir, monkeypatch):
+    import transformers.modeling_utils
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter = tmp_path / "adapter"
+    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), LoraConfig(r=2, task_type="CAUSAL_LM"))
+    peft.save_pretrained(adapter)
+    AutoTokenizer.from_pretrained(tiny_llama_dir).save_pretrained(adapter)
+
+    def full(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), filename)
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", full)
+    merged = tmp_path / "merged"
+    code, err = cli("merge", adapter, merged)
+    assert_user_error(code, err, f"{merged}: cannot write model.safetensors: No space left on device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]  # no partial directory remains
+
+
 def test_checkpoint_with_another_models_tokenizer(cli, tmp_path, tiny_llama_dir, tiny_bert_dir):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 

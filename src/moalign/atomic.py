@@ -8,6 +8,7 @@ naming the file, and leaves no partial file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from moalign.errors import UserError
+
+REFUSED_WRITES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
+"""``errno`` values of a write the system refuses: the user can fix these (free space, permissions)."""
 
 
 def write_refused(path: Path, exc: OSError) -> UserError:
@@ -59,11 +63,15 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 def atomic_directory(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory that is renamed to ``path`` only if the block completes.
 
-    An existing ``path`` is replaced. On error the temporary directory is removed.
+    An existing ``path`` is replaced. On error the temporary directory is removed; a write the system
+    refused (:data:`REFUSED_WRITES`) becomes a :class:`UserError` naming the file and ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise write_refused(path, exc) from exc
     tmp.chmod(0o755)
     try:
         yield tmp
@@ -75,8 +83,11 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in REFUSED_WRITES:
+            name = Path(exc.filename).name if exc.filename else path.name
+            raise UserError(f"cannot write {name}: {exc.strerror}", source=str(path)) from exc
         raise
 
 

@@ -116,3 +116,52 @@ def test_lora_and_joint_softmax_options_train_and_save_a_plain_model(tmp_path, t
     assert torch.equal(
         names["encoder.layer.0.attention.self.key.weight"], before["encoder.layer.0.attention.self.key.weight"]
     )
+
+
+def test_training_killed_after_a_checkpoint_resumes_to_the_same_model(tmp_path, tiny_bert_dir):
+    """Crash at step 7 (after the checkpoint of step 6, with the best weights of an earlier step and an
+    epoch boundary behind it), resume: history, best step and saved weights equal an uninterrupted run's."""
+    from safetensors.torch import load_file
+
+    config = RewardModelConfig(
+        dataset=write_jsonl(tmp_path / "d.jsonl", synthetic_rows(40, seed=4)),
+        backbone=str(tiny_bert_dir),
+        dimensions={"tone": 3, "polite": 2},
+        max_length=24,
+        learning_rate=2e-3,
+        per_device_train_batch_size=8,
+        max_steps=8,
+        eval_steps=2,
+        logging_steps=1,
+        save_steps=3,
+        save_total_limit=1,
+        validation_fraction=0.2,
+    )
+
+    def train(out, log):
+        return train_reward_model(config, out / "model", seed=0, checkpoint_dir=out / "checkpoints", log=log)
+
+    straight_log: list = []
+    straight = train(tmp_path / "straight", lambda m, s: straight_log.append((s, m)))
+
+    def dying(metrics, step):
+        if step == 7:
+            raise KeyboardInterrupt
+        killed_log.append((step, metrics))
+
+    killed_log: list = []
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "killed", dying)
+    checkpoints = sorted(p.name for p in (tmp_path / "killed" / "checkpoints").iterdir())
+    assert "checkpoint-6" in checkpoints and len(checkpoints) <= 2  # the newest and the best step's
+    resumed = train(tmp_path / "killed", lambda m, s: killed_log.append((s, m)))
+
+    assert [s for s, m in killed_log if "train/loss" in m] == list(range(1, 9))  # steps 1-6 were not redone
+    assert resumed.steps == 8 and resumed.best_step == straight.best_step
+    assert resumed.history == straight.history  # validations before the checkpoint come from it
+    assert [(s, m) for s, m in killed_log if s > 6] == [(s, m) for s, m in straight_log if s > 6]
+    files = sorted(p.name for p in (tmp_path / "straight" / "model").rglob("*.safetensors"))
+    assert files
+    for name in files:
+        got, want = load_file(tmp_path / "killed" / "model" / name), load_file(tmp_path / "straight" / "model" / name)
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got), name

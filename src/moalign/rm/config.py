@@ -67,6 +67,11 @@ class RewardModelConfig(StrictModel):
     """Positive: train exactly this many optimiser steps (overrides ``num_train_epochs``)."""
     eval_steps: int = Field(50, ge=1)
     logging_steps: int = Field(10, ge=1)
+    save_steps: int | None = Field(None, ge=1)
+    """Write a resumable checkpoint every N optimiser steps (the ``reward_model`` stage; ``moalign run
+    --resume`` continues from the latest complete one)."""
+    save_total_limit: int | None = Field(2, ge=1)
+    """Checkpoints kept: the newest N and the one of the best validation step (None: all)."""
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     eval_dataset: DatasetSpec | None = None
     """A separate validation source (same columns); replaces ``validation_fraction``."""

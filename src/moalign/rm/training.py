@@ -8,6 +8,7 @@ writes that best model. accelerate provides bf16 autocast, gradient accumulation
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from moalign.rm.model import MultiHeadRewardModel
 from moalign.training.args import resolve_bf16, stage_accelerator
 
 LOSSES = {"per_head": multihead_cross_entropy, "joint_softmax": joint_softmax_cross_entropy}
+BEST_WEIGHTS = "best.safetensors"
+"""In a training checkpoint: the trainable weights of the best validation step so far."""
 Log = Callable[[dict[str, Any], int], None]
 
 
@@ -112,6 +115,8 @@ def train_reward_model(
     *,
     seed: int = 0,
     report_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_extra: Callable[[], dict[str, Any]] | None = None,
     log: Log | None = None,
     dataset: str | None = None,
     eval_dataset: str | None = None,
@@ -119,8 +124,21 @@ def train_reward_model(
     """Train per ``config``, save the best model to ``model_dir`` and its validation report to ``report_dir``.
 
     ``dataset``/``eval_dataset`` override the config's sources (the stage resolves run-relative paths).
+    With ``checkpoint_dir`` and ``config.save_steps``, resumable checkpoints go there (accelerate's state,
+    the best weights so far, the validation history, the data position and ``checkpoint_extra()``), and
+    training continues from the latest complete one.
     """
+    from safetensors.torch import load_file, save_file
     from transformers import get_scheduler, set_seed
+
+    from moalign.training.checkpoint import (
+        checkpoint_state,
+        generator_from_text,
+        generator_text,
+        latest_complete_checkpoint,
+        rotate_checkpoints,
+        save_checkpoint,
+    )
 
     log = log or (lambda metrics, step: None)
     bins = resolve_bins(config.dimensions, config.bins)
@@ -181,10 +199,30 @@ def train_reward_model(
             best_metric, best, best_step = value, metrics, step
             best_state = {n: p.detach().to("cpu", copy=True) for n, p in rm.named_parameters() if p.requires_grad}
 
+    step, running, seen, consumed = 0, 0.0, 0, 0
+    epoch_start = generator.get_state()
+    latest = latest_complete_checkpoint(Path(checkpoint_dir)) if checkpoint_dir is not None else None
+    if latest is not None:
+        accelerator.load_state(str(latest))
+        state = checkpoint_state(latest)
+        step, running, seen, consumed = state["step"], state["running"], state["seen"], state["consumed"]
+        epoch_start = generator_from_text(state["epoch_rng"])
+        history, best, best_step = state["history"], state["best"], state["best_step"]
+        best_metric = state["best_metric"]
+        if (latest / BEST_WEIGHTS).exists():
+            best_state = load_file(latest / BEST_WEIGHTS)
+
+    def save(tmp: Path) -> None:
+        accelerator.save_state(str(tmp))
+        if best_state is not None:
+            save_file(best_state, tmp / BEST_WEIGHTS)
+
     prepared.train()
-    step, running, seen = 0, 0.0, 0
     while step < total_steps:
-        for batch in loader:
+        generator.set_state(epoch_start)  # the epoch's order is drawn from this state when the loader starts
+        batches = itertools.islice(loader, consumed, None)  # a resumed epoch skips the batches already trained
+        for batch in batches:
+            consumed += 1
             with accelerator.accumulate(prepared):
                 enc = rm.encode([e.prompt for e in batch], [e.response for e in batch])
                 labels = label_tensor(batch, dimensions).to(accelerator.device)
@@ -209,6 +247,15 @@ def train_reward_model(
                 evaluate(step)
             if step >= total_steps:
                 break
+            if checkpoint_dir is not None and config.save_steps is not None and step % config.save_steps == 0:
+                loop = {"step": step, "running": running, "seen": seen, "consumed": consumed}
+                loop.update(epoch_rng=generator_text(epoch_start), history=history, best=best)
+                loop.update(best_step=best_step, best_metric=best_metric)
+                loop.update(checkpoint_extra() if checkpoint_extra is not None else {})
+                save_checkpoint(Path(checkpoint_dir), step, save, loop)
+                rotate_checkpoints(Path(checkpoint_dir), config.save_total_limit, protect=[best_step])
+        else:
+            consumed, epoch_start = 0, generator.get_state()  # the epoch ended: the next draws a new order
 
     if best_state is not None:
         current = dict(rm.named_parameters())

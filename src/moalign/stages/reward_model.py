@@ -49,6 +49,8 @@ def run_reward_model(ctx: StageContext, config: RewardModelConfig) -> StageResul
         ctx.dir / "model",
         seed=config.seed if config.seed is not None else ctx.seed,
         report_dir=ctx.dir,
+        checkpoint_dir=ctx.checkpoint_dir,
+        checkpoint_extra=lambda: {"metrics_bytes": ctx.run.metrics_size()},
         log=lambda metrics, step: ctx.log(metrics, step=step),
         dataset=_source(config.dataset, ctx, "train"),
         eval_dataset=_source(config.eval_dataset, ctx, "validation"),

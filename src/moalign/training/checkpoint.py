@@ -12,6 +12,7 @@ truncated safetensors file is incomplete: it is reported and the previous checkp
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -194,6 +195,18 @@ def rotate_checkpoints(directory: Path, keep_last: int | None, protect: Iterable
     by_step = {checkpoint_step(p): p for p in list_checkpoints(directory)}
     for step in checkpoints_to_remove([s for s in by_step if s is not None], keep_last, protect):
         shutil.rmtree(by_step[step], ignore_errors=True)
+
+
+def generator_text(state: Any) -> str:
+    """A ``torch.Generator`` state (``get_state()``, a uint8 tensor) as JSON-safe text."""
+    return base64.b64encode(state.numpy().tobytes()).decode("ascii")
+
+
+def generator_from_text(text: str) -> Any:
+    """The generator state :func:`generator_text` wrote, for ``torch.Generator.set_state``."""
+    import torch
+
+    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8).clone()
 
 
 def save_checkpoint(directory: Path, step: int, write: Callable[[Path], None], state: dict[str, Any]) -> Path:

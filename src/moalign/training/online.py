@@ -8,7 +8,6 @@ nothing about the model beyond ``generate`` and a forward pass.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from moalign.data.adapters import DatasetSpec
 from moalign.errors import UserError
 from moalign.generation import SamplingConfig
 from moalign.training.args import LoraSpec, resolve_bf16, stage_accelerator
+from moalign.training.checkpoint import generator_from_text, generator_text
 from moalign.training.logprobs import join_prompt_completion, token_logps
 from moalign.training.rollout import Rollout, sample_rollout
 
@@ -145,15 +145,14 @@ def loop_state(step: int, reward: Any, shuffle: torch.Generator, metrics_bytes: 
         "step": step,
         "metrics_bytes": metrics_bytes,
         "reward": reward.state_dict(),
-        "shuffle_rng": base64.b64encode(shuffle.get_state().numpy().tobytes()).decode("ascii"),
+        "shuffle_rng": generator_text(shuffle.get_state()),
     }
 
 
 def restore_loop_state(state: dict[str, Any], reward: Any, shuffle: torch.Generator) -> int:
     """Load :func:`loop_state` back into ``reward`` and ``shuffle``; returns the step it was taken at."""
     reward.load_state_dict(state["reward"])
-    raw = bytearray(base64.b64decode(state["shuffle_rng"]))
-    shuffle.set_state(torch.frombuffer(raw, dtype=torch.uint8).clone())
+    shuffle.set_state(generator_from_text(state["shuffle_rng"]))
     return int(state["step"])
 
 

@@ -33,9 +33,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from moalign.config.base import StrictModel
 from moalign.data.specs import FILE_FORMATS
@@ -132,10 +132,20 @@ class AdapterSpec(StrictModel):
         return f"{self.adapter}:{self.source}[{self.resolved_split}]"
 
 
-DatasetSpec = str | AdapterSpec | list[AdapterSpec]
+def _dataset_kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "name"
+    return "list" if isinstance(value, list) else "adapter"
+
+
+DatasetSpec = Annotated[
+    Annotated[str, Tag("name")] | Annotated[AdapterSpec, Tag("adapter")] | Annotated[list[AdapterSpec], Tag("list")],
+    Discriminator(_dataset_kind),
+]
 """What a stage's ``dataset`` key accepts: a string spec (:mod:`moalign.data.specs`), an adapter spec,
 or a list of adapter specs of one record kind, concatenated (seed 002 trains its reward model on
 UltraFeedback and UltraSafety together)."""
+
 
 def describe(spec: DatasetSpec) -> str:
     """A dataset spec as one line of text (metrics files, messages)."""

@@ -24,7 +24,7 @@ from moalign.rm.config import RewardModelConfig
 from moalign.stages.base import StageContext, StageResult, register_stage
 
 
-def _source(spec: DatasetSpec | None, ctx: StageContext, name: str) -> str | None:
+def _source(spec: DatasetSpec | None, ctx: StageContext, name: str = "train") -> str | None:
     """A dataset spec as a source the reward-model loader reads: ``stage:TYPE/FILE`` references resolved
     to the file in this run, adapter specs read into ``<stage dir>/data/NAME.jsonl``."""
     if isinstance(spec, AdapterSpec | list):

@@ -301,3 +301,22 @@ def test_a_run_killed_at_random_points_and_resumed_ends_like_an_uninterrupted_on
     assert not torch.equal(got_weights["model.norm.weight"], torch.ones_like(got_weights["model.norm.weight"]))
     summary = json.loads((root / "summary.json").read_text())
     assert [s["stage"] for s in summary["stages"]] == ["01-sft", "02-rwr"]
+
+
+def test_cli_resume_and_run_resume(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from moalign.cli import app
+
+    path = write_recipe(tmp_path, THREE)
+    monkeypatch.setenv(FAIL_ENV, "3")
+    assert isinstance(CliRunner().invoke(app, ["run", str(path)]).exception, RuntimeError)
+    monkeypatch.delenv(FAIL_ENV)
+    root = tmp_path / "runs" / "exp"
+    result = CliRunner().invoke(app, ["resume", str(root)])
+    assert result.exit_code == 0, result.output
+    assert f"run written to {root}" in result.output
+    assert (root / "03-test_flaky" / "runs.txt").read_text() == "xx"
+    assert (root / "01-test_flaky" / "runs.txt").read_text() == "x"
+    changed = CliRunner().invoke(app, ["run", str(path), "--resume", "--set", "seed=1"])
+    assert isinstance(changed.exception, UserError) and "seed: 0 -> 1" in str(changed.exception)

@@ -143,3 +143,28 @@ def test_dpo_on_real_smollm2_writes_loadable_checkpoint(smollm2_dir, tmp_path):
     run = run_recipe(validate_recipe(YamlSource(data=data, name="test")))
     model_dir = json.loads(run.summary_path.read_text())["final_model"]
     assert load_causal_lm(model_dir).config.num_hidden_layers == 30
+
+
+def test_precomputed_reference_log_probs_give_the_inline_reference_loss(tiny_llama_dir, tmp_path):
+    from datasets import Dataset
+
+    from moalign.stages.dpo import DPOStageConfig, dpo_trainer
+
+    pairs = preference_records(Dataset.from_list(PAIRS), "test")
+    losses = {}
+    for precompute in (False, True):
+        config = DPOStageConfig(
+            dataset="x", per_device_train_batch_size=4, max_steps=1, bf16=False, precompute_ref_log_probs=precompute
+        )
+        trainer = dpo_trainer(config, str(tiny_llama_dir), pairs, None, output_dir=tmp_path / f"{precompute}", seed=0)
+        assert (trainer.ref_model is None) == precompute  # no second model copy with precomputed log-probs
+        torch.manual_seed(1)
+        with torch.no_grad():  # the same move of the policy away from its reference on both sides
+            for p in trainer.model.parameters():
+                p.add_(0.02 * torch.randn_like(p))
+        batch = next(iter(trainer.get_train_dataloader()))  # all 4 pairs: the mean is order-free
+        trainer.model.eval()
+        with torch.no_grad():
+            losses[precompute] = trainer.compute_loss(trainer.model, batch).item()
+    assert abs(losses[False] - math.log(2.0)) > 1e-3
+    assert losses[True] == pytest.approx(losses[False], abs=1e-5)

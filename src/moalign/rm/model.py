@@ -251,11 +251,18 @@ class MultiHeadRewardModel(nn.Module):
         }
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Write the model directory atomically (replacing ``path``); ``extra`` goes into its JSON config."""
+        """Write the model directory atomically (replacing ``path``); ``extra`` goes into its JSON config.
+
+        Under ``accelerate launch`` only the main process writes (the weights are the same on every rank).
+        """
         from safetensors.torch import save_file
+
+        from moalign.processes import is_main_process
 
         self.merge_adapters()
         path = Path(path)
+        if not is_main_process():
+            return path
         with atomic_directory(path) as tmp:
             self.backbone.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)

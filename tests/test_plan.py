@@ -89,6 +89,15 @@ def test_budgets_by_hand():
     assert not plan.problems
 
 
+def test_a_sweep_multiplies_the_budget_by_its_runs():
+    stages = [{"rwr": {"dataset": "builtin:ifeval-lite", "max_steps": 2, "max_completion_length": 10}}]
+    objectives = [{"name": "c", "scorer": "verifier"}, {"name": "b", "scorer": "brevity"}]
+    single = plan_recipe(recipe(stages, objectives=objectives))
+    swept = plan_recipe(recipe(stages, objectives=objectives, sweep={"weights": [[1, 0], [0.5, 0.5], [0, 1]]}))
+    assert single.total_tokens == 2 * 16 * 10  # 4 prompts x 4 samples per step
+    assert swept.total_tokens == 3 * single.total_tokens
+
+
 def test_references_must_name_earlier_stages():
     plan = plan_recipe(
         recipe(

@@ -91,9 +91,14 @@ class Plan:
     problems: list[str]
 
     @property
+    def runs(self) -> int:
+        """Full runs of the stages: one per weight vector of a ``sweep`` (MORLHF), else one."""
+        return len(self.recipe.sweep.weights) if self.recipe.sweep is not None else 1
+
+    @property
     def total_tokens(self) -> int | None:
         totals = [s.budget.total for s in self.stages if s.budget is not None]
-        return None if any(t is None for t in totals) else sum(t for t in totals if t is not None)
+        return None if any(t is None for t in totals) else self.runs * sum(t for t in totals if t is not None)
 
 
 # -- datasets -----------------------------------------------------------------------------------
@@ -351,7 +356,8 @@ def format_plan(plan: Plan) -> str:
         else:
             steps = "?" if b.steps is None else f"{b.steps:,}"
             lines.append(f"    budget: {steps} steps x {b.sequences} seq x {b.tokens} tok = {_count(b.total)} {b.what}")
-    lines.append(f"total: {_count(plan.total_tokens)} tokens (upper bound; '?' where the data size is unknown)")
+    runs = f" over {plan.runs} sweep runs" if plan.runs > 1 else ""
+    lines.append(f"total: {_count(plan.total_tokens)} tokens{runs} (upper bound; '?' where the data size is unknown)")
     lines.extend(f"problem: {p}" for p in plan.problems)
     return "\n".join(lines)
 

@@ -181,6 +181,14 @@ def test_hh_rlhf_prompts_are_first_human_turns_and_preferences_keep_the_dialogue
     }
 
 
+def test_hh_rlhf_from_a_csv_copy(tmp_path):
+    from datasets import Dataset
+
+    path = tmp_path / "hh.csv"
+    Dataset.from_list([{"chosen": HH_MULTI, "rejected": HH_MULTI.replace("An apple.", "A rock.")}]).to_csv(str(path))
+    assert load_adapted(AdapterSpec(adapter="hh_rlhf", path=str(path))).to_list() == [{"prompt": "Hi there."}]
+
+
 def test_hh_transcript_rejects_text_that_is_not_a_transcript():
     with pytest.raises(ValueError, match="not an hh-rlhf transcript"):
         hh_transcript("Human: no leading blank lines")

@@ -24,6 +24,9 @@ def is_main_process() -> bool:
 def wait_for_everyone() -> None:
     """accelerate's barrier across the launched processes; nothing for a single process."""
     if world_size() > 1:
+        import torch
         from accelerate import PartialState
 
-        PartialState().wait_for_everyone()
+        # without cpu=True on a machine with no GPU, the first PartialState is a single-process one (and
+        # stays so for every later Accelerator): the barrier would wait for nobody
+        PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()

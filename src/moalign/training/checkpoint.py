@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from moalign.atomic import atomic_directory, atomic_write_json
-from moalign.processes import is_main_process, world_size
+from moalign.processes import is_main_process, wait_for_everyone, world_size
 
 logger = logging.getLogger(__name__)
 
@@ -189,8 +189,9 @@ def checkpoints_to_remove(steps: Iterable[int], keep_last: int, protect: Iterabl
 
 
 def rotate_checkpoints(directory: Path, keep_last: int | None, protect: Iterable[int] = ()) -> None:
-    """Delete old complete checkpoints beyond the newest ``keep_last`` (None: keep all) and ``protect``."""
-    if keep_last is None:
+    """Delete old complete checkpoints beyond the newest ``keep_last`` (None: keep all) and ``protect``
+    (on the main process of a launch only)."""
+    if keep_last is None or not is_main_process():
         return
     by_step = {checkpoint_step(p): p for p in list_checkpoints(directory)}
     for step in checkpoints_to_remove([s for s in by_step if s is not None], keep_last, protect):
@@ -211,11 +212,29 @@ def generator_from_text(text: str) -> Any:
 
 def save_checkpoint(directory: Path, step: int, write: Callable[[Path], None], state: dict[str, Any]) -> Path:
     """Write ``directory/checkpoint-<step>`` atomically: ``write(tmp)`` fills a temporary directory, the
-    marker goes in last, and the directory is renamed into place only then."""
+    marker goes in last, and the directory is renamed into place only then.
+
+    Under ``accelerate launch`` every process calls this (accelerate's ``save_state`` writes per-process
+    RNG files): all write into one hidden staging directory, then the main process marks and renames it.
+    """
     path = Path(directory) / f"{CHECKPOINT_PREFIX}{step}"
-    with atomic_directory(path) as tmp:
-        write(tmp)
-        write_marker(tmp, step, state)
+    if world_size() == 1:
+        with atomic_directory(path) as tmp:
+            write(tmp)
+            write_marker(tmp, step, state)
+        return path
+    staging = path.with_name(f".{path.name}.staging")  # removed by discard_incomplete if a kill leaves it
+    if is_main_process():
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    wait_for_everyone()
+    write(staging)
+    wait_for_everyone()
+    if is_main_process():
+        write_marker(staging, step, state)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(staging, path)
+    wait_for_everyone()
     return path
 
 

@@ -62,8 +62,10 @@ class CheckpointMarker(TrainerCallback):
         self._state = state
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from moalign.processes import wait_for_everyone
         from moalign.training.checkpoint import CHECKPOINT_PREFIX, write_marker
 
+        wait_for_everyone()  # under accelerate launch each process saves its own RNG state: all are written
         if args.should_save:
             path = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
             extra = self._state() if self._state is not None else {}

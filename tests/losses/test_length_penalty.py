@@ -34,3 +34,10 @@ def test_single_sample_uses_batch_mean_baseline():
     logps = torch.zeros(2, 1, requires_grad=True)
     length_penalty_surrogate(torch.tensor([[3.0], [1.0]]), logps).backward()
     assert torch.allclose(logps.grad, torch.tensor([[0.5], [-0.5]]))
+
+
+def test_surrogate_value_is_the_mean_penalty_whatever_the_log_probs():
+    # the logged loss must be eq. 3's L, not centred * logp (hundreds of nats, either sign)
+    logps = torch.tensor([[-250.0, -40.0], [-90.0, -300.0]], requires_grad=True)
+    penalties = torch.tensor([[4.0, 0.0], [1.0, 9.0]])
+    assert length_penalty_surrogate(penalties, logps).item() == 3.5

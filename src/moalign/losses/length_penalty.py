@@ -31,15 +31,17 @@ def length_penalty(sample_lengths: torch.Tensor, reference_lengths: torch.Tensor
 
 
 def length_penalty_surrogate(penalties: torch.Tensor, sequence_logps: torch.Tensor) -> torch.Tensor:
-    """REINFORCE surrogate whose gradient estimates ``grad E[penalty]``; a scalar to add to the loss.
+    """A scalar to add to the loss: its value is the mean penalty (eq. 3's term, so the logged loss is
+    eq. 3's L) and its gradient the REINFORCE estimate of ``grad E[penalty]``.
 
     penalties: ``[B, k]`` (no gradient); sequence_logps: ``[B, k]`` summed log-probabilities of the
     sampled completions (with gradient). Baseline: leave-one-out within a prompt when k > 1, else
-    the batch mean.
+    the batch mean. The score term is ``centred * (logp - logp.detach())``, zero in value.
     """
     penalties = penalties.detach()
     if penalties.shape[1] > 1:
         centred = leave_one_out_advantages(penalties)
     else:
         centred = penalties - penalties.mean()
-    return (centred * sequence_logps).mean()
+    score = sequence_logps - sequence_logps.detach()
+    return penalties.mean() + (centred * score).mean()

@@ -148,6 +148,25 @@ def test_evaluate_writes_metrics_and_samples(tiny_llama_dir, prompt_file, tmp_pa
     assert rejudged["objectives"] == ["constraints", "brevity", "structure"]
 
 
+def test_controllability_sweeps_only_the_models_asked_for(tiny_llama_dir, prompt_file, tmp_path):
+    spec = str(tiny_llama_dir)
+    control = ControllabilityConfig(num_prompts=1, intensities=[1, 5], pairs=False, models=["tiny"])
+    settings = EvalSettings(
+        dataset=str(prompt_file),
+        num_samples=1,
+        max_new_tokens=4,
+        judge="length",
+        controllability=control,
+        perplexity=False,
+        bootstrap_resamples=10,
+    )
+    metrics = evaluate({"tiny": spec}, spec, settings, tmp_path / "out", cache=None, progress=False)
+    assert set(metrics["controllability"]) == {"tiny"}
+    wrong = settings.model_copy(update={"controllability": control.model_copy(update={"models": ["sft"]})})
+    with pytest.raises(UserError, match=r"controllability.models names \['sft'\]"):
+        evaluate({"tiny": spec}, spec, wrong, tmp_path / "wrong", cache=None, progress=False)
+
+
 @pytest.mark.parametrize("preset", ["sampled", "beam"])
 def test_presets_generate_and_sampling_is_reproducible_for_a_seed(tiny_llama_dir, preset):
     sampling = decoding_preset(preset, 4)

@@ -40,6 +40,8 @@ class ControllabilityConfig(StrictModel):
     """Base prompts (the evaluation set's first prompts, their own tags removed)."""
     pairs: bool = True
     """Also evaluate every low/high combination for each pair of dimensions (the radar chart)."""
+    models: list[str] | None = None
+    """Labels of the evaluated models to sweep (``reference`` is the base model); default: all of them."""
     measure: dict[str, PluginSpec] = Field(default_factory=dict)
     """Per dimension, the scorer that measures its level, e.g. seed 002's reward model:
     ``{helpfulness: {multihead: {model: stage:reward_model/model, dimension: helpfulness}}}`` (the expected

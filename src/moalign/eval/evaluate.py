@@ -289,8 +289,14 @@ def evaluate(
         "controllability": None,
     }
     if settings.controllability is not None:
+        swept = settings.controllability.models or list(labels)
+        unknown = [label for label in swept if label not in labels]
+        if unknown:
+            raise UserError(
+                f"controllability.models names {unknown}, which are not evaluated here; models: {sorted(labels)}"
+            )
         control_by_spec: dict[str, dict[str, Any]] = {}
-        for spec in dict.fromkeys(labels.values()):
+        for spec in dict.fromkeys(labels[label] for label in swept):
             control_by_spec[spec] = controllability(
                 spec,
                 prompts,
@@ -302,7 +308,7 @@ def evaluate(
                 batch_size=settings.batch_size,
                 progress=progress,
             )
-        metrics["controllability"] = {label: control_by_spec[spec] for label, spec in labels.items()}
+        metrics["controllability"] = {label: control_by_spec[labels[label]] for label in swept}
 
     samples = (
         {

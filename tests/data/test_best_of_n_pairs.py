@@ -1,6 +1,6 @@
 import math
 
-from moalign.data.pairs import best_index, best_worst_pair, worst_index
+from moalign.data.pairs import best_index, best_worst_pair, farthest_index, worst_index
 
 NAN = math.nan
 
@@ -18,3 +18,16 @@ def test_pair_needs_margin_and_distinct_texts():
     assert best_worst_pair(["a", "b"], [0.5, 0.5], min_margin=0.0) is None  # no preference without a margin
     assert best_worst_pair(["same ", "same"], [1.0, 0.0]) is None
     assert best_worst_pair(["a", "b"], [NAN, 1.0]) is None
+
+
+def test_farthest_index_by_level_distance_then_lower_score():
+    levels = [
+        {"brevity": 3, "structure": 1},
+        {"brevity": 3, "structure": 1},
+        {"brevity": 5, "structure": 2},
+        {"brevity": 1, "structure": 2},
+    ]
+    # distances from sample 0: 0, 0, 3, 3 -> the tie goes to the lower score
+    assert farthest_index(levels, 0, [1.0, 0.5, 0.2, 0.7]) == 2
+    assert farthest_index(levels, 0, [1.0, 0.5, 0.9, 0.7]) == 3
+    assert farthest_index(levels[:2], 0, [1.0, 0.5]) is None  # same levels: nothing to contrast

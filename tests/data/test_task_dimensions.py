@@ -70,3 +70,13 @@ def test_every_level_has_an_instruction_naming_its_band():
         assert set(dim.instructions) == set(D.LEVELS)
     for level, (low, high) in D.BREVITY_BANDS.items():
         assert str(high if high is not None else low - 1) in D.BREVITY_INSTRUCTIONS[level]
+
+
+def test_relabel_prompt_sets_each_tag_to_the_measured_level():
+    forty_words = " ".join(["word"] * 40)  # brevity band 30-60 words: level 3; one paragraph: structure 1
+    assert D.relabel_prompt("<brevity 5> <structure 4> Explain tides.", forty_words) == (
+        "<brevity 3> <structure 1> Explain tides."
+    )
+    assert D.relabel_prompt("<brevity 5> Explain tides.", "Tides rise.") == "<brevity 5> Explain tides."
+    assert D.relabel_prompt("Explain tides.", forty_words) is None
+    assert D.measured_tags("<structure 2> Hi", "- a\n- b") == {"structure": 3}

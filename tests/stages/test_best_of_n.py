@@ -5,9 +5,10 @@ from types import SimpleNamespace
 import pytest
 
 from moalign.config import load_recipe
+from moalign.data.dimensions import measured_tags
 from moalign.pipeline import run_recipe
 from moalign.stages import best_of_n as B
-from moalign.tags import DEFAULT_TAG_DIMENSIONS
+from moalign.tags import DEFAULT_TAG_DIMENSIONS, parse_tags
 
 
 def read_jsonl(path):
@@ -92,6 +93,30 @@ def test_stage_writes_sft_pairs_ratings_and_constraint_results(tmp_path, tiny_ll
     assert summary["summary"]["data/samples"] == 9 and summary["summary"]["data/pairs"] == len(pairs)
     logged = [m for m in run.metrics() if "data/samples" in m]
     assert logged and logged[0]["stage"] == "01-best_of_n"
+
+
+def test_relabelled_tags_match_what_each_sample_measures(tmp_path, tiny_llama_dir):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: bon\nmodel: {tiny_llama_dir}\noutput_dir: {tmp_path / 'runs'}\nstages:\n"
+        "  - best_of_n: {dataset: [builtin:ifeval-lite, builtin:ifeval-lite-tagged], split: validation,\n"
+        "                num_prompts: 4, num_generations: 3, max_new_tokens: 6, relabel_tags: true}\n"
+    )
+    out = run_recipe(load_recipe(recipe)).root / "01-best_of_n"
+    samples, sft, pairs = (read_jsonl(out / f) for f in ("samples.jsonl", "sft.jsonl", "pairs.jsonl"))
+    tagged = [s for s in samples if s["prompt"].startswith("<")]
+    untagged_ids = {s["id"] for s in samples if not s["prompt"].startswith("<")}
+    # every sample of a tagged prompt is an SFT row; each untagged prompt keeps its best one
+    assert len(sft) == len(tagged) + len(untagged_ids) and tagged
+    for s in tagged:
+        row = next(r for r in sft if r["id"] == f"{s['id']}#{s['sample']}")
+        assert row["completion"] == s["response"]
+        assert parse_tags(row["prompt"])[1] == measured_tags(s["prompt"], s["response"])
+    for p in pairs:
+        if p["id"] in untagged_ids:
+            continue
+        tags = parse_tags(p["prompt"])[1]
+        assert tags == measured_tags(p["prompt"], p["chosen"]) != measured_tags(p["prompt"], p["rejected"])
 
 
 def test_stage_is_deterministic_for_the_recipe_seed(tmp_path, tiny_llama_dir):

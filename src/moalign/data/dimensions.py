@@ -162,6 +162,27 @@ def spell_out_tags(prompt: str) -> str:
     return format_tags(others, " ".join([text, *requests]))
 
 
+def measured_tags(prompt: str, response: str) -> dict[str, int] | None:
+    """The prompt's tags with each brevity/structure intensity replaced by the level ``response`` measures,
+    or None if the prompt has no brevity/structure tag (hindsight relabelling: see :func:`relabel_prompt`)."""
+    _, tags = parse_tags(prompt)
+    if not any(name in DIMENSIONS for name in tags):
+        return None
+    return {name: DIMENSIONS[name].measure(response) if name in DIMENSIONS else level for name, level in tags.items()}
+
+
+def relabel_prompt(prompt: str, response: str) -> str | None:
+    """``prompt`` re-tagged with the levels ``response`` measures, so the pair is right by construction.
+
+    ``<brevity 5> Explain tides.`` with a 40-word response becomes ``<brevity 3> Explain tides.``. This is
+    SteerLM's attribute-conditioned SFT (Dong et al., 2023) with measured instead of predicted
+    attributes: every sample teaches what its tags mean, not only the one that matched the request.
+    None if the prompt has no brevity/structure tag.
+    """
+    tags = measured_tags(prompt, response)
+    return None if tags is None else format_tags(tags, parse_tags(prompt)[0])
+
+
 def requested_intensity(dimension: str, row: Mapping[str, Any]) -> int | None:
     """The intensity a record asks for in ``dimension``, or None if it does not ask.
 

@@ -8,7 +8,7 @@ A pair needs a margin of at least ``min_margin`` (and above 0) and two different
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -46,3 +46,17 @@ def best_worst_pair(
     if margin <= 0 or margin < min_margin or completions[best].strip() == completions[worst].strip():
         return None
     return PreferencePair(chosen=best, rejected=worst, margin=margin)
+
+
+def farthest_index(levels: Sequence[Mapping[str, int]], anchor: int, scores: Sequence[float]) -> int | None:
+    """The sample whose measured levels are farthest (L1) from sample ``anchor``'s, ties to the lower score
+    then the later sample; None if every other sample measures the same levels (no contrast to learn)."""
+
+    def distance(i: int) -> int:
+        return sum(abs(levels[i][d] - levels[anchor][d]) for d in levels[anchor])
+
+    others = [i for i in range(len(levels)) if i != anchor and distance(i) > 0]
+    if not others:
+        return None
+    low = [-s if not math.isnan(s) else math.inf for s in scores]
+    return max(others, key=lambda i: (distance(i), low[i], i))

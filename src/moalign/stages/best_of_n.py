@@ -32,8 +32,8 @@ from moalign.atomic import append_jsonl, atomic_write_json, atomic_write_text, r
 from moalign.config.base import StrictModel
 from moalign.config.recipe import ObjectiveConfig, PluginSpec, plugin_spec
 from moalign.data.constraints import check_constraints, parse_constraints
-from moalign.data.dimensions import DIMENSIONS, LEVELS, spell_out_tags
-from moalign.data.pairs import best_index, best_worst_pair
+from moalign.data.dimensions import DIMENSIONS, LEVELS, measured_tags, relabel_prompt, spell_out_tags
+from moalign.data.pairs import PreferencePair, best_index, best_worst_pair, farthest_index
 from moalign.data.ratings import bin_score, rating_record, rebin_level
 from moalign.data.satisfaction import satisfaction_rates
 from moalign.data.sources import load_records
@@ -70,6 +70,12 @@ class BestOfNConfig(StrictModel):
     """Sample from each prompt with its brevity/structure tags replaced by the plain-language requests
     they stand for (context distillation); the written sets keep the tagged prompt, so SFT and DPO on
     them teach the policy what a tag means without the words."""
+    relabel_tags: bool = False
+    """Hindsight relabelling of tagged prompts (:func:`moalign.data.dimensions.relabel_prompt`): ``sft.jsonl``
+    gets every sample of a tagged prompt, each under the tags of the levels it measures, instead of the
+    best one; the prompt's pair contrasts its best sample with the sample whose levels differ most, under
+    the best sample's measured tags (``margin`` is then that level distance). Untagged prompts keep
+    best/worst."""
 
     @field_validator("aggregator", mode="before")
     @classmethod
@@ -167,6 +173,20 @@ def sample_batches(
     return out
 
 
+def _relabelled_pair(
+    prompt: str, texts: Sequence[str], scores: Sequence[float], best: int | None
+) -> PreferencePair | None:
+    """The best sample against the one whose measured levels differ most (see ``relabel_tags``)."""
+    if best is None:
+        return None
+    levels = [measured_tags(prompt, t) or {} for t in texts]
+    far = farthest_index(levels, best, scores)
+    if far is None or texts[far].strip() == texts[best].strip():
+        return None
+    distance = sum(abs(levels[far][d] - levels[best][d]) for d in levels[best])
+    return PreferencePair(chosen=best, rejected=far, margin=float(distance))
+
+
 @register_stage("best_of_n", BestOfNConfig)
 def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     """Sample, score and write the best-of-n sets (see the module docstring)."""
@@ -249,26 +269,30 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
         group = totals[offset : offset + len(gens)]
         record = records[i]
         best = best_index(group)
+        relabel = config.relabel_tags and any(name in DIMENSIONS for name in parse_tags(record["prompt"])[1])
         if best is not None:
             best_results.append(results[offset + best])
-            sft.append(
-                {
-                    "id": record.get("id"),
-                    "prompt": record["prompt"],
-                    "completion": texts[best],
-                    "messages": [
-                        {"role": "user", "content": record["prompt"]},
-                        {"role": "assistant", "content": texts[best]},
-                    ],
-                    "score": _finite(group[best]),
-                }
-            )
-        pair = best_worst_pair(texts, group, config.min_margin)
+            chosen = range(len(texts)) if relabel else [best]
+            for j in chosen:
+                prompt = relabel_prompt(record["prompt"], texts[j]) if relabel else record["prompt"]
+                sft.append(
+                    {
+                        "id": f"{record.get('id')}#{j}" if relabel else record.get("id"),
+                        "prompt": prompt,
+                        "completion": texts[j],
+                        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": texts[j]}],
+                        "score": _finite(group[j]),
+                    }
+                )
+        prompt, pair = record["prompt"], best_worst_pair(texts, group, config.min_margin)
+        if relabel:
+            pair = _relabelled_pair(record["prompt"], texts, group, best)
+            prompt = relabel_prompt(record["prompt"], texts[best]) if best is not None else prompt
         if pair is not None:
             pairs.append(
                 {
                     "id": record.get("id"),
-                    "prompt": record["prompt"],
+                    "prompt": prompt,
                     "chosen": texts[pair.chosen],
                     "rejected": texts[pair.rejected],
                     "margin": round(pair.margin, 4),

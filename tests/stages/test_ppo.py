@@ -44,7 +44,6 @@ def test_ppo_raises_the_rewarded_answer(tiny_llama_dir, tmp_path, tmp_path_facto
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 def test_ppo_two_objectives_on_smollm2(tmp_path):
     stage = {
         "ppo": {

@@ -26,7 +26,6 @@ def test_rloo_raises_the_rewarded_answer(tiny_llama_dir, tmp_path, tmp_path_fact
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 def test_rloo_two_objectives_on_smollm2(tmp_path):
     stage = {
         "rloo": {

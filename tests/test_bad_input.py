@@ -241,6 +241,34 @@ def test_prompt_longer_than_max_length(cli, tmp_path, tiny_llama_dir, monkeypatc
     run_failing(cli, recipe, "01-sft", f"{data}: record 1: prompt is", "tokens, max_length is 64")
 
 
+def test_dpo_prompt_longer_than_max_length(cli, tmp_path, tiny_llama_dir, monkeypatch):
+    import moalign.models
+
+    monkeypatch.setattr(moalign.models, "load_causal_lm", lambda *a, **k: pytest.fail("model loaded"))
+    rows = [
+        {"prompt": "short", "chosen": "b", "rejected": "c"},
+        {"prompt": "word " * 80, "chosen": "b", "rejected": "c"},
+    ]
+    data = jsonl(tmp_path / "d.jsonl", rows)
+    recipe = write(
+        tmp_path / "r.yaml",
+        f"name: bad\nmodel: {tiny_llama_dir}\noutput_dir: {tmp_path / 'runs'}\n"
+        f"stages:\n  - dpo: {{dataset: {data}, max_steps: 1, max_length: 64}}\n",
+    )
+    run_failing(cli, recipe, "01-dpo", f"{data}: record 1: prompt is", "tokens, max_length is 64")
+
+
+def test_online_stage_empty_prompt(cli, tmp_path):
+    data = jsonl(tmp_path / "d.jsonl", [{"prompt": "fine"}, {"prompt": "fine too"}, {"prompt": " "}])
+    recipe = write(
+        tmp_path / "r.yaml",
+        f"name: bad\nmodel: {tmp_path / 'never-loaded'}\noutput_dir: {tmp_path / 'runs'}\n"
+        "objectives: [{name: short, scorer: length}]\n"
+        f"stages:\n  - rwr: {{dataset: {data}, max_steps: 1, per_device_train_batch_size: 2}}\n",
+    )
+    run_failing(cli, recipe, "01-rwr", f"{data}: record 2: empty prompt")
+
+
 def tagged_recipe(tmp_path: Path, data: Path) -> Path:
     return write(
         tmp_path / "r.yaml",

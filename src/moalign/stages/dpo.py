@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
-from moalign.data.specs import as_messages, require_prompt, train_eval_datasets
+from moalign.data.specs import as_messages, require_prompt, require_prompts_fit, train_eval_datasets
 from moalign.errors import UserError
 from moalign.stages.base import StageContext, StageResult, register_stage
 from moalign.training.args import TrainerStageConfig, trainer_kwargs
@@ -82,6 +82,7 @@ def dpo_trainer(
     from moalign.models import load_causal_lm, load_tokenizer
 
     tokenizer = load_tokenizer(model_spec, padding_side="right")
+    require_prompts_fit(list(train["prompt"]), tokenizer, config.max_length, config.dataset)
     ref_model = None if config.peft or config.precompute_ref_log_probs else load_causal_lm(model_spec)
     args = DPOConfig(
         **trainer_kwargs(config, output_dir, seed=seed, has_eval=evaluation is not None),

@@ -187,7 +187,7 @@ def train_online(
     """
     from transformers import get_scheduler
 
-    from moalign.data.specs import first, load_dataset_spec
+    from moalign.data.specs import first, load_dataset_spec, require_prompt
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.rewards import MultiObjectiveReward
     from moalign.training.checkpoint import (
@@ -210,6 +210,8 @@ def train_online(
         )
     if "prompt" not in records[0]:
         raise UserError(f"prompt records need a 'prompt' column; found {sorted(records[0])}", source=config.dataset)
+    for index, record in enumerate(records):
+        require_prompt(record["prompt"], index, config.dataset)
 
     accelerator = stage_accelerator(
         bf16=resolve_bf16(config.bf16), gradient_accumulation_steps=config.gradient_accumulation_steps

@@ -48,12 +48,17 @@ def best_worst_pair(
     return PreferencePair(chosen=best, rejected=worst, margin=margin)
 
 
+def level_distance(a: Mapping[str, int], b: Mapping[str, int]) -> int:
+    """L1 distance between two samples' measured levels, over ``a``'s dimensions."""
+    return sum(abs(b[d] - a[d]) for d in a)
+
+
 def farthest_index(levels: Sequence[Mapping[str, int]], anchor: int, scores: Sequence[float]) -> int | None:
     """The sample whose measured levels are farthest (L1) from sample ``anchor``'s, ties to the lower score
     then the later sample; None if every other sample measures the same levels (no contrast to learn)."""
 
     def distance(i: int) -> int:
-        return sum(abs(levels[i][d] - levels[anchor][d]) for d in levels[anchor])
+        return level_distance(levels[anchor], levels[i])
 
     others = [i for i in range(len(levels)) if i != anchor and distance(i) > 0]
     if not others:

@@ -33,7 +33,7 @@ from moalign.config.base import StrictModel
 from moalign.config.recipe import ObjectiveConfig, PluginSpec, plugin_spec
 from moalign.data.constraints import check_constraints, parse_constraints
 from moalign.data.dimensions import DIMENSIONS, LEVELS, measured_tags, relabel_prompt, spell_out_tags
-from moalign.data.pairs import PreferencePair, best_index, best_worst_pair, farthest_index
+from moalign.data.pairs import PreferencePair, best_index, best_worst_pair, farthest_index, level_distance
 from moalign.data.ratings import bin_score, rating_record, rebin_level
 from moalign.data.satisfaction import satisfaction_rates
 from moalign.data.sources import load_records
@@ -183,8 +183,7 @@ def _relabelled_pair(
     far = farthest_index(levels, best, scores)
     if far is None or texts[far].strip() == texts[best].strip():
         return None
-    distance = sum(abs(levels[far][d] - levels[best][d]) for d in levels[best])
-    return PreferencePair(chosen=best, rejected=far, margin=float(distance))
+    return PreferencePair(chosen=best, rejected=far, margin=float(level_distance(levels[best], levels[far])))
 
 
 @register_stage("best_of_n", BestOfNConfig)

@@ -91,6 +91,10 @@ RECIPE_CASES = {
         "name: x\nstages:\n  - grpo: {dataset: a.jsonl, num_generations: 1}\n",
         ["r.yaml:3: stages[0].grpo.num_generations: Input should be greater than or equal to 2 (got 1)"],
     ),
+    "empty_stop_string": (
+        "name: x\nstages:\n  - ppo: {dataset: a.jsonl, stop_strings: ['']}\n",
+        ["r.yaml:3: stages[0].ppo.stop_strings[0]: String should have at least 1 character"],
+    ),
     "unknown_scorer": (
         "name: x\nobjectives:\n  - {name: a, scorer: lenght}\n",
         ["r.yaml:3: objectives[0].scorer.lenght: unknown scorer 'lenght' (did you mean 'length'?)"],

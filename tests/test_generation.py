@@ -3,7 +3,7 @@
 import torch
 
 from moalign.bench.generation import naive_generate
-from moalign.generation import SamplingConfig, chat_inputs, generate
+from moalign.generation import SamplingConfig, chat_inputs, completion_end, generate
 from moalign.models import load_causal_lm, load_tokenizer
 
 PROMPTS = ["Hi", "Write a long list of seven colours, one per line, in upper case", "Name a fruit.", "Why?"]
@@ -20,3 +20,25 @@ def test_batched_greedy_generation_equals_one_prompt_at_a_time(tiny_llama_dir):
         assert out[i][0].prompt_index == i
         assert out[i][0].token_ids == alone[0, enc["input_ids"].shape[1] :].tolist()[: len(out[i][0].token_ids)]
     assert naive_generate(model, tokenizer, PROMPTS, 6) == sum(g[0].num_tokens for g in out)
+
+
+def test_completion_end_by_eos_stop_string_or_length():
+    decode = "".join  # one character per token
+    assert completion_end(list("abc") + [0], {0}, decode) == (3, True)
+    assert completion_end(list("abcdef"), {0}, decode, stop=("cd", "zz")) == (4, False)  # ends with the "d"
+    assert completion_end(list("ab") + [0] + list("cd"), {0}, decode, stop=("cd",)) == (2, True)
+    assert completion_end(list("abc"), {0}, decode, stop=("zz",)) == (3, False)
+
+
+def test_stop_string_cuts_the_greedy_completion_after_its_first_occurrence(tiny_llama_dir):
+    model = load_causal_lm(str(tiny_llama_dir)).eval()
+    tokenizer = load_tokenizer(str(tiny_llama_dir))
+    full = generate(model, tokenizer, ["Hi"], SamplingConfig(max_new_tokens=12), progress=False)[0][0]
+    stop = full.text[len(full.text) // 2 :][:2]
+    assert len(stop) == 2
+    cut = generate(model, tokenizer, ["Hi"], SamplingConfig(max_new_tokens=12, stop=(stop,)), progress=False)[0][0]
+    decode = tokenizer.decode
+    # the same greedy tokens, cut at the first token whose prefix contains the stop string
+    assert cut.token_ids == full.token_ids[: cut.num_tokens] and cut.num_tokens <= full.num_tokens
+    assert stop in cut.text and full.text.startswith(cut.text)
+    assert stop not in decode(cut.token_ids[:-1], skip_special_tokens=True)

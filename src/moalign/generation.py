@@ -23,6 +23,8 @@ class SamplingConfig:
     top_p: float = 1.0
     num_beams: int = 1
     length_penalty: float = 1.0
+    stop: tuple[str, ...] = ()
+    """Stop strings: a completion ends with the token that completes the first of them (kept in the text)."""
 
     def generate_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams}
@@ -33,6 +35,34 @@ class SamplingConfig:
         if self.num_beams > 1:
             kw.update(length_penalty=self.length_penalty, early_stopping=True)
         return kw
+
+
+def completion_end(ids: Sequence[int], eos_ids: set[int], decode: Any, stop: Sequence[str] = ()) -> tuple[int, bool]:
+    """``(n, eos)``: the completion is ``ids[:n]``; ``eos`` says it ended with an end-of-turn token at ``ids[n]``.
+
+    Without an end-of-turn token or stop string, ``n = len(ids)``. A stop string ends the completion with
+    the token that completes it (``decode(ids[:n])`` is the first prefix containing one).
+    """
+    n = next((j for j, tok in enumerate(ids) if tok in eos_ids), len(ids))
+    for m in range(1, n + 1) if stop else ():
+        text = decode(ids[:m])
+        if any(s in text for s in stop):
+            return m, False
+    return n, n < len(ids)
+
+
+def stop_criterion(stop: Sequence[str], start: int, decode: Any) -> Any:
+    """A ``transformers`` stopping criterion: a row is done once its generated part (from ``start``) contains
+    a stop string. transformers' own ``stop_strings`` also match across the prompt's end (the chat
+    template's trailing newline completes a ``"\\n\\n"`` stop), so it is not used."""
+    from transformers import StoppingCriteria
+
+    class StopStrings(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+            done = [any(s in decode(row[start:].tolist()) for s in stop) for row in input_ids]
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return StopStrings()
 
 
 def as_chat(prompt: str | Chat) -> Chat:
@@ -84,6 +114,10 @@ def generate(
     tokenizer.padding_side = "left"
     eos = model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+
+    def decode(ids: Sequence[int]) -> str:
+        return tokenizer.decode(ids, skip_special_tokens=True)
+
     try:
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         bar = tqdm(batches, desc=desc, unit="batch", disable=not progress)
@@ -91,17 +125,20 @@ def generate(
         for batch in bar:
             enc = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt", padding=True)
             enc = {k: v.to(model.device) for k, v in enc.items()}
+            width = enc["input_ids"].shape[1]
+            stop = {"stopping_criteria": [stop_criterion(sampling.stop, width, decode)]} if sampling.stop else {}
             seqs = model.generate(
                 **enc,
                 **sampling.generate_kwargs(),
+                **stop,
                 num_return_sequences=num_return_sequences,
                 pad_token_id=tokenizer.pad_token_id,
             )
-            new = seqs[:, enc["input_ids"].shape[1] :]
+            new = seqs[:, width:]
             for row, ids in enumerate(new.tolist()):
-                n = next((j for j, tok in enumerate(ids) if tok in eos_ids), len(ids))
-                kept = ids[: n + 1] if n < len(ids) else ids
-                text = tokenizer.decode(ids[:n], skip_special_tokens=True)
+                n, ended = completion_end(ids, eos_ids, decode, sampling.stop)
+                kept = ids[: n + 1] if ended else ids[:n]
+                text = decode(ids[:n])
                 index = batch[row // num_return_sequences]
                 out[index].append(Generation(prompt_index=index, text=text, num_tokens=n, token_ids=kept))
                 tokens += n

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pydantic import Field
@@ -44,6 +44,8 @@ class OnlineStageConfig(StrictModel):
     max_completion_length: int = Field(64, gt=0)
     temperature: float = Field(1.0, gt=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stop_strings: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    """A completion ends with the token that completes the first of these (kept in the completion)."""
     max_steps: int = Field(10, gt=0)
     warmup_steps: int = 0
     lr_scheduler_type: str = "linear"
@@ -62,7 +64,12 @@ class OnlineStageConfig(StrictModel):
     """Checkpoints kept: the newest N (None: all)."""
 
     def sampling(self) -> SamplingConfig:
-        return SamplingConfig(max_new_tokens=self.max_completion_length, temperature=self.temperature, top_p=self.top_p)
+        return SamplingConfig(
+            max_new_tokens=self.max_completion_length,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            stop=tuple(self.stop_strings),
+        )
 
 
 StepLoss = Callable[[Any, "ScoredRollout", torch.Tensor], tuple[torch.Tensor, dict[str, float]]]

@@ -42,7 +42,9 @@ class TRLOnlineStageConfig(TrainerStageConfig):
     temperature: float = Field(1.0, gt=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     generation_kwargs: dict[str, Any] | None = None
-    """Extra generation settings passed through to TRL (e.g. ``{stop_strings: ["\\n\\n"]}``, ``top_k``)."""
+    """Extra generation settings passed through to TRL (e.g. ``{top_k: 50}``, ``{stop_strings: [...]}``;
+    transformers' ``stop_strings`` also match across the prompt's end, so a stop string the chat template's
+    last characters can start ends a completion early)."""
     beta: float = Field(0.0, ge=0.0)
     """KL coefficient to the reference (0: no reference model is loaded and no KL is logged)."""
     num_iterations: int = Field(1, gt=0)

@@ -32,7 +32,7 @@ from moalign.atomic import append_jsonl, atomic_write_json, atomic_write_text, r
 from moalign.config.base import StrictModel
 from moalign.config.recipe import ObjectiveConfig, PluginSpec, plugin_spec
 from moalign.data.constraints import check_constraints, parse_constraints
-from moalign.data.dimensions import DIMENSIONS, LEVELS, measured_tags, relabel_prompt, spell_out_tags
+from moalign.data.dimensions import DIMENSIONS, LEVELS, relabel_prompt, spell_out_tags
 from moalign.data.pairs import PreferencePair, best_index, best_worst_pair, farthest_index, level_distance
 from moalign.data.ratings import bin_score, rating_record, rebin_level
 from moalign.data.satisfaction import satisfaction_rates
@@ -174,12 +174,11 @@ def sample_batches(
 
 
 def _relabelled_pair(
-    prompt: str, texts: Sequence[str], scores: Sequence[float], best: int | None
+    texts: Sequence[str], levels: Sequence[Mapping[str, int]], scores: Sequence[float], best: int | None
 ) -> PreferencePair | None:
-    """The best sample against the one whose measured levels differ most (see ``relabel_tags``)."""
+    """The best sample against the one whose measured ``levels`` differ most (see ``relabel_tags``)."""
     if best is None:
         return None
-    levels = [measured_tags(prompt, t) or {} for t in texts]
     far = farthest_index(levels, best, scores)
     if far is None or texts[far].strip() == texts[best].strip():
         return None
@@ -268,12 +267,15 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
         group = totals[offset : offset + len(gens)]
         record = records[i]
         best = best_index(group)
-        relabel = config.relabel_tags and any(name in DIMENSIONS for name in parse_tags(record["prompt"])[1])
+        # each sample's prompt under the tags it measures; None where the prompt has no brevity/structure tag
+        relabelled = [relabel_prompt(record["prompt"], t) for t in texts] if config.relabel_tags else []
+        relabel = bool(relabelled) and relabelled[0] is not None
+        prompts = relabelled if relabel else [record["prompt"]] * len(texts)
         if best is not None:
             best_results.append(results[offset + best])
             chosen = range(len(texts)) if relabel else [best]
             for j in chosen:
-                prompt = relabel_prompt(record["prompt"], texts[j]) if relabel else record["prompt"]
+                prompt = prompts[j]
                 sft.append(
                     {
                         "id": f"{record.get('id')}#{j}" if relabel else record.get("id"),
@@ -285,8 +287,8 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
                 )
         prompt, pair = record["prompt"], best_worst_pair(texts, group, config.min_margin)
         if relabel:
-            pair = _relabelled_pair(record["prompt"], texts, group, best)
-            prompt = relabel_prompt(record["prompt"], texts[best]) if best is not None else prompt
+            pair = _relabelled_pair(texts, [parse_tags(p)[1] for p in relabelled], group, best)
+            prompt = prompts[best] if best is not None else prompt
         if pair is not None:
             pairs.append(
                 {

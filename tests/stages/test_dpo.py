@@ -168,3 +168,44 @@ def test_precomputed_reference_log_probs_give_the_inline_reference_loss(tiny_lla
             losses[precompute] = trainer.compute_loss(trainer.model, batch).item()
     assert abs(losses[False] - math.log(2.0)) > 1e-3
     assert losses[True] == pytest.approx(losses[False], abs=1e-5)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_shared_prompt_loss_and_gradients_equal_trl_forward(tiny_llama_dir, tmp_path, lora):
+    from datasets import Dataset
+
+    from moalign.training.args import LoraSpec
+    from moalign.stages.dpo import DPOStageConfig, dpo_trainer
+
+    pairs = preference_records(Dataset.from_list(PAIRS), "test")
+    results = {}
+    for shared in (True, False):
+        config = DPOStageConfig(
+            dataset="x",
+            per_device_train_batch_size=4,
+            max_steps=1,
+            bf16=False,
+            beta=0.5,
+            shared_prompt=shared,
+            peft=LoraSpec(r=4, target_modules="all-linear") if lora else None,
+        )
+        trainer = dpo_trainer(config, str(tiny_llama_dir), pairs, None, output_dir=tmp_path / f"{shared}", seed=0)
+        torch.manual_seed(1)
+        with torch.no_grad():  # the same move of the trained weights away from the reference on both sides
+            for p in trainer.model.parameters():
+                if p.requires_grad:
+                    p.add_(0.05 * torch.randn_like(p))
+        batch = next(iter(trainer.get_train_dataloader()))
+        trainer.model.eval()
+        loss = trainer.compute_loss(trainer.model, batch)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+        metrics = {k: v[-1] for k, v in trainer._metrics["eval"].items() if k.startswith(("rewards/", "logps/"))}
+        results[shared] = (loss.item(), grads, metrics)
+    (loss_shared, grads_shared, metrics_shared), (loss_trl, grads_trl, metrics_trl) = results[True], results[False]
+    assert abs(loss_trl - math.log(2.0)) > 1e-3  # a non-trivial case
+    assert loss_shared == pytest.approx(loss_trl, abs=1e-5)
+    assert grads_shared.keys() == grads_trl.keys()
+    for name, grad in grads_trl.items():
+        assert torch.allclose(grads_shared[name], grad, atol=1e-5), name
+    assert metrics_shared == pytest.approx(metrics_trl, abs=1e-4)

@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from moalign.models import load_causal_lm
-from moalign.training.logprobs import completion_logps, join_prompt_completion, token_logps
+from moalign.training.logprobs import (
+    completion_logps,
+    join_prompt_completion,
+    pack_pairs,
+    pair_logps,
+    token_logps,
+    unpack_preference_batch,
+)
 
 
 def reference_token_logps(logits, targets):
@@ -50,5 +57,82 @@ def test_completion_logps_through_the_scored_rows_only_equal_full_logits(tiny_ll
     params = [p for p in model.parameters() if p.requires_grad]
     grads_ours = torch.autograd.grad(ours.sum(), params)
     grads_expected = torch.autograd.grad(expected.sum(), params)
+    for g_ours, g_expected in zip(grads_ours, grads_expected, strict=True):
+        assert torch.allclose(g_ours, g_expected, atol=1e-5)
+
+
+def test_pack_pairs_rows_positions_and_mask_worked_by_hand():
+    # pair 0: prompt [1, 2], chosen [3], rejected [4, 5]; pair 1: prompt [6], chosen [7, 8], rejected []
+    pairs = ([[1, 2], [6]], [[3], [7, 8]], [[4, 5], []])
+    packed = pack_pairs(*pairs, pad_id=0)  # both pairs fit one row
+    assert packed.input_ids.tolist() == [[1, 2, 3, 4, 5, 6, 7, 8]]
+    assert packed.position_ids.tolist() == [[0, 1, 2, 2, 3, 0, 1, 2]]
+    assert packed.attention_mask[0, 0].int().tolist() == [
+        [1, 0, 0, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 1, 0, 0, 0, 0],  # the first rejected token sees the prompt, not the chosen token
+        [1, 1, 0, 1, 1, 0, 0, 0],
+        [0, 0, 0, 0, 0, 1, 0, 0],  # the second pair sees nothing of the first
+        [0, 0, 0, 0, 0, 1, 1, 0],
+        [0, 0, 0, 0, 0, 1, 1, 1],
+    ]
+    # chosen 3 <- position 1; rejected 4 <- 1 (the prompt's end), 5 <- 3; chosen 7 <- 5, 8 <- 6
+    assert packed.rows.tolist() == [0, 0, 0, 0, 0]
+    assert packed.predictors.tolist() == [1, 1, 3, 5, 6]
+    assert packed.targets.tolist() == [3, 4, 5, 7, 8]
+    assert packed.sequences.tolist() == [0, 2, 2, 1, 1]  # pair i's chosen is i, its rejected B + i
+
+    packed = pack_pairs(*pairs, pad_id=0, row_tokens=0)  # one pair per row
+    assert packed.input_ids.tolist() == [[1, 2, 3, 4, 5], [6, 7, 8, 0, 0]]
+    assert packed.position_ids.tolist() == [[0, 1, 2, 2, 3], [0, 1, 2, 0, 0]]
+    assert packed.attention_mask[1, 0].int().tolist() == [
+        [1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0],
+        [1, 1, 1, 0, 0],
+        [0, 0, 0, 1, 0],  # padding sees itself only
+        [0, 0, 0, 0, 1],
+    ]
+    assert packed.rows.tolist() == [0, 0, 0, 1, 1]
+    assert packed.predictors.tolist() == [1, 1, 3, 0, 1]
+    with pytest.raises(ValueError, match="prompt token"):
+        pack_pairs([[]], [[1]], [[2]], pad_id=0)
+
+
+def test_unpack_preference_batch_reads_trl_rows():
+    # TRL's DataCollatorForPreference example: chosen rows, then rejected rows, right-padded
+    batch = {
+        "input_ids": torch.tensor([[1, 2, 3, 4, 5], [7, 8, 9, 0, 0], [1, 2, 3, 6, 0], [7, 8, 10, 11, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 0]]),
+        "completion_mask": torch.tensor([[0, 0, 0, 1, 1], [0, 0, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 1, 1, 0]]),
+    }
+    assert unpack_preference_batch(batch) == ([[1, 2, 3], [7, 8]], [[4, 5], [9]], [[6], [10, 11]])
+    batch["input_ids"][2, 0] = 99
+    with pytest.raises(ValueError, match="different prompt tokens"):
+        unpack_preference_batch(batch)
+
+
+@pytest.mark.parametrize(("attention", "row_tokens"), [("sdpa", 2048), ("sdpa", 11), ("eager", 2048)])
+def test_pair_logps_equal_separate_rows_values_and_gradients(tiny_llama_dir, attention, row_tokens):
+    from peft import LoraConfig, get_peft_model
+
+    model = load_causal_lm(str(tiny_llama_dir))
+    model.set_attn_implementation(attention)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)).eval()
+    prompts, chosen, rejected = [[5, 6, 7], [8], [9, 10]], [[9, 10], [11, 12, 13, 14], []], [[15], [16, 17], [18, 19]]
+    chosen_logps, rejected_logps = pair_logps(
+        model,
+        pack_pairs(prompts, chosen, rejected, pad_id=0, row_tokens=row_tokens),  # 11: rows [0], [1, 2]
+        torch.float32 if attention == "eager" else None,
+    )
+    ids, attn, comp = join_prompt_completion(prompts + prompts, chosen + rejected, pad_id=0)
+    expected = full_logits_completion_logps(model, ids, attn, comp)
+    ours = torch.cat([chosen_logps, rejected_logps])
+    assert ours[2].item() == 0.0  # an empty completion scores nothing
+    assert torch.allclose(ours, expected, atol=1e-5)
+    params = [p for p in model.parameters() if p.requires_grad]
+    weights = torch.arange(1.0, 7.0)  # a weighted sum: each sequence's gradient must be its own
+    grads_ours = torch.autograd.grad((ours * weights).sum(), params)
+    grads_expected = torch.autograd.grad((expected * weights).sum(), params)
     for g_ours, g_expected in zip(grads_ours, grads_expected, strict=True):
         assert torch.allclose(g_ours, g_expected, atol=1e-5)

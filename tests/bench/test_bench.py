@@ -51,6 +51,13 @@ def test_bench_quick_writes_every_comparison(tiny_llama_dir, tiny_bert_dir, tmp_
     # the project's DPO and GRPO configurations differ from TRL's defaults where it matters here
     assert data["dpo"]["baseline"]["gradient_checkpointing"] and not data["dpo"]["project"]["gradient_checkpointing"]
     assert data["dpo"]["baseline"]["reference_copy"]
+    assert data["dpo"]["project"]["shared_prompt"] and data["dpo"]["project"]["reference_copy"]
+    lora = data["dpo"]["variants"]["lora"]
+    assert lora["lora"] and not lora["reference_copy"]  # adapters disabled: no second model copy
+    assert lora["speedup"] == pytest.approx(lora["tokens_per_s"] / data["dpo"]["baseline"]["tokens_per_s"])
+    # one pair per step: the shared-prompt row computes the prompt once, TRL's two rows twice
+    assert data["dpo"]["project"]["computed_tokens_per_step"] < data["dpo"]["project"]["tokens_per_step"]
+    assert data["dpo"]["baseline"]["computed_tokens_per_step"] == data["dpo"]["baseline"]["tokens_per_step"]
     assert data["grpo"]["baseline"]["gradient_checkpointing"] and not data["grpo"]["project"]["gradient_checkpointing"]
     assert format_table(data) in result.output
     assert "| DPO, 1 pairs/step" in result.output

@@ -2,9 +2,12 @@
 
 Both sides train the same model on the same preference pairs at the same batch size for the same
 number of steps; the first ``warmup`` steps are not timed. Figures per side: trained tokens per
-second (the non-padding tokens of the chosen and rejected sequences), model FLOP utilisation
-against the measured peak of the precision the side ran in, and peak resident memory. Precomputed
-reference log-probabilities are charged to the project at the timed steps' share of the pairs.
+second (the non-padding tokens of the chosen and rejected sequences, the same count for both
+sides), model FLOP utilisation against the measured peak of the precision the side ran in, and
+peak resident memory. MFU counts the token positions a side computes: TRL's are the trained tokens
+(padding excluded); the project's shared-prompt rows hold each prompt once, so its positions are
+fewer than its trained tokens. Precomputed reference log-probabilities are charged to the project
+at the timed steps' share of the pairs.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import time
 from contextlib import contextmanager
 from typing import Any
 from unittest import mock
+
+from transformers import TrainerCallback
 
 from moalign.bench.baseline import trl_default_bf16
 from moalign.bench.measure import PeakRSS, StepTimes
@@ -46,6 +51,17 @@ def _timed_precompute(trainer_cls: type, record: dict[str, float]) -> Any:
         yield
 
 
+class PackedTokens(TrainerCallback):
+    """The shared-prompt trainer's ``packed_tokens`` after each step (None for TRL's trainer)."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.after_step: list[int | None] = []
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.after_step.append(getattr(self.trainer, "packed_tokens", None))
+
+
 def _measure(build: Any, *, warmup: int, peak: dict[str, float], trains_weights: bool) -> dict[str, Any]:
     """Build a trainer with ``build(callbacks)``, train it and summarise its timed steps."""
     from trl import DPOTrainer
@@ -55,10 +71,14 @@ def _measure(build: Any, *, warmup: int, peak: dict[str, float], trains_weights:
     with PeakRSS() as rss:
         with _timed_precompute(DPOTrainer, record):
             trainer = build([times])
+        packed = PackedTokens(trainer)
+        trainer.add_callback(packed)
         trainer.train()
     n_params = sum(p.numel() for name, p in trainer.model.named_parameters() if "lora_" not in name)
     seen = [0, *times.tokens_seen]
     tokens = seen[-1] - seen[warmup]
+    computed = [0, *packed.after_step]
+    positions = tokens if computed[-1] is None else computed[-1] - computed[warmup]
     seconds = sum(times.seconds[warmup:])
     steps = len(times.seconds)
     seconds += record.get("precompute_s", 0.0) * (steps - warmup) / steps
@@ -66,10 +86,11 @@ def _measure(build: Any, *, warmup: int, peak: dict[str, float], trains_weights:
     flops = dpo_flops_per_token(n_params, trains_weights=trains_weights)
     return {
         "tokens_per_s": rate,
+        "computed_tokens_per_step": positions / max(steps - warmup, 1),
         "step_s": seconds / max(steps - warmup, 1),
         "tokens_per_step": tokens / max(steps - warmup, 1),
         "precompute_s": record.get("precompute_s", 0.0),
-        "mfu": rate * flops / (peak["bf16_gflops" if trainer.args.bf16 else "fp32_gflops"] * 1e9),
+        "mfu": positions / seconds * flops / (peak["bf16_gflops" if trainer.args.bf16 else "fp32_gflops"] * 1e9),
         "peak_rss_mib": rss.peak_mib,
         "bf16": bool(trainer.args.bf16),
         "gradient_checkpointing": bool(trainer.args.gradient_checkpointing),
@@ -85,13 +106,15 @@ def time_dpo(
     steps: int = 3,
     warmup: int = 1,
     project: dict[str, Any] | None = None,
+    variants: dict[str, dict[str, Any]] | None = None,
     workdir: Any,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Trained tokens/s, MFU and peak RSS of both sides, and ``speedup`` (project over TRL defaults).
 
     ``project`` overrides keys of :class:`~moalign.stages.dpo.DPOStageConfig` (its defaults otherwise);
-    ``peak`` is :func:`moalign.bench.peak.machine_peak`'s result.
+    each of ``variants`` (name -> further overrides, e.g. LoRA) is measured too, against the same
+    baseline run. ``peak`` is :func:`moalign.bench.peak.machine_peak`'s result.
     """
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
@@ -123,32 +146,40 @@ def time_dpo(
             callbacks=callbacks,
         )
 
-    config = DPOStageConfig(
-        **{
-            "dataset": "bench",
-            "per_device_train_batch_size": batch_size,
-            "max_steps": total,
-            "logging_steps": 10,
-            **(project or {}),
-        }
-    )
+    def measure_project(overrides: dict[str, Any], name: str) -> dict[str, Any]:
+        config = DPOStageConfig(
+            **{
+                "dataset": "bench",
+                "per_device_train_batch_size": batch_size,
+                "max_steps": total,
+                "logging_steps": 10,
+                **overrides,
+            }
+        )
 
-    def build_project(callbacks: list[Any]) -> Any:
-        output_dir = workdir / "moalign-dpo"
-        return dpo_trainer(config, model, pairs, None, output_dir=output_dir, seed=seed, callbacks=callbacks)
+        def build(callbacks: list[Any]) -> Any:
+            output_dir = workdir / f"moalign-dpo-{name}"
+            return dpo_trainer(config, model, pairs, None, output_dir=output_dir, seed=seed, callbacks=callbacks)
+
+        ours = _measure(build, warmup=warmup, peak=peak, trains_weights=config.peft is None)
+        return {
+            **ours,
+            "lora": config.peft is not None,
+            "precompute_ref_log_probs": config.precompute_ref_log_probs,
+            "shared_prompt": config.shared_prompt,
+            "speedup": ours["tokens_per_s"] / baseline["tokens_per_s"],
+        }
 
     baseline = _measure(build_trl, warmup=warmup, peak=peak, trains_weights=True)
-    ours = _measure(build_project, warmup=warmup, peak=peak, trains_weights=config.peft is None)
+    ours = measure_project(project or {}, "project")
+    extras = {name: measure_project({**(project or {}), **extra}, name) for name, extra in (variants or {}).items()}
     return {
         "model": model,
         "batch_pairs": batch_size,
         "steps": steps,
         "baseline": baseline,
-        "project": {
-            **ours,
-            "lora": config.peft is not None,
-            "precompute_ref_log_probs": config.precompute_ref_log_probs,
-        },
-        "speedup": ours["tokens_per_s"] / baseline["tokens_per_s"],
+        "project": ours,
+        "speedup": ours["speedup"],
+        "variants": extras,
         "notes": [note] if note else [],
     }

@@ -58,4 +58,3 @@ class StepTimes(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.seconds.append(time.perf_counter() - self._start)
         self.tokens_seen.append(int(state.num_input_tokens_seen))
-

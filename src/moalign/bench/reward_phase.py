@@ -94,4 +94,3 @@ def time_reward_phase(
         "multihead_s": multihead_s,
         "ratio": separate_s / multihead_s,
     }
-

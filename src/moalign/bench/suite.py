@@ -43,6 +43,9 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
 }
 """Workload sizes of the full run (the README's table) and of ``--quick`` (a smoke run)."""
 
+DPO_VARIANTS: dict[str, dict[str, Any]] = {"lora": {"peft": {}}}
+"""DPO stage settings measured beside its defaults (``peft: {}`` is LoRA with the stage's LoRA defaults)."""
+
 
 def cpu_name() -> str:
     """The CPU's model name (from ``/proc/cpuinfo`` on Linux), else the platform's processor string."""
@@ -78,7 +81,7 @@ def run_bench(
     result["peak"] = machine_peak(**sizes["peak"])
     with tempfile.TemporaryDirectory(prefix="moalign-bench-") as tmp:
         workdir = Path(tmp)
-        result["dpo"] = time_dpo(model, peak=result["peak"], workdir=workdir, **sizes["dpo"])
+        result["dpo"] = time_dpo(model, peak=result["peak"], workdir=workdir, variants=DPO_VARIANTS, **sizes["dpo"])
         result["grpo"] = time_grpo(model, workdir=workdir, **sizes["grpo"])
     result["generation"] = time_generation(model, **sizes["generation"])
     reward = time_reward_phase(k=k, backbone=reward_backbone, **sizes["reward"])
@@ -122,6 +125,16 @@ def format_table(result: dict[str, Any]) -> str:
             "; ".join(dpo["notes"]),
         ),
     ]
+    for name, v in dpo.get("variants", {}).items():
+        lines.append(
+            _row(
+                f"DPO, {name}",
+                "as above",
+                f"{v['tokens_per_s']:.1f} ({v['step_s']:.1f} s/step, MFU {v['mfu']:.0%} of {precision(v)} peak, "
+                f"{v['peak_rss_mib']:.0f} MiB)",
+                v["speedup"],
+            )
+        )
     b, p = grpo["baseline"], grpo["project"]
     lines.append(
         _row(

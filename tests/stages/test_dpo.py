@@ -174,8 +174,8 @@ def test_precomputed_reference_log_probs_give_the_inline_reference_loss(tiny_lla
 def test_shared_prompt_loss_and_gradients_equal_trl_forward(tiny_llama_dir, tmp_path, lora):
     from datasets import Dataset
 
-    from moalign.training.args import LoraSpec
     from moalign.stages.dpo import DPOStageConfig, dpo_trainer
+    from moalign.training.args import LoraSpec
 
     pairs = preference_records(Dataset.from_list(PAIRS), "test")
     results = {}

@@ -6,10 +6,14 @@ import torch
 from moalign.models import load_causal_lm
 from moalign.training.logprobs import (
     completion_logps,
+    group_by_prompt,
     join_prompt_completion,
-    pack_pairs,
-    pair_logps,
+    pack_completions,
+    packed_logits,
+    sequence_logps,
+    token_entropy,
     token_logps,
+    unpack_completion_rows,
     unpack_preference_batch,
 )
 
@@ -61,29 +65,31 @@ def test_completion_logps_through_the_scored_rows_only_equal_full_logits(tiny_ll
         assert torch.allclose(g_ours, g_expected, atol=1e-5)
 
 
-def test_pack_pairs_rows_positions_and_mask_worked_by_hand():
-    # pair 0: prompt [1, 2], chosen [3], rejected [4, 5]; pair 1: prompt [6], chosen [7, 8], rejected []
-    pairs = ([[1, 2], [6]], [[3], [7, 8]], [[4, 5], []])
-    packed = pack_pairs(*pairs, pad_id=0)  # both pairs fit one row
+def test_pack_completions_rows_positions_and_mask_worked_by_hand():
+    # group 0: prompt [1, 2] with completions [3] and [4, 5]; group 1: prompt [6] with [7, 8] and []
+    groups = ([[1, 2], [6]], [[[3], [4, 5]], [[7, 8], []]])
+    packed = pack_completions(*groups, pad_id=0)  # both groups fit one row
     assert packed.input_ids.tolist() == [[1, 2, 3, 4, 5, 6, 7, 8]]
     assert packed.position_ids.tolist() == [[0, 1, 2, 2, 3, 0, 1, 2]]
     assert packed.attention_mask[0, 0].int().tolist() == [
         [1, 0, 0, 0, 0, 0, 0, 0],
         [1, 1, 0, 0, 0, 0, 0, 0],
         [1, 1, 1, 0, 0, 0, 0, 0],
-        [1, 1, 0, 1, 0, 0, 0, 0],  # the first rejected token sees the prompt, not the chosen token
+        [1, 1, 0, 1, 0, 0, 0, 0],  # the second completion sees the prompt, not the first completion
         [1, 1, 0, 1, 1, 0, 0, 0],
-        [0, 0, 0, 0, 0, 1, 0, 0],  # the second pair sees nothing of the first
+        [0, 0, 0, 0, 0, 1, 0, 0],  # the second group sees nothing of the first
         [0, 0, 0, 0, 0, 1, 1, 0],
         [0, 0, 0, 0, 0, 1, 1, 1],
     ]
-    # chosen 3 <- position 1; rejected 4 <- 1 (the prompt's end), 5 <- 3; chosen 7 <- 5, 8 <- 6
+    # 3 <- position 1; 4 <- 1 (the prompt's end), 5 <- 3; 7 <- 5, 8 <- 6
     assert packed.rows.tolist() == [0, 0, 0, 0, 0]
     assert packed.predictors.tolist() == [1, 1, 3, 5, 6]
     assert packed.targets.tolist() == [3, 4, 5, 7, 8]
-    assert packed.sequences.tolist() == [0, 2, 2, 1, 1]  # pair i's chosen is i, its rejected B + i
+    assert packed.sequences.tolist() == [0, 1, 1, 2, 2]  # completions numbered group by group
+    assert packed.offsets.tolist() == [0, 0, 1, 0, 1]
+    assert packed.num_sequences == 4
 
-    packed = pack_pairs(*pairs, pad_id=0, row_tokens=0)  # one pair per row
+    packed = pack_completions(*groups, pad_id=0, row_tokens=0)  # one group per row
     assert packed.input_ids.tolist() == [[1, 2, 3, 4, 5], [6, 7, 8, 0, 0]]
     assert packed.position_ids.tolist() == [[0, 1, 2, 2, 3], [0, 1, 2, 0, 0]]
     assert packed.attention_mask[1, 0].int().tolist() == [
@@ -95,8 +101,8 @@ def test_pack_pairs_rows_positions_and_mask_worked_by_hand():
     ]
     assert packed.rows.tolist() == [0, 0, 0, 1, 1]
     assert packed.predictors.tolist() == [1, 1, 3, 0, 1]
-    with pytest.raises(ValueError, match="prompt token"):
-        pack_pairs([[]], [[1]], [[2]], pad_id=0)
+    with pytest.raises(ValueError, match="at least one token"):
+        pack_completions([[]], [[[1]]], pad_id=0)
 
 
 def test_unpack_preference_batch_reads_trl_rows():
@@ -112,27 +118,54 @@ def test_unpack_preference_batch_reads_trl_rows():
         unpack_preference_batch(batch)
 
 
-@pytest.mark.parametrize(("attention", "row_tokens"), [("sdpa", 2048), ("sdpa", 11), ("eager", 2048)])
-def test_pair_logps_equal_separate_rows_values_and_gradients(tiny_llama_dir, attention, row_tokens):
+@pytest.mark.parametrize(("attention", "row_tokens"), [("sdpa", 2048), ("sdpa", 12), ("eager", 2048)])
+def test_sequence_logps_equal_separate_rows_values_and_gradients(tiny_llama_dir, attention, row_tokens):
     from peft import LoraConfig, get_peft_model
 
     model = load_causal_lm(str(tiny_llama_dir))
     model.set_attn_implementation(attention)
     model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)).eval()
-    prompts, chosen, rejected = [[5, 6, 7], [8], [9, 10]], [[9, 10], [11, 12, 13, 14], []], [[15], [16, 17], [18, 19]]
-    chosen_logps, rejected_logps = pair_logps(
-        model,
-        pack_pairs(prompts, chosen, rejected, pad_id=0, row_tokens=row_tokens),  # 11: rows [0], [1, 2]
-        torch.float32 if attention == "eager" else None,
-    )
-    ids, attn, comp = join_prompt_completion(prompts + prompts, chosen + rejected, pad_id=0)
+    prompts = [[5, 6, 7], [8], [9, 10]]
+    groups = [[[9, 10], [15]], [[11, 12, 13, 14], [16, 17], [3]], [[], [18, 19]]]  # 2, 3 and 2 completions
+    packed = pack_completions(prompts, groups, pad_id=0, row_tokens=row_tokens)  # 12: rows [0], [1, 2]
+    ours = sequence_logps(model, packed, torch.float32 if attention == "eager" else None)
+    rows = [(p, c) for p, group in zip(prompts, groups, strict=True) for c in group]
+    ids, attn, comp = join_prompt_completion([p for p, _ in rows], [c for _, c in rows], pad_id=0)
     expected = full_logits_completion_logps(model, ids, attn, comp)
-    ours = torch.cat([chosen_logps, rejected_logps])
-    assert ours[2].item() == 0.0  # an empty completion scores nothing
+    assert ours[5].item() == 0.0  # an empty completion scores nothing
     assert torch.allclose(ours, expected, atol=1e-5)
     params = [p for p in model.parameters() if p.requires_grad]
-    weights = torch.arange(1.0, 7.0)  # a weighted sum: each sequence's gradient must be its own
+    weights = torch.arange(1.0, 8.0)  # a weighted sum: each sequence's gradient must be its own
     grads_ours = torch.autograd.grad((ours * weights).sum(), params)
     grads_expected = torch.autograd.grad((expected * weights).sum(), params)
     for g_ours, g_expected in zip(grads_ours, grads_expected, strict=True):
-        assert torch.allclose(g_ours, g_expected, atol=1e-5)
+        assert (g_ours - g_expected).abs().max() <= 1e-5 * (1 + g_expected.abs().max())  # float32 rounding
+
+
+def test_packed_logits_are_the_full_forward_logits_at_each_predictor(tiny_llama_dir):
+    model = load_causal_lm(str(tiny_llama_dir)).eval()
+    packed = pack_completions([[5, 6, 7]], [[[9, 10], [11]]], pad_id=0)
+    with torch.no_grad():
+        logits = packed_logits(model, packed)
+        alone = model(input_ids=torch.tensor([[5, 6, 7, 9, 10]])).logits[0]
+    assert torch.allclose(logits[:2], alone[2:4], atol=1e-5)  # 9 <- position 2, 10 <- position 3
+    assert torch.allclose(logits[2], alone[2], atol=1e-5)  # 11 <- the prompt's end as well
+
+
+def test_token_entropy_worked_by_hand():
+    # uniform over 4 tokens: ln 4; one-hot-like: ~0
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0], [100.0, 0.0, 0.0, 0.0]])
+    assert token_entropy(logits, chunk=1).tolist() == pytest.approx(
+        [torch.log(torch.tensor(4.0)).item(), 0.0], abs=1e-6
+    )
+
+
+def test_unpack_completion_rows_and_group_by_prompt():
+    # TRL's online layout: left-padded prompt part (3 columns) | right-padded completion part (3 columns)
+    input_ids = torch.tensor([[0, 5, 6, 9, 10, 0], [0, 5, 6, 11, 0, 0], [7, 8, 9, 12, 13, 14]])
+    attention_mask = torch.tensor([[0, 1, 1, 1, 1, 0], [0, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
+    prompts, completions, columns = unpack_completion_rows(input_ids, attention_mask, 3)
+    assert prompts == [[5, 6], [5, 6], [7, 8, 9]]
+    assert completions == [[9, 10], [11], [12, 13, 14]]
+    assert columns == [[0, 1], [0], [0, 1, 2]]
+    assert group_by_prompt(prompts + [[5, 6]]) == [[0, 1, 3], [2]]

@@ -3,7 +3,7 @@
 The reference model is a frozen copy of the stage's starting checkpoint; with LoRA it is the same
 model with its adapters disabled (no second copy in memory). ``precompute_ref_log_probs`` computes
 the reference log-probabilities once before training. ``shared_prompt`` (the default) scores each
-pair from one ``prompt + chosen + rejected`` row (:func:`moalign.training.logprobs.pair_logps`):
+pair from one ``prompt + chosen + rejected`` segment (:func:`moalign.training.logprobs.pack_completions`):
 the prompt is computed once per pair and the vocabulary projection runs only where a completion
 token is scored; the loss is the same :func:`~moalign.losses.preference.dpo_loss`.
 """
@@ -79,10 +79,17 @@ def shared_prompt_dpo_trainer() -> type:
     from trl.models.utils import disable_gradient_checkpointing
     from trl.trainer.utils import use_adapter
 
-    from moalign.training.logprobs import PackedPairs, pack_pairs, pair_logps, unpack_preference_batch
+    from moalign.training.logprobs import (
+        PACKABLE_ATTENTION,
+        PackedCompletions,
+        pack_completions,
+        packed_mask_dtype,
+        sequence_logps,
+        unpack_preference_batch,
+    )
 
     class SharedPromptDPOTrainer(DPOTrainer):
-        """Policy and reference log-probabilities from :func:`pair_logps`; everything else is TRL's.
+        """Policy and reference log-probabilities from :func:`sequence_logps`; everything else is TRL's.
 
         Logged metrics: TRL's rewards/*, logps/* and num_tokens (not entropy, logits/* or token accuracy,
         which would need the full-vocabulary logits of every position). ``packed_tokens`` counts the
@@ -99,19 +106,20 @@ def shared_prompt_dpo_trainer() -> type:
                 and self.f_divergence_type == "reverse_kl"
                 and not self.use_weighting
                 and not self.aux_loss_enabled
-                and implementation in ("sdpa", "eager")
+                and implementation in PACKABLE_ATTENTION
             )
 
-        def _pack(self, inputs: dict[str, Any]) -> PackedPairs:
+        def _pack(self, inputs: dict[str, Any]) -> PackedCompletions:
             prompts, chosen, rejected = unpack_preference_batch(inputs)
-            return pack_pairs(prompts, chosen, rejected, pad_id=0).to(inputs["input_ids"].device)
+            pairs = [[c, r] for c, r in zip(chosen, rejected, strict=True)]
+            return pack_completions(prompts, pairs, pad_id=0).to(inputs["input_ids"].device)
 
-        def _logps(self, model: Any, packed: PackedPairs) -> tuple[torch.Tensor, torch.Tensor]:
-            unwrapped = self.accelerator.unwrap_model(model)
-            eager = unwrapped.config._attn_implementation == "eager"
-            return pair_logps(model, packed, unwrapped.dtype if eager else None)
+        def _logps(self, model: Any, packed: PackedCompletions) -> tuple[torch.Tensor, torch.Tensor]:
+            """``(chosen, rejected)`` summed log-probabilities, ``[B]`` each."""
+            logps = sequence_logps(model, packed, packed_mask_dtype(self.accelerator.unwrap_model(model)))
+            return logps[0::2], logps[1::2]
 
-        def _reference_logps(self, model: Any, packed: PackedPairs) -> tuple[torch.Tensor, torch.Tensor]:
+        def _reference_logps(self, model: Any, packed: PackedCompletions) -> tuple[torch.Tensor, torch.Tensor]:
             adapter: Any = nullcontext()
             if self.ref_model is None and is_peft_model(self.model):
                 unwrapped = self.accelerator.unwrap_model(self.model)

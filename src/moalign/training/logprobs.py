@@ -83,24 +83,25 @@ def join_prompt_completion(
 
 
 ROW_TOKENS = 2048
-"""Token budget of one packed row: pairs share a row up to it (attention over a row costs its length squared)."""
+"""Token budget of one packed row: groups share a row up to it (attention over a row costs its length squared)."""
 
 
 @dataclass(frozen=True)
-class PackedPairs:
-    """Preference pairs packed as ``prompt + chosen + rejected`` segments, the prompt computed once per pair.
+class PackedCompletions:
+    """Groups of completions of one prompt, packed as ``prompt + completion_1 + ... + completion_n`` segments.
 
-    Consecutive pairs share a row up to a token budget, so a batch carries almost no padding. Each
-    pair's tokens attend to its own earlier tokens only, and its rejected tokens skip its chosen
-    ones; positions restart at each pair and both completions continue from the prompt's end, so
-    each completion sees exactly the context of its own ``prompt + completion`` row. Rows are
-    right-padded; a padding position attends to itself only.
+    The prompt is computed once per group (a DPO pair: chosen and rejected; a GRPO group: its k
+    samples). Consecutive groups share a row up to a token budget, so a batch carries almost no
+    padding. A completion's tokens attend to their group's prompt and to their own earlier tokens
+    only, and their positions continue from the prompt's end, so each completion sees exactly the
+    context of its own ``prompt + completion`` row. Rows are right-padded; a padding position
+    attends to itself only.
     """
 
     input_ids: torch.Tensor
     """``[R, L]``."""
     position_ids: torch.Tensor
-    """``[R, L]``: from 0 over each prompt; both completions continue from the prompt's length."""
+    """``[R, L]``: from 0 over each prompt; every completion continues from its prompt's length."""
     attention_mask: torch.Tensor
     """``[R, 1, L, L]`` boolean, True where a query position attends a key position."""
     rows: torch.Tensor
@@ -110,69 +111,72 @@ class PackedPairs:
     targets: torch.Tensor
     """``[K]`` the scored token."""
     sequences: torch.Tensor
-    """``[K]`` ``i`` for a token of pair i's chosen completion, ``B + i`` for its rejected one."""
-    num_pairs: int
+    """``[K]`` the completion a scored token belongs to, numbered group by group in the given order."""
+    offsets: torch.Tensor
+    """``[K]`` the token's index within its completion."""
+    num_sequences: int
 
-    def to(self, device: Any) -> PackedPairs:
+    def to(self, device: Any) -> PackedCompletions:
         moved = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        return PackedPairs(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in moved.items()})
+        return PackedCompletions(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in moved.items()})
 
 
-def pack_pairs(
-    prompts: list[list[int]],
-    chosen: list[list[int]],
-    rejected: list[list[int]],
-    pad_id: int,
-    row_tokens: int = ROW_TOKENS,
-) -> PackedPairs:
-    """Pack pairs for :func:`pair_logps` (see :class:`PackedPairs`), in order, ``row_tokens`` per row at most
-    (a longer pair takes a row of its own; ``row_tokens=0`` gives one pair per row).
+def pack_completions(
+    prompts: list[list[int]], completions: list[list[list[int]]], pad_id: int, row_tokens: int = ROW_TOKENS
+) -> PackedCompletions:
+    """Pack prompt ``i`` with its ``completions[i]`` (see :class:`PackedCompletions`), groups in order,
+    ``row_tokens`` per row at most (a longer group takes a row of its own; 0 gives one group per row).
 
-    A pair costs ``P + C + R`` token positions instead of ``2P + C + R`` in two rows, and padding
-    only fills the rows' ends.
+    A group of n completions costs ``P + sum C_j`` token positions instead of ``n P + sum C_j``.
     """
     if any(len(p) == 0 for p in prompts):
-        raise ValueError("every pair needs at least one prompt token (it predicts the first completion token)")
-    n = len(prompts)
-    layout: list[list[int]] = []  # pair indices per row
+        raise ValueError("every prompt needs at least one token (it predicts the first completion token)")
+    sizes = [len(p) + sum(len(c) for c in group) for p, group in zip(prompts, completions, strict=True)]
+    layout: list[list[int]] = []  # group indices per row
     used = 0
-    for i, (p, c, r) in enumerate(zip(prompts, chosen, rejected, strict=True)):
-        size = len(p) + len(c) + len(r)
+    for i, size in enumerate(sizes):
         if not layout or used + size > row_tokens:
             layout.append([])
             used = 0
         layout[-1].append(i)
         used += size
-    width = max(sum(len(prompts[i]) + len(chosen[i]) + len(rejected[i]) for i in row) for row in layout)
+    width = max(sum(sizes[i] for i in row) for row in layout)
     ids = torch.full((len(layout), width), pad_id, dtype=torch.long)
     pos = torch.zeros((len(layout), width), dtype=torch.long)
-    segment = torch.full((len(layout), width), 3, dtype=torch.long)  # 0 prompt, 1 chosen, 2 rejected, 3 padding
-    owner = torch.full((len(layout), width), -1, dtype=torch.long)  # the pair a position belongs to
-    rows, predictors, targets, sequences = [], [], [], []
-    for row, pairs in enumerate(layout):
+    segment = torch.full((len(layout), width), -1, dtype=torch.long)  # 0 prompt, j + 1 completion j, -1 padding
+    owner = torch.full((len(layout), width), -1, dtype=torch.long)  # the group a position belongs to
+    first = [0]  # number of each group's first completion
+    for group in completions:
+        first.append(first[-1] + len(group))
+    rows, predictors, targets, sequences, offsets = [], [], [], [], []
+    for row, groups in enumerate(layout):
         at = 0
-        for i in pairs:
-            p, c, r = prompts[i], chosen[i], rejected[i]
-            lp, lc, lr = len(p), len(c), len(r)
-            span = slice(at, at + lp + lc + lr)
-            ids[row, span] = torch.tensor(p + c + r, dtype=torch.long)
-            pos[row, span] = torch.cat([torch.arange(lp + lc), torch.arange(lp, lp + lr)])
-            segment[row, span] = torch.tensor([0] * lp + [1] * lc + [2] * lr)
+        for i in groups:
+            p = prompts[i]
+            span = slice(at, at + sizes[i])
+            ids[row, span] = torch.tensor(p + [t for c in completions[i] for t in c], dtype=torch.long)
+            pos[row, span] = torch.cat(
+                [torch.arange(len(p))] + [torch.arange(len(p), len(p) + len(c)) for c in completions[i]]
+            )
+            segment[row, span] = torch.tensor([0] * len(p) + [j + 1 for j, c in enumerate(completions[i]) for _ in c])
             owner[row, span] = i
-            rows += [row] * (lc + lr)
-            predictors += [at + lp - 1 + j for j in range(lc)]
-            predictors += [at + (lp - 1 if j == 0 else lp + lc + j - 1) for j in range(lr)]
-            targets += c + r
-            sequences += [i] * lc + [n + i] * lr
-            at += lp + lc + lr
+            start = at + len(p)
+            for j, c in enumerate(completions[i]):
+                rows += [row] * len(c)
+                predictors += [at + len(p) - 1] + list(range(start, start + len(c) - 1)) if c else []
+                targets += c
+                sequences += [first[i] + j] * len(c)
+                offsets += range(len(c))
+                start += len(c)
+            at += sizes[i]
     index = torch.arange(width)
     causal = index.view(1, -1, 1) >= index.view(1, 1, -1)  # [1, query, key]
     query, key = segment.unsqueeze(2), segment.unsqueeze(1)
-    same_pair = owner.unsqueeze(2) == owner.unsqueeze(1)
-    allowed = causal & same_pair & ~((query == 2) & (key == 1)) & (query != 3)
-    allowed |= (query == 3) & torch.eye(width, dtype=torch.bool).unsqueeze(0)
+    same_group = owner.unsqueeze(2) == owner.unsqueeze(1)
+    allowed = causal & same_group & ((key == 0) | (key == query)) & (query >= 0)
+    allowed |= (query < 0) & torch.eye(width, dtype=torch.bool).unsqueeze(0)
     as_long = lambda xs: torch.tensor(xs, dtype=torch.long)  # noqa: E731
-    return PackedPairs(
+    return PackedCompletions(
         input_ids=ids,
         position_ids=pos,
         attention_mask=allowed.unsqueeze(1),
@@ -180,21 +184,27 @@ def pack_pairs(
         predictors=as_long(predictors),
         targets=as_long(targets),
         sequences=as_long(sequences),
-        num_pairs=n,
+        offsets=as_long(offsets),
+        num_sequences=first[-1],
     )
 
 
-def pair_logps(
-    model: Any, packed: PackedPairs, mask_dtype: torch.dtype | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed log-probabilities ``([B], [B])`` of the chosen and rejected completions of packed pairs.
+PACKABLE_ATTENTION = ("sdpa", "eager")
+"""Attention implementations that take :class:`PackedCompletions`' custom 4-D mask."""
 
-    One forward over the packed rows; logits are kept only at the positions that predict a scored
-    token in some row (``logits_to_keep``), so the vocabulary projection skips the prompts. Equal to
-    :func:`completion_logps` on separate ``prompt + completion`` rows within float32 rounding
-    (checked by a test). ``model`` may be wrapped (PEFT, DDP, DeepSpeed): it is called, not unwrapped.
-    The mask goes in as given: boolean for SDPA; ``mask_dtype`` turns it additive (0 or the dtype's
-    minimum) for the eager attention.
+
+def packed_mask_dtype(model: Any) -> torch.dtype | None:
+    """The ``mask_dtype`` of :func:`packed_logits` for an (unwrapped) model: its dtype for eager attention."""
+    return model.dtype if model.config._attn_implementation == "eager" else None
+
+
+def packed_logits(model: Any, packed: PackedCompletions, mask_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``[K, V]`` logits predicting each scored token of packed completions, from one forward.
+
+    Logits are kept only at the positions that predict a scored token in some row
+    (``logits_to_keep``), so the vocabulary projection skips the prompts. ``model`` may be wrapped
+    (PEFT, DDP, DeepSpeed): it is called, not unwrapped. The mask goes in as given: boolean for
+    SDPA; ``mask_dtype`` turns it additive (0 or the dtype's minimum) for the eager attention.
     """
     mask = packed.attention_mask
     if mask_dtype is not None:
@@ -208,10 +218,27 @@ def pair_logps(
         logits_to_keep=keep,
         use_cache=False,
     ).logits
-    logps = token_logps(logits[packed.rows, torch.searchsorted(keep, packed.predictors)], packed.targets)
-    n = packed.num_pairs
-    summed = torch.zeros(2 * n, dtype=logps.dtype, device=logps.device).index_add(0, packed.sequences, logps)
-    return summed[:n], summed[n:]
+    return logits[packed.rows, torch.searchsorted(keep, packed.predictors)]
+
+
+def sequence_logps(model: Any, packed: PackedCompletions, mask_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``[S]`` summed log-probability of each packed completion (see :func:`packed_logits`).
+
+    Equal to :func:`completion_logps` on separate ``prompt + completion`` rows within float32
+    rounding (checked by a test).
+    """
+    logps = token_logps(packed_logits(model, packed, mask_dtype), packed.targets)
+    out = torch.zeros(packed.num_sequences, dtype=logps.dtype, device=logps.device)
+    return out.index_add(0, packed.sequences, logps)
+
+
+def token_entropy(logits: torch.Tensor, chunk: int = ROWS_PER_CHUNK) -> torch.Tensor:
+    """``[N]`` entropy of ``softmax(logits)`` per row of ``[N, V]`` logits, in float32, ``chunk`` rows at a time."""
+    parts = []
+    for start in range(0, logits.shape[0], chunk):
+        rows = logits[start : start + chunk].float()
+        parts.append(torch.logsumexp(rows, dim=-1) - (torch.softmax(rows, dim=-1) * rows).sum(-1))
+    return torch.cat(parts) if parts else logits.new_zeros(0, dtype=torch.float32)
 
 
 def unpack_preference_batch(batch: dict[str, torch.Tensor]) -> tuple[list[list[int]], ...]:
@@ -231,3 +258,25 @@ def unpack_preference_batch(batch: dict[str, torch.Tensor]) -> tuple[list[list[i
     if any(split[i][0] != split[n + i][0] for i in range(n)):
         raise ValueError("a pair's chosen and rejected rows start with different prompt tokens")
     return prompts, [split[i][1] for i in range(n)], [split[n + i][1] for i in range(n)]
+
+
+def unpack_completion_rows(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_width: int
+) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
+    """``(prompts, completions, columns)`` per row of TRL's online batch: ``[prompt | completion]`` rows whose
+    last ``completion_width`` columns hold the completion; tokens are those under the attention mask, and
+    ``columns`` gives each completion token's column within the completion part."""
+    split = input_ids.shape[1] - completion_width
+    ids, mask = input_ids.tolist(), attention_mask.tolist()
+    prompts = [[row[j] for j in range(split) if keep[j]] for row, keep in zip(ids, mask, strict=True)]
+    columns = [[j for j, m in enumerate(keep[split:]) if m] for keep in mask]
+    completions = [[row[split + j] for j in cols] for row, cols in zip(ids, columns, strict=True)]
+    return prompts, completions, columns
+
+
+def group_by_prompt(prompts: list[list[int]]) -> list[list[int]]:
+    """Row indices grouped by identical prompt tokens, groups in order of first appearance."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        groups.setdefault(tuple(prompt), []).append(i)
+    return list(groups.values())

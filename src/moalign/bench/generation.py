@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from moalign.bench.workload import bench_prompts
-from moalign.generation import SamplingConfig, chat_inputs, generate
+from moalign.generation import BATCH_SIZE, SamplingConfig, chat_inputs, generate
 
 
 @torch.inference_mode()
@@ -30,7 +30,7 @@ def naive_generate(model: Any, tokenizer: Any, prompts: list[str], max_new_token
 
 
 def time_generation(
-    model: str, *, num_prompts: int = 16, max_new_tokens: int = 64, batch_size: int = 8, seed: int = 0
+    model: str, *, num_prompts: int = 16, max_new_tokens: int = 64, batch_size: int = BATCH_SIZE, seed: int = 0
 ) -> dict[str, Any]:
     """Generated tokens per second both ways and ``speedup`` (batched over the loop)."""
     from moalign.models import load_causal_lm, load_tokenizer

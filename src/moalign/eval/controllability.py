@@ -25,7 +25,7 @@ from moalign.config.base import StrictModel
 from moalign.config.recipe import PluginSpec, plugin_spec
 from moalign.eval.generations import GenerationCache, cached_generate
 from moalign.eval.metrics import length_stats, spearman
-from moalign.generation import SamplingConfig
+from moalign.generation import BATCH_SIZE, SamplingConfig
 from moalign.tags import DEFAULT_TAG_DIMENSIONS, TagDimensions, format_tags, parse_tags
 
 
@@ -102,7 +102,7 @@ def controllability(
     cache: GenerationCache | None,
     tag_dimensions: TagDimensions | None = None,
     seed: int = 0,
-    batch_size: int = 8,
+    batch_size: int = BATCH_SIZE,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Sweeps and pair combinations for model ``spec`` (see the module docstring), generated in one pass.

@@ -32,6 +32,7 @@ from moalign.eval.controllability import ControllabilityConfig, controllability
 from moalign.eval.generations import GenerationCache, GenerationRun, cached_generate
 from moalign.eval.metrics import bleu_scores, corpus_perplexity, length_stats, mean, win_rate
 from moalign.eval.presets import DecodingPreset, decoding_preset
+from moalign.generation import BATCH_SIZE
 from moalign.rewards.scorers.repetition import repeated_ngram_share
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class EvalSettings(StrictModel):
     decoding: DecodingPreset = "greedy"
     """``greedy``; ``sampled`` (T 0.6, top-p 0.95); ``beam`` (width 4, length penalty 0.9), seed 004 section 4.5."""
     max_new_tokens: int = Field(128, ge=1)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(BATCH_SIZE, ge=1)
     judge: PluginSpec | None = None
     """A scorer, as an objective's ``scorer``: a name or ``{name: {config}}``. Default: the run's objectives."""
     reference_column: str | None = None

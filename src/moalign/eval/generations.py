@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from moalign.atomic import append_jsonl, read_jsonl
-from moalign.generation import SamplingConfig
+from moalign.generation import BATCH_SIZE, SamplingConfig
 
 FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".jinja", ".txt")
 EDGE_BYTES = 1 << 20
@@ -138,7 +138,7 @@ def cached_generate(
     *,
     cache: GenerationCache | None,
     seed: int = 0,
-    batch_size: int = 8,
+    batch_size: int = BATCH_SIZE,
     progress: bool = True,
     desc: str = "generating",
     load: ModelLoader | None = None,

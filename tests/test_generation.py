@@ -42,3 +42,48 @@ def test_stop_string_cuts_the_greedy_completion_after_its_first_occurrence(tiny_
     assert cut.token_ids == full.token_ids[: cut.num_tokens] and cut.num_tokens <= full.num_tokens
     assert stop in cut.text and full.text.startswith(cut.text)
     assert stop not in decode(cut.token_ids[:-1], skip_special_tokens=True)
+
+
+def test_shared_prefix_generation_equals_plain_generate(tiny_llama_dir):
+    from moalign.generation import generate_shared_prefix
+
+    model = load_causal_lm(str(tiny_llama_dir)).eval()
+    tokenizer = load_tokenizer(str(tiny_llama_dir), padding_side="left")
+    texts = chat_inputs(tokenizer, [PROMPTS[1], PROMPTS[0], PROMPTS[1], PROMPTS[0], PROMPTS[3]])  # repeats, apart
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    kwargs = {"max_new_tokens": 8, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
+    with torch.inference_mode():
+        plain = model.generate(**enc, **kwargs)
+        widths = []
+        forward = model.forward
+        model.forward = lambda *a, **kw: widths.append(tuple(kw["input_ids"].shape)) or forward(*a, **kw)
+        shared = generate_shared_prefix(model, enc["input_ids"], enc["attention_mask"], **kwargs)
+        del model.forward
+        # one prefill of the 3 distinct prompts but their last token, then every row from its last prompt token on
+        assert widths[:2] == [(3, enc["input_ids"].shape[1] - 1), (5, 1)]
+        torch.manual_seed(3)
+        sampled = generate_shared_prefix(
+            model, enc["input_ids"], enc["attention_mask"], **{**kwargs, "do_sample": True}
+        )
+        torch.manual_seed(3)
+        sampled_plain = model.generate(**enc, **{**kwargs, "do_sample": True})
+    assert shared.tolist() == plain.tolist()
+    assert sampled.tolist() == sampled_plain.tolist()  # the prefill draws no random numbers
+
+
+def test_samples_of_one_prompt_share_its_prefill(tiny_llama_dir, monkeypatch):
+    import moalign.generation as generation
+
+    model = load_causal_lm(str(tiny_llama_dir)).eval()
+    tokenizer = load_tokenizer(str(tiny_llama_dir))
+    calls = []
+    original = generation.generate_shared_prefix
+    monkeypatch.setattr(
+        generation,
+        "generate_shared_prefix",
+        lambda m, ids, mask, **kw: calls.append(ids.shape) or original(m, ids, mask, **kw),
+    )
+    sampling = SamplingConfig(max_new_tokens=4, temperature=1.0)
+    out = generate(model, tokenizer, PROMPTS[:2], sampling, num_return_sequences=3, batch_size=2, progress=False)
+    assert [len(gens) for gens in out] == [3, 3]
+    assert len(calls) == 1 and calls[0][0] == 6  # 2 prompts x 3 samples, in one call

@@ -70,6 +70,40 @@ def stop_criterion(stop: Sequence[str], start: int, decode: Any) -> Any:
     return StopStrings()
 
 
+@torch.no_grad()
+def generate_shared_prefix(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:
+    """``model.generate(input_ids, attention_mask, **kwargs)`` with each distinct prompt prefilled once.
+
+    Rows are left-padded prompts; rows holding the same prompt (GRPO's k samples of a prompt, best-of-n's
+    samples) share one prefill: every distinct prompt but its last token runs through the model once,
+    its key/value cache is copied to its rows, and ``generate`` goes on from the last prompt token.
+    Positions are generate's own (from the attention mask), so each row decodes as it would alone;
+    greedy outputs equal plain ``generate``'s (checked by a test). Without repeated prompts it is plain
+    ``generate``. ``num_return_sequences`` must stay 1: repeat the rows instead.
+    """
+    from transformers import DynamicCache
+
+    keys = [(tuple(ids), tuple(mask)) for ids, mask in zip(input_ids.tolist(), attention_mask.tolist(), strict=True)]
+    distinct = {key: None for key in keys}  # insertion-ordered set
+    if len(distinct) == len(keys) or input_ids.shape[1] < 2:
+        return model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+    index = {key: i for i, key in enumerate(distinct)}
+    first = torch.tensor([keys.index(key) for key in distinct], device=input_ids.device)
+    rows = torch.tensor([index[key] for key in keys], device=input_ids.device)
+    positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
+    cache = DynamicCache(config=model.config)
+    model(
+        input_ids=input_ids[first, :-1],
+        attention_mask=attention_mask[first, :-1],
+        position_ids=positions[first, :-1],
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    cache.reorder_cache(rows)
+    return model.generate(input_ids=input_ids, attention_mask=attention_mask, cache=cache, **kwargs)
+
+
 def as_chat(prompt: str | Chat) -> Chat:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
@@ -104,8 +138,9 @@ def generate(
     """Generate ``num_return_sequences`` completions per prompt; returns one list per prompt.
 
     Prompts are tokenized once, sorted by token count and batched with left padding, so batches hold
-    prompts of similar length and little compute goes to padding; each batch decodes with the KV
-    cache and ends when all its rows have ended. The progress bar shows generated tokens per second.
+    prompts of similar length and little compute goes to padding; a prompt's samples share its
+    prefill (:func:`generate_shared_prefix`); each batch decodes with the KV cache and ends when all
+    its rows have ended. The progress bar shows generated tokens per second.
     """
     from tqdm.auto import tqdm
 
@@ -132,13 +167,12 @@ def generate(
             enc = {k: v.to(model.device) for k, v in enc.items()}
             width = enc["input_ids"].shape[1]
             stop = {"stopping_criteria": [stop_criterion(sampling.stop, width, decode)]} if sampling.stop else {}
-            seqs = model.generate(
-                **enc,
-                **sampling.generate_kwargs(),
-                **stop,
-                num_return_sequences=num_return_sequences,
-                pad_token_id=tokenizer.pad_token_id,
-            )
+            kwargs = {**sampling.generate_kwargs(), **stop, "pad_token_id": tokenizer.pad_token_id}
+            if sampling.num_beams > 1:  # the n best beams of one search
+                seqs = model.generate(**enc, **kwargs, num_return_sequences=num_return_sequences)
+            else:  # n independent samples: rows repeated, their prompt prefilled once
+                rows = {k: v.repeat_interleave(num_return_sequences, dim=0) for k, v in enc.items()}
+                seqs = generate_shared_prefix(model, rows["input_ids"], rows["attention_mask"], **kwargs)
             new = seqs[:, width:]
             for row, ids in enumerate(new.tolist()):
                 n, ended = completion_end(ids, eos_ids, decode, sampling.stop)

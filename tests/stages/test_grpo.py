@@ -170,3 +170,42 @@ TWO_OBJECTIVES = [
     {"name": "constraints", "scorer": "verifier"},
     {"name": "short", "scorer": {"length": {"unit": "words", "target": 20, "penalty": "over"}}, "weight": 0.05},
 ]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_shared_prompt_log_probs_and_entropies_equal_trl_forward(tiny_llama_dir, tmp_path, temperature):
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    from moalign.models import load_causal_lm, load_tokenizer
+    from moalign.stages.grpo import grpo_args, grpo_trainer_class, shared_prompt_grpo_trainer
+
+    config = GRPOStageConfig(
+        dataset="x", per_device_train_batch_size=4, num_generations=2, max_steps=1, bf16=False, temperature=temperature
+    )
+    trainer = grpo_trainer_class(config)(
+        model=load_causal_lm(str(tiny_llama_dir)),
+        reward_funcs=lambda completions, **kw: [0.0] * len(completions),
+        args=grpo_args(config, tmp_path / "out", 0),
+        train_dataset=Dataset.from_list([{"prompt": "hi"}] * 4),
+        processing_class=load_tokenizer(str(tiny_llama_dir), padding_side="left"),
+    )
+    assert isinstance(trainer, shared_prompt_grpo_trainer())
+    # TRL's layout: left-padded prompts | right-padded completions; rows 0, 2 and 1, 3 share a prompt
+    input_ids = torch.tensor([[0, 5, 6, 9, 10, 11], [7, 8, 9, 12, 0, 0], [0, 5, 6, 13, 0, 0], [7, 8, 9, 14, 15, 16]])
+    attention_mask = (input_ids != 0).long()
+    args = (input_ids, attention_mask, 3)
+    ours, ours_entropy, _ = trainer._get_per_token_logps_and_entropies(trainer.model, *args, compute_entropy=True)
+    theirs, theirs_entropy, _ = GRPOTrainer._get_per_token_logps_and_entropies(
+        trainer, trainer.model, *args, compute_entropy=True
+    )
+    mask = attention_mask[:, 3:].bool()
+    assert torch.allclose(ours[mask], theirs[mask], atol=1e-5)
+    assert torch.allclose(ours_entropy[mask], theirs_entropy[mask], atol=1e-5)
+    assert (ours[~mask] == 0).all()
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+    weights = torch.arange(1.0, 13.0).view(4, 3) * mask
+    grads_ours = torch.autograd.grad((ours * weights).sum(), params)
+    grads_theirs = torch.autograd.grad((theirs * weights).sum(), params)
+    for g_ours, g_theirs in zip(grads_ours, grads_theirs, strict=True):
+        assert (g_ours - g_theirs).abs().max() <= 1e-5 * (1 + g_theirs.abs().max())  # float32 rounding

@@ -14,6 +14,12 @@ normaliser is TRL's ``loss_type: dr_grpo`` (the default here; eq. 6 has no per-l
 KL(pi || pi_ref) is TRL's per-token k3 estimate with ``beta`` = lambda, summed over the same tokens,
 so policy and KL terms keep eq. 6's relative weight. Defaults follow seed 004 section 4.4 (lr 5e-6,
 KL coefficient 0.1, 4 responses per prompt, 10 warmup steps).
+
+``shared_prompt`` (the default) computes the per-token log-probabilities of a group's k completions
+from one ``prompt + completion_1 + ... + completion_k`` segment
+(:func:`moalign.training.logprobs.pack_completions`): the prompt once instead of k times, no padding
+between groups, and the vocabulary projection only where a completion token is scored. The values
+equal TRL's own forward within float32 rounding (checked by a test); the loss is TRL's.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ class GRPOStageConfig(TRLOnlineStageConfig):
     divided by the std per ``scale_rewards``."""
     scale_rewards: Literal["group", "batch", "none"] = "none"
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "dr_grpo"
+    shared_prompt: bool = True
+    """Score each group's completions from one packed segment, its prompt computed once (text models with
+    SDPA or eager attention; otherwise, and with ``cast_lm_head_to_fp32``, TRL's forward). False: always TRL's."""
 
     @model_validator(mode="after")
     def _check_advantage(self) -> GRPOStageConfig:
@@ -64,11 +73,115 @@ def leave_one_out_rewards_advantages(rewards_per_func: torch.Tensor, weights: to
 
 
 @cache
-def leave_one_out_grpo_trainer() -> type:
-    """``GRPOTrainer`` whose advantages are seed 004's leave-one-out ones (built on first use: TRL is heavy)."""
+def shared_prompt_grpo_trainer() -> type:
+    """``GRPOTrainer`` whose per-token log-probabilities come from packed groups (built on first use)."""
     from trl import GRPOTrainer
 
-    class LeaveOneOutGRPOTrainer(GRPOTrainer):
+    from moalign.training.logprobs import (
+        PACKABLE_ATTENTION,
+        group_by_prompt,
+        pack_completions,
+        packed_logits,
+        packed_mask_dtype,
+        token_entropy,
+        token_logps,
+        unpack_completion_rows,
+    )
+
+    class SharedPromptGRPOTrainer(GRPOTrainer):
+        def _generate_single_turn(  # type: ignore[no-untyped-def]
+            self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
+        ):
+            """TRL's plain ``generate`` path, each group's prompt prefilled once (:func:`generate_shared_prefix`)."""
+            if self.use_vllm or self.use_transformers_continuous_batching or images is not None or multimodal_fields:
+                return super()._generate_single_turn(
+                    prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+                )
+            from trl.extras.profiling import profiling_context
+            from trl.models import unwrap_model_for_generation
+            from trl.trainer.utils import pad
+
+            from moalign.generation import generate_shared_prefix
+
+            rows = [torch.tensor(ids) for ids in prompt_ids]
+            padding = {"padding_side": "left", "pad_to_multiple_of": self.pad_to_multiple_of}
+            device = self.accelerator.device
+            inputs = {
+                "input_ids": pad(rows, padding_value=self._tokenizer.pad_token_id, **padding).to(device),
+                "attention_mask": pad([torch.ones_like(t) for t in rows], padding_value=0, **padding).to(device),
+            }
+            with (
+                profiling_context(self, "transformers.generate"),
+                unwrap_model_for_generation(
+                    self.model_wrapped,
+                    self.accelerator,
+                    gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                    generation_kwargs=self.generation_kwargs,
+                    gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+                ) as unwrapped_model,
+                torch.no_grad(),
+                self._dist.summon_full_params(self.model_wrapped, recurse=False),
+            ):
+                sequences = generate_shared_prefix(unwrapped_model, **inputs, generation_config=self.generation_config)
+            completions = sequences[:, inputs["input_ids"].shape[1] :].tolist()
+            eos = set(self.eos_token_ids)
+            ends = [next((j + 1 for j, t in enumerate(c) if t in eos), len(c)) for c in completions]
+            return [c[:n] for c, n in zip(completions, ends, strict=True)], None
+
+        def _get_per_token_logps_and_entropies(  # type: ignore[no-untyped-def]
+            self,
+            model,
+            input_ids,
+            attention_mask,
+            logits_to_keep,
+            batch_size=None,
+            compute_entropy=False,
+            compute_aux_loss=False,
+            **multimodal,
+        ):
+            unwrapped = self.accelerator.unwrap_model(model)
+            if (
+                compute_aux_loss
+                or any(value is not None for value in multimodal.values())
+                or self.args.cast_lm_head_to_fp32
+                or unwrapped.config._attn_implementation not in PACKABLE_ATTENTION
+            ):
+                return super()._get_per_token_logps_and_entropies(
+                    model,
+                    input_ids,
+                    attention_mask,
+                    logits_to_keep,
+                    batch_size,
+                    compute_entropy,
+                    compute_aux_loss,
+                    **multimodal,
+                )
+            prompts, completions, columns = unpack_completion_rows(input_ids, attention_mask, logits_to_keep)
+            groups = group_by_prompt(prompts)
+            packed = pack_completions(
+                [prompts[g[0]] for g in groups], [[completions[i] for i in g] for g in groups], pad_id=0
+            ).to(input_ids.device)
+            with self.accelerator.autocast():
+                logits = packed_logits(model, packed, packed_mask_dtype(unwrapped)) / self.temperature
+            order = torch.tensor([i for g in groups for i in g], device=input_ids.device)
+            rows = order[packed.sequences]
+            width = max((len(c) for c in columns), default=0)
+            table = torch.tensor([c + [0] * (width - len(c)) for c in columns], device=input_ids.device)
+            at = (rows, table[rows, packed.offsets])
+            shape = (input_ids.shape[0], logits_to_keep)
+            logps = torch.zeros(shape, device=input_ids.device).index_put(at, token_logps(logits, packed.targets))
+            if not compute_entropy:
+                return logps, None, None
+            return logps, torch.zeros(shape, device=input_ids.device).index_put(at, token_entropy(logits)), None
+
+    return SharedPromptGRPOTrainer
+
+
+@cache
+def leave_one_out_grpo_trainer(base: type) -> type:
+    """``base`` (a ``GRPOTrainer``) whose advantages are seed 004's leave-one-out ones (built on first use)."""
+
+    class LeaveOneOutGRPOTrainer(base):  # type: ignore[misc, valid-type]
         def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # type: ignore[no-untyped-def]
             self._gathered_rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
             return self._gathered_rewards
@@ -98,10 +211,12 @@ def grpo_args(config: GRPOStageConfig, output_dir: Any, seed: int) -> Any:
 
 
 def grpo_trainer_class(config: GRPOStageConfig) -> Any:
-    """TRL's ``GRPOTrainer``, or its leave-one-out subclass for ``advantage: leave_one_out``."""
+    """TRL's ``GRPOTrainer`` (with packed groups for ``shared_prompt``), with leave-one-out advantages for
+    ``advantage: leave_one_out``."""
     from trl import GRPOTrainer
 
-    return leave_one_out_grpo_trainer() if config.advantage == "leave_one_out" else GRPOTrainer
+    base = shared_prompt_grpo_trainer() if config.shared_prompt else GRPOTrainer
+    return leave_one_out_grpo_trainer(base) if config.advantage == "leave_one_out" else base
 
 
 @register_stage("grpo", GRPOStageConfig)

@@ -10,6 +10,7 @@ from moalign.training.logprobs import (
     join_prompt_completion,
     pack_completions,
     packed_logits,
+    prompt_completion_logps,
     sequence_logps,
     token_entropy,
     token_logps,
@@ -169,3 +170,22 @@ def test_unpack_completion_rows_and_group_by_prompt():
     assert completions == [[9, 10], [11], [12, 13, 14]]
     assert columns == [[0, 1], [0], [0, 1, 2]]
     assert group_by_prompt(prompts + [[5, 6]]) == [[0, 1, 3], [2]]
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "flex_attention"])
+def test_prompt_completion_logps_pack_repeated_prompts_in_row_order(tiny_llama_dir, attention):
+    model = load_causal_lm(str(tiny_llama_dir)).eval()
+    if attention != "sdpa":  # an attention without custom 4-D masks: one padded row per completion
+        model.config._attn_implementation = attention
+    prompts = [[5, 6, 7], [8], [5, 6, 7], [8], [9]]  # repeated prompts, not adjacent
+    completions = [[9, 10], [11, 12, 13], [14], [15, 16], [17]]
+    with torch.no_grad():
+        if attention == "sdpa":
+            ours = prompt_completion_logps(model, prompts, completions, pad_id=0)
+        else:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr("moalign.training.logprobs.pack_completions", None)  # must not be reached
+                ours = prompt_completion_logps(model, prompts, completions, pad_id=0)
+            model.config._attn_implementation = "sdpa"
+        expected = full_logits_completion_logps(model, *join_prompt_completion(prompts, completions, pad_id=0))
+    assert torch.allclose(ours, expected, atol=1e-5)

@@ -12,7 +12,7 @@ import torch
 
 from moalign.losses.policy import Baseline, reward_weighted_nll
 from moalign.stages.base import StageContext, StageResult, register_stage
-from moalign.training.logprobs import completion_logps, join_prompt_completion
+from moalign.training.logprobs import prompt_completion_logps
 from moalign.training.online import OnlineStageConfig, train_online
 from moalign.training.rollout import Rollout
 
@@ -26,14 +26,11 @@ class RWRStageConfig(OnlineStageConfig):
 
 def rwr_step_loss(config: RWRStageConfig):
     def step_loss(model: Any, rollout: Rollout, rewards: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        device = next(model.parameters()).device
-        pad = 0
-        ids, attn, comp = (
-            t.to(device) for t in join_prompt_completion(rollout.prompt_ids, rollout.completion_ids, pad)
-        )
-        logps = completion_logps(model, ids, attn, comp)
+        logps = prompt_completion_logps(model, rollout.prompt_ids, rollout.completion_ids, pad_id=0)
+        device = logps.device
         if config.length_normalize:
-            logps = logps / comp[:, 1:].sum(-1).clamp(min=1)
+            lengths = torch.tensor([len(c) for c in rollout.completion_ids], device=device)
+            logps = logps / lengths.clamp(min=1)
         k = rollout.group_size
         loss = reward_weighted_nll(logps.view(-1, k), rewards.to(device).view(-1, k), config.baseline)
         return loss, {"rwr/sequence_logp": logps.mean().item()}

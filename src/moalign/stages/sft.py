@@ -15,10 +15,11 @@ from pydantic import Field
 from moalign.config.base import StrictModel
 from moalign.data.specs import as_messages, require_prompt, require_prompts_fit, train_eval_datasets
 from moalign.errors import UserError
+from moalign.generation import generate_shared_prefix
 from moalign.losses.length_penalty import length_penalty, length_penalty_surrogate
 from moalign.stages.base import StageContext, StageResult, register_stage
 from moalign.training.args import TrainerStageConfig, trainer_kwargs
-from moalign.training.logprobs import completion_logps, join_prompt_completion
+from moalign.training.logprobs import prompt_completion_logps
 
 
 class LengthPenaltyConfig(StrictModel):
@@ -99,15 +100,12 @@ def _make_trainer_class() -> type:
             lengths = torch.tensor([len(s) for s in samples], dtype=torch.float32).view(-1, k)
             penalties = length_penalty(lengths, torch.tensor(ref_lengths), cfg.coef)
             rows_prompts = [p for p in prompts for _ in range(k)]
-            pad = self.processing_class.pad_token_id
-            seq_ids, seq_attn, seq_comp = join_prompt_completion(rows_prompts, samples, pad)
-            device = ids.device
-            logps = completion_logps(model, seq_ids.to(device), seq_attn.to(device), seq_comp.to(device))
+            logps = prompt_completion_logps(model, rows_prompts, samples, self.processing_class.pad_token_id)
             mode = "train"
             self._metrics[mode]["length_penalty/value"].append(penalties.mean().item())
             self._metrics[mode]["length_penalty/sampled_length"].append(lengths.mean().item())
             self._metrics[mode]["length_penalty/reference_length"].append(float(sum(ref_lengths) / len(ref_lengths)))
-            return length_penalty_surrogate(penalties.to(device), logps.view(-1, k))
+            return length_penalty_surrogate(penalties.to(logps.device), logps.view(-1, k))
 
         @torch.no_grad()
         def _sample(self, model: Any, prompts: list[list[int]], cfg: LengthPenaltyConfig) -> list[list[int]]:
@@ -115,17 +113,18 @@ def _make_trainer_class() -> type:
             tok = self.processing_class
             width = max(len(p) for p in prompts)
             pad = tok.pad_token_id
-            ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=model.device)
-            attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=model.device)
-            out = unwrapped.generate(
-                input_ids=ids,
-                attention_mask=attn,
+            rows = [p for p in prompts for _ in range(cfg.num_samples)]  # a prompt's samples share its prefill
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in rows], device=model.device)
+            attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in rows], device=model.device)
+            out = generate_shared_prefix(
+                unwrapped,
+                ids,
+                attn,
                 do_sample=True,
                 temperature=cfg.temperature,
                 top_p=1.0,
                 top_k=0,
                 max_new_tokens=cfg.max_new_tokens,
-                num_return_sequences=cfg.num_samples,
                 pad_token_id=pad,
             )[:, width:]
             eos = {tok.eos_token_id, *_as_list(unwrapped.generation_config.eos_token_id)}

@@ -280,3 +280,29 @@ def group_by_prompt(prompts: list[list[int]]) -> list[list[int]]:
     for i, prompt in enumerate(prompts):
         groups.setdefault(tuple(prompt), []).append(i)
     return list(groups.values())
+
+
+def prompt_completion_logps(
+    model: Any, prompts: list[list[int]], completions: list[list[int]], pad_id: int
+) -> torch.Tensor:
+    """``[N]`` summed log-probability of ``completions[i]`` after ``prompts[i]``.
+
+    Rows with the same prompt (a prompt's samples) are packed into one segment, the prompt computed
+    once (:func:`pack_completions`), when the model's attention takes a custom mask; otherwise each
+    row is its own padded ``prompt + completion`` row (:func:`completion_logps`). Either way the
+    values are the same within float32 rounding. ``model`` may be wrapped (DDP, PEFT).
+    """
+    from accelerate.utils import extract_model_from_parallel
+
+    device = next(model.parameters()).device
+    unwrapped = extract_model_from_parallel(model)
+    if unwrapped.config._attn_implementation not in PACKABLE_ATTENTION:
+        ids, attn, comp = (t.to(device) for t in join_prompt_completion(prompts, completions, pad_id))
+        return completion_logps(model, ids, attn, comp)
+    groups = group_by_prompt(prompts)
+    packed = pack_completions(
+        [prompts[g[0]] for g in groups], [[completions[i] for i in g] for g in groups], pad_id
+    ).to(device)
+    order = torch.tensor([i for g in groups for i in g], device=device)
+    logps = sequence_logps(model, packed, packed_mask_dtype(unwrapped))
+    return torch.empty_like(logps).index_copy(0, order, logps)

@@ -29,7 +29,7 @@ from moalign.generation import BATCH_SIZE
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
         "peak": {"size": 2048, "repeats": 5},
-        "dpo": {"batch_size": 4, "steps": 2, "warmup": 1},
+        "dpo": {"batch_size": 4, "steps": 3, "warmup": 1},
         "grpo": {"num_generations": 8, "max_completion_length": 48, "steps": 1, "warmup": 1},
         "generation": {"num_prompts": 16, "max_new_tokens": 48, "batch_size": BATCH_SIZE},
         "reward": {"batch_size": 16, "seq_len": 128, "repeats": 3, "warmup": 1},

@@ -195,7 +195,9 @@ def test_shared_prompt_log_probs_and_entropies_equal_trl_forward(tiny_llama_dir,
     input_ids = torch.tensor([[0, 5, 6, 9, 10, 11], [7, 8, 9, 12, 0, 0], [0, 5, 6, 13, 0, 0], [7, 8, 9, 14, 15, 16]])
     attention_mask = (input_ids != 0).long()
     args = (input_ids, attention_mask, 3)
-    ours, ours_entropy, _ = trainer._get_per_token_logps_and_entropies(trainer.model, *args, compute_entropy=True)
+    ours, ours_entropy, _ = trainer._get_per_token_logps_and_entropies(
+        trainer.model, *args, batch_size=3, compute_entropy=True  # chunks of 3 rows split the second group
+    )
     theirs, theirs_entropy, _ = GRPOTrainer._get_per_token_logps_and_entropies(
         trainer, trainer.model, *args, compute_entropy=True
     )
@@ -208,4 +210,4 @@ def test_shared_prompt_log_probs_and_entropies_equal_trl_forward(tiny_llama_dir,
     grads_ours = torch.autograd.grad((ours * weights).sum(), params)
     grads_theirs = torch.autograd.grad((theirs * weights).sum(), params)
     for g_ours, g_theirs in zip(grads_ours, grads_theirs, strict=True):
-        assert (g_ours - g_theirs).abs().max() <= 1e-5 * (1 + g_theirs.abs().max())  # float32 rounding
+        assert (g_ours - g_theirs).abs().max() <= 1e-4 * (1 + g_theirs.abs().max())  # float32 rounding

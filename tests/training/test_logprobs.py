@@ -140,7 +140,7 @@ def test_sequence_logps_equal_separate_rows_values_and_gradients(tiny_llama_dir,
     grads_ours = torch.autograd.grad((ours * weights).sum(), params)
     grads_expected = torch.autograd.grad((expected * weights).sum(), params)
     for g_ours, g_expected in zip(grads_ours, grads_expected, strict=True):
-        assert (g_ours - g_expected).abs().max() <= 1e-5 * (1 + g_expected.abs().max())  # float32 rounding
+        assert (g_ours - g_expected).abs().max() <= 1e-4 * (1 + g_expected.abs().max())  # float32 rounding
 
 
 def test_packed_logits_are_the_full_forward_logits_at_each_predictor(tiny_llama_dir):

@@ -156,23 +156,40 @@ def shared_prompt_grpo_trainer() -> type:
                     compute_aux_loss,
                     **multimodal,
                 )
-            prompts, completions, columns = unpack_completion_rows(input_ids, attention_mask, logits_to_keep)
+            size = batch_size or input_ids.shape[0]  # rows per forward, as TRL chunks them (memory)
+            chunks = [
+                self._packed_chunk(
+                    model, input_ids[i : i + size], attention_mask[i : i + size], logits_to_keep, compute_entropy
+                )
+                for i in range(0, input_ids.shape[0], size)
+            ]
+            entropies = torch.cat([c[1] for c in chunks]) if compute_entropy else None
+            return torch.cat([c[0] for c in chunks]), entropies, None
+
+        def _packed_chunk(
+            self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int, entropy: bool
+        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+            """Per-token log-probabilities and entropies ``[rows, width]`` of a chunk's completions, packed by
+            prompt. Entropies carry a gradient only when TRL's entropy bonus uses them."""
+            prompts, completions, columns = unpack_completion_rows(input_ids, attention_mask, width)
             groups = group_by_prompt(prompts)
+            device = input_ids.device
             packed = pack_completions(
                 [prompts[g[0]] for g in groups], [[completions[i] for i in g] for g in groups], pad_id=0
-            ).to(input_ids.device)
+            ).to(device)
+            mask_dtype = packed_mask_dtype(self.accelerator.unwrap_model(model))
             with self.accelerator.autocast():
-                logits = packed_logits(model, packed, packed_mask_dtype(unwrapped)) / self.temperature
-            order = torch.tensor([i for g in groups for i in g], device=input_ids.device)
-            rows = order[packed.sequences]
-            width = max((len(c) for c in columns), default=0)
-            table = torch.tensor([c + [0] * (width - len(c)) for c in columns], device=input_ids.device)
-            at = (rows, table[rows, packed.offsets])
-            shape = (input_ids.shape[0], logits_to_keep)
-            logps = torch.zeros(shape, device=input_ids.device).index_put(at, token_logps(logits, packed.targets))
-            if not compute_entropy:
-                return logps, None, None
-            return logps, torch.zeros(shape, device=input_ids.device).index_put(at, token_entropy(logits)), None
+                logits = packed_logits(model, packed, mask_dtype) / self.temperature
+            rows = torch.tensor([i for g in groups for i in g], device=device)[packed.sequences]
+            longest = max((len(c) for c in columns), default=0)
+            table = torch.tensor([c + [0] * (longest - len(c)) for c in columns], device=device)
+            at = (rows, table[rows, packed.offsets])  # each scored token's row and completion column
+            shape = (input_ids.shape[0], width)
+            logps = torch.zeros(shape, device=device).index_put(at, token_logps(logits, packed.targets))
+            if not entropy:
+                return logps, None
+            entropies = token_entropy(logits if self._entropy_bonus_enabled else logits.detach())
+            return logps, torch.zeros(shape, device=device).index_put(at, entropies)
 
     return SharedPromptGRPOTrainer
 

@@ -199,26 +199,31 @@ def packed_mask_dtype(model: Any) -> torch.dtype | None:
 
 
 def packed_logits(model: Any, packed: PackedCompletions, mask_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """``[K, V]`` logits predicting each scored token of packed completions, from one forward.
+    """``[K, V]`` logits predicting each scored token of packed completions.
 
-    Logits are kept only at the positions that predict a scored token in some row
-    (``logits_to_keep``), so the vocabulary projection skips the prompts. ``model`` may be wrapped
-    (PEFT, DDP, DeepSpeed): it is called, not unwrapped. The mask goes in as given: boolean for
-    SDPA; ``mask_dtype`` turns it additive (0 or the dtype's minimum) for the eager attention.
+    One forward per packed row, each keeping logits only at the positions that predict one of its
+    scored tokens (``logits_to_keep``), so the vocabulary projection skips the prompts and at most
+    one row's ``[positions, V]`` logits exist at a time. ``model`` may be wrapped (PEFT, DDP,
+    DeepSpeed): it is called, not unwrapped. The mask goes in as given: boolean for SDPA;
+    ``mask_dtype`` turns it additive (0 or the dtype's minimum) for the eager attention.
     """
     mask = packed.attention_mask
     if mask_dtype is not None:
         blocked = torch.finfo(mask_dtype).min
         mask = torch.zeros(mask.shape, dtype=mask_dtype, device=mask.device).masked_fill(~mask, blocked)
-    keep = torch.unique(packed.predictors)  # sorted
-    logits = model(
-        input_ids=packed.input_ids,
-        attention_mask=mask,
-        position_ids=packed.position_ids,
-        logits_to_keep=keep,
-        use_cache=False,
-    ).logits
-    return logits[packed.rows, torch.searchsorted(keep, packed.predictors)]
+    parts = []
+    for row in range(packed.input_ids.shape[0]):  # scored tokens are listed row by row
+        predictors = packed.predictors[packed.rows == row]
+        keep = torch.unique(predictors)  # sorted
+        logits = model(
+            input_ids=packed.input_ids[row : row + 1],
+            attention_mask=mask[row : row + 1],
+            position_ids=packed.position_ids[row : row + 1],
+            logits_to_keep=keep,
+            use_cache=False,
+        ).logits[0]
+        parts.append(logits[torch.searchsorted(keep, predictors)])
+    return torch.cat(parts)
 
 
 def sequence_logps(model: Any, packed: PackedCompletions, mask_dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -34,8 +34,8 @@ class DPOStageConfig(TrainerStageConfig):
     precompute_ref_log_probs: bool = False
     max_length: int | None = 512
     shared_prompt: bool = True
-    """Score each pair from one row, its prompt computed once (sigmoid loss with SDPA or eager attention;
-    other settings fall back to TRL's two rows per pair). False: always TRL's forward."""
+    """Score each pair from one packed segment, its prompt computed once (sigmoid loss with SDPA or eager
+    attention; other settings fall back to TRL's two rows per pair). False: always TRL's forward."""
 
 
 def preference_records(dataset: Any, source: str) -> Any:
@@ -73,7 +73,7 @@ def dpo_kl(logs: dict[str, Any], beta: float) -> dict[str, float]:
 
 @cache
 def shared_prompt_dpo_trainer() -> type:
-    """``DPOTrainer`` whose sigmoid loss scores each pair from one packed row (built on first use)."""
+    """``DPOTrainer`` whose sigmoid loss scores each pair from one packed segment (built on first use)."""
     from accelerate.utils import is_peft_model
     from trl import DPOTrainer
     from trl.models.utils import disable_gradient_checkpointing

@@ -172,33 +172,52 @@ TWO_OBJECTIVES = [
 ]
 
 
-@pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_shared_prompt_log_probs_and_entropies_equal_trl_forward(tiny_llama_dir, tmp_path, temperature):
+def online_trainer(stage, model_dir, out, temperature):
+    """The GRPO or RLOO stage's trainer class on a tiny model (as the stages build them) and TRL's own class."""
     from datasets import Dataset
-    from trl import GRPOTrainer
+    from trl import GRPOTrainer, RLOOConfig, RLOOTrainer
 
     from moalign.models import load_causal_lm, load_tokenizer
-    from moalign.stages.grpo import grpo_args, grpo_trainer_class, shared_prompt_grpo_trainer
+    from moalign.stages.grpo import grpo_args, grpo_trainer_class
+    from moalign.stages.rloo import RLOOStageConfig, rloo_trainer_class
+    from moalign.training.args import trainer_kwargs
+    from moalign.training.trl_online import online_trainer_kwargs
 
-    config = GRPOStageConfig(
-        dataset="x", per_device_train_batch_size=4, num_generations=2, max_steps=1, bf16=False, temperature=temperature
-    )
-    trainer = grpo_trainer_class(config)(
-        model=load_causal_lm(str(tiny_llama_dir)),
+    keys = {"dataset": "x", "per_device_train_batch_size": 4, "num_generations": 2, "max_steps": 1, "bf16": False}
+    if stage == "grpo":
+        config = GRPOStageConfig(**keys, temperature=temperature)
+        cls, args, trl_cls = grpo_trainer_class(config), grpo_args(config, out, 0), GRPOTrainer
+    else:
+        config = RLOOStageConfig(**keys, temperature=temperature)
+        args = RLOOConfig(**trainer_kwargs(config, out, seed=0, has_eval=False), **online_trainer_kwargs(config))
+        cls, trl_cls = rloo_trainer_class(config), RLOOTrainer
+    trainer = cls(
+        model=load_causal_lm(str(model_dir)),
         reward_funcs=lambda completions, **kw: [0.0] * len(completions),
-        args=grpo_args(config, tmp_path / "out", 0),
+        args=args,
         train_dataset=Dataset.from_list([{"prompt": "hi"}] * 4),
-        processing_class=load_tokenizer(str(tiny_llama_dir), padding_side="left"),
+        processing_class=load_tokenizer(str(model_dir), padding_side="left"),
     )
-    assert isinstance(trainer, shared_prompt_grpo_trainer())
+    return trainer, trl_cls
+
+
+@pytest.mark.parametrize(("stage", "temperature"), [("grpo", 1.0), ("grpo", 0.7), ("rloo", 0.7)])
+def test_shared_prompt_log_probs_and_entropies_equal_trl_forward(tiny_llama_dir, tmp_path, stage, temperature):
+    from moalign.training.trl_online import PackedLogpsMixin
+
+    trainer, trl_cls = online_trainer(stage, tiny_llama_dir, tmp_path / "out", temperature)
+    assert isinstance(trainer, PackedLogpsMixin)
     # TRL's layout: left-padded prompts | right-padded completions; rows 0, 2 and 1, 3 share a prompt
     input_ids = torch.tensor([[0, 5, 6, 9, 10, 11], [7, 8, 9, 12, 0, 0], [0, 5, 6, 13, 0, 0], [7, 8, 9, 14, 15, 16]])
     attention_mask = (input_ids != 0).long()
     args = (input_ids, attention_mask, 3)
     ours, ours_entropy, _ = trainer._get_per_token_logps_and_entropies(
-        trainer.model, *args, batch_size=3, compute_entropy=True  # chunks of 3 rows split the second group
+        trainer.model,
+        *args,
+        batch_size=3,
+        compute_entropy=True,  # chunks of 3 rows split the second group
     )
-    theirs, theirs_entropy, _ = GRPOTrainer._get_per_token_logps_and_entropies(
+    theirs, theirs_entropy, _ = trl_cls._get_per_token_logps_and_entropies(
         trainer, trainer.model, *args, compute_entropy=True
     )
     mask = attention_mask[:, 3:].bool()

@@ -33,7 +33,12 @@ from pydantic import Field, model_validator
 from moalign.losses.policy import centred_rewards
 from moalign.stages.base import StageContext, StageResult, register_stage
 from moalign.training.args import trainer_kwargs
-from moalign.training.trl_online import TRLOnlineStageConfig, online_trainer_kwargs, run_trl_online
+from moalign.training.trl_online import (
+    PackedLogpsMixin,
+    TRLOnlineStageConfig,
+    online_trainer_kwargs,
+    run_trl_online,
+)
 
 Advantage = Literal["group", "leave_one_out"]
 
@@ -48,9 +53,6 @@ class GRPOStageConfig(TRLOnlineStageConfig):
     divided by the std per ``scale_rewards``."""
     scale_rewards: Literal["group", "batch", "none"] = "none"
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "dr_grpo"
-    shared_prompt: bool = True
-    """Score each group's completions from one packed segment, its prompt computed once (text models with
-    SDPA or eager attention; otherwise, and with ``cast_lm_head_to_fp32``, TRL's forward). False: always TRL's."""
 
     @model_validator(mode="after")
     def _check_advantage(self) -> GRPOStageConfig:
@@ -74,21 +76,11 @@ def leave_one_out_rewards_advantages(rewards_per_func: torch.Tensor, weights: to
 
 @cache
 def shared_prompt_grpo_trainer() -> type:
-    """``GRPOTrainer`` whose per-token log-probabilities come from packed groups (built on first use)."""
+    """``GRPOTrainer`` whose per-token log-probabilities come from packed groups and whose samples of a prompt
+    share its prefill (built on first use)."""
     from trl import GRPOTrainer
 
-    from moalign.training.logprobs import (
-        PACKABLE_ATTENTION,
-        group_by_prompt,
-        pack_completions,
-        packed_logits,
-        packed_mask_dtype,
-        token_entropy,
-        token_logps,
-        unpack_completion_rows,
-    )
-
-    class SharedPromptGRPOTrainer(GRPOTrainer):
+    class SharedPromptGRPOTrainer(PackedLogpsMixin, GRPOTrainer):
         def _generate_single_turn(  # type: ignore[no-untyped-def]
             self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
         ):
@@ -127,69 +119,6 @@ def shared_prompt_grpo_trainer() -> type:
             eos = set(self.eos_token_ids)
             ends = [next((j + 1 for j, t in enumerate(c) if t in eos), len(c)) for c in completions]
             return [c[:n] for c, n in zip(completions, ends, strict=True)], None
-
-        def _get_per_token_logps_and_entropies(  # type: ignore[no-untyped-def]
-            self,
-            model,
-            input_ids,
-            attention_mask,
-            logits_to_keep,
-            batch_size=None,
-            compute_entropy=False,
-            compute_aux_loss=False,
-            **multimodal,
-        ):
-            unwrapped = self.accelerator.unwrap_model(model)
-            if (
-                compute_aux_loss
-                or any(value is not None for value in multimodal.values())
-                or self.args.cast_lm_head_to_fp32
-                or unwrapped.config._attn_implementation not in PACKABLE_ATTENTION
-            ):
-                return super()._get_per_token_logps_and_entropies(
-                    model,
-                    input_ids,
-                    attention_mask,
-                    logits_to_keep,
-                    batch_size,
-                    compute_entropy,
-                    compute_aux_loss,
-                    **multimodal,
-                )
-            size = batch_size or input_ids.shape[0]  # rows per forward, as TRL chunks them (memory)
-            chunks = [
-                self._packed_chunk(
-                    model, input_ids[i : i + size], attention_mask[i : i + size], logits_to_keep, compute_entropy
-                )
-                for i in range(0, input_ids.shape[0], size)
-            ]
-            entropies = torch.cat([c[1] for c in chunks]) if compute_entropy else None
-            return torch.cat([c[0] for c in chunks]), entropies, None
-
-        def _packed_chunk(
-            self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int, entropy: bool
-        ) -> tuple[torch.Tensor, torch.Tensor | None]:
-            """Per-token log-probabilities and entropies ``[rows, width]`` of a chunk's completions, packed by
-            prompt. Entropies carry a gradient only when TRL's entropy bonus uses them."""
-            prompts, completions, columns = unpack_completion_rows(input_ids, attention_mask, width)
-            groups = group_by_prompt(prompts)
-            device = input_ids.device
-            packed = pack_completions(
-                [prompts[g[0]] for g in groups], [[completions[i] for i in g] for g in groups], pad_id=0
-            ).to(device)
-            mask_dtype = packed_mask_dtype(self.accelerator.unwrap_model(model))
-            with self.accelerator.autocast():
-                logits = packed_logits(model, packed, mask_dtype) / self.temperature
-            rows = torch.tensor([i for g in groups for i in g], device=device)[packed.sequences]
-            longest = max((len(c) for c in columns), default=0)
-            table = torch.tensor([c + [0] * (longest - len(c)) for c in columns], device=device)
-            at = (rows, table[rows, packed.offsets])  # each scored token's row and completion column
-            shape = (input_ids.shape[0], width)
-            logps = torch.zeros(shape, device=device).index_put(at, token_logps(logits, packed.targets))
-            if not entropy:
-                return logps, None
-            entropies = token_entropy(logits if self._entropy_bonus_enabled else logits.detach())
-            return logps, torch.zeros(shape, device=device).index_put(at, entropies)
 
     return SharedPromptGRPOTrainer
 

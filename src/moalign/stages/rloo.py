@@ -2,16 +2,21 @@
 
 TRL's RLOO folds the KL to the reference into the sequence reward (``R - beta * sum_t log pi/pi_ref``)
 and takes the leave-one-out baseline ``R_i - mean_{j != i} R_j`` within each prompt's group; the
-reward plumbing (aggregators, per-objective logging, tags) is the GRPO stage's.
+reward plumbing (aggregators, per-objective logging, tags) is the GRPO stage's. With ``shared_prompt``
+(the default) the per-token log-probabilities come from packed groups, each prompt computed once
+(:class:`moalign.training.trl_online.PackedLogpsMixin`).
 """
 
 from __future__ import annotations
+
+from functools import cache
+from typing import Any
 
 from pydantic import Field
 
 from moalign.stages.base import StageContext, StageResult, register_stage
 from moalign.training.args import trainer_kwargs
-from moalign.training.trl_online import TRLOnlineStageConfig, online_trainer_kwargs, run_trl_online
+from moalign.training.trl_online import PackedLogpsMixin, TRLOnlineStageConfig, online_trainer_kwargs, run_trl_online
 
 
 class RLOOStageConfig(TRLOnlineStageConfig):
@@ -24,10 +29,28 @@ class RLOOStageConfig(TRLOnlineStageConfig):
     """Whiten the advantages over the batch (TRL's key)."""
 
 
+@cache
+def shared_prompt_rloo_trainer() -> type:
+    """``RLOOTrainer`` with packed per-token log-probabilities (built on first use: TRL is heavy)."""
+    from trl import RLOOTrainer
+
+    class SharedPromptRLOOTrainer(PackedLogpsMixin, RLOOTrainer):
+        pass
+
+    return SharedPromptRLOOTrainer
+
+
+def rloo_trainer_class(config: RLOOStageConfig) -> Any:
+    """TRL's ``RLOOTrainer``, with packed groups for ``shared_prompt``."""
+    from trl import RLOOTrainer
+
+    return shared_prompt_rloo_trainer() if config.shared_prompt else RLOOTrainer
+
+
 @register_stage("rloo", RLOOStageConfig)
 def run_rloo(ctx: StageContext, config: RLOOStageConfig) -> StageResult:
     """Train with RLOO on the recipe's prompts and reward; hand on the final checkpoint."""
-    from trl import RLOOConfig, RLOOTrainer
+    from trl import RLOOConfig
 
     from moalign.training.checkpoint import save_trainer_model
 
@@ -36,6 +59,6 @@ def run_rloo(ctx: StageContext, config: RLOOStageConfig) -> StageResult:
         **online_trainer_kwargs(config),
         normalize_advantages=config.normalize_advantages,
     )
-    trainer, output = run_trl_online(ctx, config, RLOOTrainer, args)
+    trainer, output = run_trl_online(ctx, config, rloo_trainer_class(config), args)
     path = save_trainer_model(trainer, trainer.processing_class, ctx.dir / "model")
     return StageResult(model=str(path), summary={"train_loss": output.training_loss, "steps": output.global_step})

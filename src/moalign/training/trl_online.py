@@ -1,4 +1,5 @@
-"""What the TRL-backed online stages (GRPO, RLOO) share: config keys, prompts, the reward bridge, safety rails.
+"""What the TRL-backed online stages (GRPO, RLOO) share: config keys, prompts, the reward bridge, safety rails,
+packed log-probabilities.
 
 The project's reward layer reaches TRL through TRL's documented reward-function interface
 (``reward(prompts=, completions=, **columns) -> list[float | None]``): :class:`TRLReward` scores the
@@ -14,6 +15,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import torch
 from pydantic import Field, model_validator
 from transformers import TrainerCallback
 
@@ -22,6 +24,16 @@ from moalign.data.specs import as_messages, require_prompt
 from moalign.errors import UserError
 from moalign.rewards import MultiObjectiveReward
 from moalign.training.args import TrainerStageConfig
+from moalign.training.logprobs import (
+    PACKABLE_ATTENTION,
+    group_by_prompt,
+    pack_completions,
+    packed_logits,
+    packed_mask_dtype,
+    token_entropy,
+    token_logps,
+    unpack_completion_rows,
+)
 
 TRL_ONLY_KWARGS = ("completion_ids", "trainer_state", "log_extra", "log_metric", "environments")
 """Keyword arguments TRL adds to every reward-function call that are not dataset columns."""
@@ -54,6 +66,9 @@ class TRLOnlineStageConfig(TrainerStageConfig):
     """Generate with vLLM (GPU machines with vLLM installed); HF generation with KV cache otherwise."""
     vllm_mode: Literal["colocate", "server"] = "colocate"
     kl_bound: float | None = Field(None, gt=0.0)
+    shared_prompt: bool = True
+    """Score each group's completions from one packed segment, its prompt computed once (text models with
+    SDPA or eager attention; otherwise, and with ``cast_lm_head_to_fp32``, TRL's forward). False: always TRL's."""
     """Stop training once the logged KL to the reference exceeds this (needs ``beta > 0``)."""
 
     @model_validator(mode="after")
@@ -122,6 +137,81 @@ def online_trainer_kwargs(config: TRLOnlineStageConfig) -> dict[str, Any]:
         "use_vllm": config.use_vllm,
         "vllm_mode": config.vllm_mode,
     }
+
+
+class PackedLogpsMixin:
+    """For TRL's GRPO and RLOO trainers: per-token log-probabilities (and entropies) of the completions from
+    packed groups, each prompt computed once (:func:`moalign.training.logprobs.pack_completions`).
+
+    Rows are read from TRL's ``[prompt | completion]`` layout and grouped by identical prompt within
+    TRL's row chunks (``batch_size``, as TRL chunks them for memory). Values equal TRL's own forward
+    within float32 rounding (checked by a test); multimodal inputs, MoE auxiliary losses,
+    ``cast_lm_head_to_fp32`` and attentions without custom masks take TRL's path.
+    """
+
+    def _get_per_token_logps_and_entropies(  # type: ignore[no-untyped-def]
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        **multimodal,
+    ):
+        unwrapped = self.accelerator.unwrap_model(model)
+        if (
+            compute_aux_loss
+            or any(value is not None for value in multimodal.values())
+            or getattr(self.args, "cast_lm_head_to_fp32", False)
+            or unwrapped.config._attn_implementation not in PACKABLE_ATTENTION
+        ):
+            return super()._get_per_token_logps_and_entropies(  # type: ignore[misc]
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size,
+                compute_entropy,
+                compute_aux_loss,
+                **multimodal,
+            )
+        size = batch_size or input_ids.shape[0]
+        chunks = [
+            self._packed_chunk(
+                model, input_ids[i : i + size], attention_mask[i : i + size], logits_to_keep, compute_entropy
+            )
+            for i in range(0, input_ids.shape[0], size)
+        ]
+        entropies = torch.cat([c[1] for c in chunks]) if compute_entropy else None
+        return torch.cat([c[0] for c in chunks]), entropies, None
+
+    def _packed_chunk(
+        self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int, entropy: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token log-probabilities and entropies ``[rows, width]`` of a chunk's completions, packed by
+        prompt. Entropies carry a gradient only when an entropy bonus (GRPO's) uses them."""
+        prompts, completions, columns = unpack_completion_rows(input_ids, attention_mask, width)
+        groups = group_by_prompt(prompts)
+        device = input_ids.device
+        packed = pack_completions(
+            [prompts[g[0]] for g in groups], [[completions[i] for i in g] for g in groups], pad_id=0
+        ).to(device)
+        mask_dtype = packed_mask_dtype(self.accelerator.unwrap_model(model))
+        with self.accelerator.autocast():
+            logits = packed_logits(model, packed, mask_dtype) / self.temperature
+        rows = torch.tensor([i for g in groups for i in g], device=device)[packed.sequences]
+        longest = max((len(c) for c in columns), default=0)
+        table = torch.tensor([c + [0] * (longest - len(c)) for c in columns], device=device)
+        at = (rows, table[rows, packed.offsets])  # each scored token's row and completion column
+        shape = (input_ids.shape[0], width)
+        logps = torch.zeros(shape, device=device).index_put(at, token_logps(logits, packed.targets))
+        if not entropy:
+            return logps, None
+        bonus = getattr(self, "_entropy_bonus_enabled", False)
+        entropies = token_entropy(logits if bonus else logits.detach())
+        return logps, torch.zeros(shape, device=device).index_put(at, entropies)
 
 
 def online_metrics(logs: dict[str, Any]) -> dict[str, float]:

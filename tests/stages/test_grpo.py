@@ -203,10 +203,14 @@ def online_trainer(stage, model_dir, out, temperature):
 
 @pytest.mark.parametrize(("stage", "temperature"), [("grpo", 1.0), ("grpo", 0.7), ("rloo", 0.7)])
 def test_shared_prompt_log_probs_and_entropies_equal_trl_forward(tiny_llama_dir, tmp_path, stage, temperature):
-    from moalign.training.trl_online import PackedLogpsMixin
+    from moalign.training.trl_online import SharedPromptMixin
 
     trainer, trl_cls = online_trainer(stage, tiny_llama_dir, tmp_path / "out", temperature)
-    assert isinstance(trainer, PackedLogpsMixin)
+    assert isinstance(trainer, SharedPromptMixin)
+    extra = (2,) if stage == "grpo" else ()  # GRPO's generation also takes num_generations
+    drawn = trainer._generate_single_turn([[5, 6, 7], [5, 6, 7]], None, {}, *extra)  # one prefill for both
+    ids = drawn[0] if stage == "grpo" else drawn  # GRPO returns (ids, logprobs), RLOO the ids, as TRL does
+    assert len(ids) == 2 and all(isinstance(t, int) for row in ids for t in row)
     # TRL's layout: left-padded prompts | right-padded completions; rows 0, 2 and 1, 3 share a prompt
     input_ids = torch.tensor([[0, 5, 6, 9, 10, 11], [7, 8, 9, 12, 0, 0], [0, 5, 6, 13, 0, 0], [7, 8, 9, 14, 15, 16]])
     attention_mask = (input_ids != 0).long()

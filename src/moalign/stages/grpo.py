@@ -34,7 +34,7 @@ from moalign.losses.policy import centred_rewards
 from moalign.stages.base import StageContext, StageResult, register_stage
 from moalign.training.args import trainer_kwargs
 from moalign.training.trl_online import (
-    PackedLogpsMixin,
+    SharedPromptMixin,
     TRLOnlineStageConfig,
     online_trainer_kwargs,
     run_trl_online,
@@ -80,45 +80,8 @@ def shared_prompt_grpo_trainer() -> type:
     share its prefill (built on first use)."""
     from trl import GRPOTrainer
 
-    class SharedPromptGRPOTrainer(PackedLogpsMixin, GRPOTrainer):
-        def _generate_single_turn(  # type: ignore[no-untyped-def]
-            self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
-        ):
-            """TRL's plain ``generate`` path, each group's prompt prefilled once (:func:`generate_shared_prefix`)."""
-            if self.use_vllm or self.use_transformers_continuous_batching or images is not None or multimodal_fields:
-                return super()._generate_single_turn(
-                    prompt_ids, images, multimodal_fields, num_generations, has_tool_images
-                )
-            from trl.extras.profiling import profiling_context
-            from trl.models import unwrap_model_for_generation
-            from trl.trainer.utils import pad
-
-            from moalign.generation import generate_shared_prefix
-
-            rows = [torch.tensor(ids) for ids in prompt_ids]
-            padding = {"padding_side": "left", "pad_to_multiple_of": self.pad_to_multiple_of}
-            device = self.accelerator.device
-            inputs = {
-                "input_ids": pad(rows, padding_value=self._tokenizer.pad_token_id, **padding).to(device),
-                "attention_mask": pad([torch.ones_like(t) for t in rows], padding_value=0, **padding).to(device),
-            }
-            with (
-                profiling_context(self, "transformers.generate"),
-                unwrap_model_for_generation(
-                    self.model_wrapped,
-                    self.accelerator,
-                    gather_deepspeed3_params=self.args.ds3_gather_for_generation,
-                    generation_kwargs=self.generation_kwargs,
-                    gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
-                ) as unwrapped_model,
-                torch.no_grad(),
-                self._dist.summon_full_params(self.model_wrapped, recurse=False),
-            ):
-                sequences = generate_shared_prefix(unwrapped_model, **inputs, generation_config=self.generation_config)
-            completions = sequences[:, inputs["input_ids"].shape[1] :].tolist()
-            eos = set(self.eos_token_ids)
-            ends = [next((j + 1 for j, t in enumerate(c) if t in eos), len(c)) for c in completions]
-            return [c[:n] for c, n in zip(completions, ends, strict=True)], None
+    class SharedPromptGRPOTrainer(SharedPromptMixin, GRPOTrainer):
+        single_turn_logprobs = True  # GRPO's _generate_single_turn returns (completion_ids, logprobs)
 
     return SharedPromptGRPOTrainer
 

@@ -4,7 +4,7 @@ TRL's RLOO folds the KL to the reference into the sequence reward (``R - beta * 
 and takes the leave-one-out baseline ``R_i - mean_{j != i} R_j`` within each prompt's group; the
 reward plumbing (aggregators, per-objective logging, tags) is the GRPO stage's. With ``shared_prompt``
 (the default) the per-token log-probabilities come from packed groups, each prompt computed once
-(:class:`moalign.training.trl_online.PackedLogpsMixin`).
+and a prompt's samples share its prefill (:class:`moalign.training.trl_online.SharedPromptMixin`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pydantic import Field
 
 from moalign.stages.base import StageContext, StageResult, register_stage
 from moalign.training.args import trainer_kwargs
-from moalign.training.trl_online import PackedLogpsMixin, TRLOnlineStageConfig, online_trainer_kwargs, run_trl_online
+from moalign.training.trl_online import SharedPromptMixin, TRLOnlineStageConfig, online_trainer_kwargs, run_trl_online
 
 
 class RLOOStageConfig(TRLOnlineStageConfig):
@@ -31,11 +31,11 @@ class RLOOStageConfig(TRLOnlineStageConfig):
 
 @cache
 def shared_prompt_rloo_trainer() -> type:
-    """``RLOOTrainer`` with packed per-token log-probabilities (built on first use: TRL is heavy)."""
+    """``RLOOTrainer`` with packed per-token log-probabilities and shared prefills (built on first use)."""
     from trl import RLOOTrainer
 
-    class SharedPromptRLOOTrainer(PackedLogpsMixin, RLOOTrainer):
-        pass
+    class SharedPromptRLOOTrainer(SharedPromptMixin, RLOOTrainer):
+        single_turn_logprobs = False  # RLOO's _generate_single_turn returns completion_ids only
 
     return SharedPromptRLOOTrainer
 

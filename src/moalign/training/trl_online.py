@@ -139,15 +139,55 @@ def online_trainer_kwargs(config: TRLOnlineStageConfig) -> dict[str, Any]:
     }
 
 
-class PackedLogpsMixin:
-    """For TRL's GRPO and RLOO trainers: per-token log-probabilities (and entropies) of the completions from
-    packed groups, each prompt computed once (:func:`moalign.training.logprobs.pack_completions`).
+class SharedPromptMixin:
+    """For TRL's GRPO and RLOO trainers: a prompt's k completions share its prefill when sampled
+    (:func:`moalign.generation.generate_shared_prefix`) and one packed segment when scored
+    (:func:`moalign.training.logprobs.pack_completions`), the prompt computed once.
 
     Rows are read from TRL's ``[prompt | completion]`` layout and grouped by identical prompt within
     TRL's row chunks (``batch_size``, as TRL chunks them for memory). Values equal TRL's own forward
-    within float32 rounding (checked by a test); multimodal inputs, MoE auxiliary losses,
-    ``cast_lm_head_to_fp32`` and attentions without custom masks take TRL's path.
+    within float32 rounding (checked by a test). vLLM, continuous batching, multimodal inputs, MoE
+    auxiliary losses, ``cast_lm_head_to_fp32`` and attentions without custom masks take TRL's path.
     """
+
+    single_turn_logprobs: bool
+    """Whether the trainer's ``_generate_single_turn`` returns ``(completion_ids, logprobs)`` (GRPO) or
+    the ids alone (RLOO)."""
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.use_vllm or self.use_transformers_continuous_batching or images is not None or multimodal_fields:
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, *args, **kwargs)  # type: ignore[misc]
+        from trl.extras.profiling import profiling_context
+        from trl.models import unwrap_model_for_generation
+        from trl.trainer.utils import pad
+
+        from moalign.generation import generate_shared_prefix
+
+        rows = [torch.tensor(ids) for ids in prompt_ids]
+        padding = {"padding_side": "left", "pad_to_multiple_of": self.pad_to_multiple_of}
+        device = self.accelerator.device
+        inputs = {
+            "input_ids": pad(rows, padding_value=self._tokenizer.pad_token_id, **padding).to(device),
+            "attention_mask": pad([torch.ones_like(t) for t in rows], padding_value=0, **padding).to(device),
+        }
+        with (
+            profiling_context(self, "transformers.generate"),
+            unwrap_model_for_generation(
+                self.model_wrapped,
+                self.accelerator,
+                gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                generation_kwargs=self.generation_kwargs,
+                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+            ) as unwrapped_model,
+            torch.no_grad(),
+            self._dist.summon_full_params(self.model_wrapped, recurse=False),
+        ):
+            sequences = generate_shared_prefix(unwrapped_model, **inputs, generation_config=self.generation_config)
+        completions = sequences[:, inputs["input_ids"].shape[1] :].tolist()
+        eos = set(self.eos_token_ids)
+        ends = [next((j + 1 for j, t in enumerate(c) if t in eos), len(c)) for c in completions]
+        completion_ids = [c[:n] for c, n in zip(completions, ends, strict=True)]
+        return (completion_ids, None) if self.single_turn_logprobs else completion_ids
 
     def _get_per_token_logps_and_entropies(  # type: ignore[no-untyped-def]
         self,

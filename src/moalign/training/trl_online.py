@@ -66,10 +66,10 @@ class TRLOnlineStageConfig(TrainerStageConfig):
     """Generate with vLLM (GPU machines with vLLM installed); HF generation with KV cache otherwise."""
     vllm_mode: Literal["colocate", "server"] = "colocate"
     kl_bound: float | None = Field(None, gt=0.0)
-    shared_prompt: bool = True
-    """Score each group's completions from one packed segment, its prompt computed once (text models with
-    SDPA or eager attention; otherwise, and with ``cast_lm_head_to_fp32``, TRL's forward). False: always TRL's."""
     """Stop training once the logged KL to the reference exceeds this (needs ``beta > 0``)."""
+    shared_prompt: bool = True
+    """Sample a prompt's completions from one prefill and score them from one packed segment, the prompt
+    computed once (:class:`SharedPromptMixin`; where it does not apply, TRL's path). False: always TRL's."""
 
     @model_validator(mode="after")
     def _check(self) -> TRLOnlineStageConfig:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from moalign.cost import count_tokens
+from moalign.training.logprobs import group_by_prompt
 
 Chat = list[dict[str, str]]
 
@@ -83,13 +84,13 @@ def generate_shared_prefix(model: Any, input_ids: torch.Tensor, attention_mask: 
     """
     from transformers import DynamicCache
 
-    keys = [(tuple(ids), tuple(mask)) for ids, mask in zip(input_ids.tolist(), attention_mask.tolist(), strict=True)]
-    distinct = {key: None for key in keys}  # insertion-ordered set
-    if len(distinct) == len(keys) or input_ids.shape[1] < 2:
+    keys = [ids + mask for ids, mask in zip(input_ids.tolist(), attention_mask.tolist(), strict=True)]
+    groups = group_by_prompt(keys)  # rows with the same tokens and padding
+    if len(groups) == len(keys) or input_ids.shape[1] < 2:
         return model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-    index = {key: i for i, key in enumerate(distinct)}
-    first = torch.tensor([keys.index(key) for key in distinct], device=input_ids.device)
-    rows = torch.tensor([index[key] for key in keys], device=input_ids.device)
+    first = torch.tensor([g[0] for g in groups], device=input_ids.device)
+    group_of = {row: i for i, g in enumerate(groups) for row in g}
+    rows = torch.tensor([group_of[row] for row in range(len(keys))], device=input_ids.device)
     positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
     cache = DynamicCache(config=model.config)
     model(

@@ -287,6 +287,16 @@ def group_by_prompt(prompts: list[list[int]]) -> list[list[int]]:
     return list(groups.values())
 
 
+def pack_by_prompt(
+    prompts: list[list[int]], completions: list[list[int]], pad_id: int
+) -> tuple[PackedCompletions, torch.Tensor]:
+    """Rows ``prompts[i] + completions[i]`` grouped by identical prompt and packed (:func:`pack_completions`);
+    also returns ``order``, ``order[s]`` being the row of packed sequence ``s``."""
+    groups = group_by_prompt(prompts)
+    packed = pack_completions([prompts[g[0]] for g in groups], [[completions[i] for i in g] for g in groups], pad_id)
+    return packed, torch.tensor([i for g in groups for i in g])
+
+
 def prompt_completion_logps(
     model: Any, prompts: list[list[int]], completions: list[list[int]], pad_id: int
 ) -> torch.Tensor:
@@ -304,10 +314,6 @@ def prompt_completion_logps(
     if unwrapped.config._attn_implementation not in PACKABLE_ATTENTION:
         ids, attn, comp = (t.to(device) for t in join_prompt_completion(prompts, completions, pad_id))
         return completion_logps(model, ids, attn, comp)
-    groups = group_by_prompt(prompts)
-    packed = pack_completions(
-        [prompts[g[0]] for g in groups], [[completions[i] for i in g] for g in groups], pad_id
-    ).to(device)
-    order = torch.tensor([i for g in groups for i in g], device=device)
-    logps = sequence_logps(model, packed, packed_mask_dtype(unwrapped))
-    return torch.empty_like(logps).index_copy(0, order, logps)
+    packed, order = pack_by_prompt(prompts, completions, pad_id)
+    logps = sequence_logps(model, packed.to(device), packed_mask_dtype(unwrapped))
+    return torch.empty_like(logps).index_copy(0, order.to(device), logps)

@@ -26,8 +26,7 @@ from moalign.rewards import MultiObjectiveReward
 from moalign.training.args import TrainerStageConfig
 from moalign.training.logprobs import (
     PACKABLE_ATTENTION,
-    group_by_prompt,
-    pack_completions,
+    pack_by_prompt,
     packed_logits,
     packed_mask_dtype,
     token_entropy,
@@ -233,15 +232,13 @@ class SharedPromptMixin:
         """Per-token log-probabilities and entropies ``[rows, width]`` of a chunk's completions, packed by
         prompt. Entropies carry a gradient only when an entropy bonus (GRPO's) uses them."""
         prompts, completions, columns = unpack_completion_rows(input_ids, attention_mask, width)
-        groups = group_by_prompt(prompts)
         device = input_ids.device
-        packed = pack_completions(
-            [prompts[g[0]] for g in groups], [[completions[i] for i in g] for g in groups], pad_id=0
-        ).to(device)
+        packed, order = pack_by_prompt(prompts, completions, pad_id=0)
+        packed, order = packed.to(device), order.to(device)
         mask_dtype = packed_mask_dtype(self.accelerator.unwrap_model(model))
         with self.accelerator.autocast():
             logits = packed_logits(model, packed, mask_dtype) / self.temperature
-        rows = torch.tensor([i for g in groups for i in g], device=device)[packed.sequences]
+        rows = order[packed.sequences]
         longest = max((len(c) for c in columns), default=0)
         table = torch.tensor([c + [0] * (longest - len(c)) for c in columns], device=device)
         at = (rows, table[rows, packed.offsets])  # each scored token's row and completion column

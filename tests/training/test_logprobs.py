@@ -89,6 +89,7 @@ def test_pack_completions_rows_positions_and_mask_worked_by_hand():
     assert packed.sequences.tolist() == [0, 1, 1, 2, 2]  # completions numbered group by group
     assert packed.offsets.tolist() == [0, 0, 1, 0, 1]
     assert packed.num_sequences == 4
+    assert packed.layout == (((0, 2, (1, 2)), (5, 1, (2, 0))),)  # (start, prompt length, completion lengths)
 
     packed = pack_completions(*groups, pad_id=0, row_tokens=0)  # one group per row
     assert packed.input_ids.tolist() == [[1, 2, 3, 4, 5], [6, 7, 8, 0, 0]]
@@ -102,6 +103,7 @@ def test_pack_completions_rows_positions_and_mask_worked_by_hand():
     ]
     assert packed.rows.tolist() == [0, 0, 0, 1, 1]
     assert packed.predictors.tolist() == [1, 1, 3, 0, 1]
+    assert packed.layout == (((0, 2, (1, 2)),), ((0, 1, (2, 0)),))
     with pytest.raises(ValueError, match="at least one token"):
         pack_completions([[]], [[[1]]], pad_id=0)
 
@@ -129,7 +131,7 @@ def test_sequence_logps_equal_separate_rows_values_and_gradients(tiny_llama_dir,
     prompts = [[5, 6, 7], [8], [9, 10]]
     groups = [[[9, 10], [15]], [[11, 12, 13, 14], [16, 17], [3]], [[], [18, 19]]]  # 2, 3 and 2 completions
     packed = pack_completions(prompts, groups, pad_id=0, row_tokens=row_tokens)  # 12: rows [0], [1, 2]
-    ours = sequence_logps(model, packed, torch.float32 if attention == "eager" else None)
+    ours = sequence_logps(model, packed)
     rows = [(p, c) for p, group in zip(prompts, groups, strict=True) for c in group]
     ids, attn, comp = join_prompt_completion([p for p, _ in rows], [c for _, c in rows], pad_id=0)
     expected = full_logits_completion_logps(model, ids, attn, comp)

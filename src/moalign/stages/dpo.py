@@ -83,7 +83,6 @@ def shared_prompt_dpo_trainer() -> type:
         PACKABLE_ATTENTION,
         PackedCompletions,
         pack_completions,
-        packed_mask_dtype,
         sequence_logps,
         unpack_preference_batch,
     )
@@ -116,7 +115,7 @@ def shared_prompt_dpo_trainer() -> type:
 
         def _logps(self, model: Any, packed: PackedCompletions) -> tuple[torch.Tensor, torch.Tensor]:
             """``(chosen, rejected)`` summed log-probabilities, ``[B]`` each."""
-            logps = sequence_logps(model, packed, packed_mask_dtype(self.accelerator.unwrap_model(model)))
+            logps = sequence_logps(model, packed)
             return logps[0::2], logps[1::2]
 
         def _reference_logps(self, model: Any, packed: PackedCompletions) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,10 +9,13 @@ projects only the scored positions through the LM head, so prompt positions cost
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from moalign.training.branch_attention import Segment, branch_attention_for
 
 ROWS_PER_CHUNK = 1024
 """Rows of logits turned into float32 at a time (1024 x 49,152 float32 = 192 MiB)."""
@@ -115,6 +118,8 @@ class PackedCompletions:
     offsets: torch.Tensor
     """``[K]`` the token's index within its completion."""
     num_sequences: int
+    layout: tuple[tuple[Segment, ...], ...]
+    """Per row, its segments ``(start, prompt_length, completion_lengths)`` in order (padding follows the last)."""
 
     def to(self, device: Any) -> PackedCompletions:
         moved = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -149,10 +154,13 @@ def pack_completions(
     for group in completions:
         first.append(first[-1] + len(group))
     rows, predictors, targets, sequences, offsets = [], [], [], [], []
+    segments: list[tuple[Segment, ...]] = []
     for row, groups in enumerate(layout):
         at = 0
+        row_segments: list[Segment] = []
         for i in groups:
             p = prompts[i]
+            row_segments.append((at, len(p), tuple(len(c) for c in completions[i])))
             span = slice(at, at + sizes[i])
             ids[row, span] = torch.tensor(p + [t for c in completions[i] for t in c], dtype=torch.long)
             pos[row, span] = torch.cat(
@@ -169,6 +177,7 @@ def pack_completions(
                 offsets += range(len(c))
                 start += len(c)
             at += sizes[i]
+        segments.append(tuple(row_segments))
     index = torch.arange(width)
     causal = index.view(1, -1, 1) >= index.view(1, 1, -1)  # [1, query, key]
     query, key = segment.unsqueeze(2), segment.unsqueeze(1)
@@ -186,53 +195,70 @@ def pack_completions(
         sequences=as_long(sequences),
         offsets=as_long(offsets),
         num_sequences=first[-1],
+        layout=tuple(segments),
     )
 
 
 PACKABLE_ATTENTION = ("sdpa", "eager")
-"""Attention implementations that take :class:`PackedCompletions`' custom 4-D mask."""
+"""Attention implementations that take packed rows: SDPA models attend branch by branch
+(:mod:`moalign.training.branch_attention`), eager ones through the row's 4-D mask."""
 
 
-def packed_mask_dtype(model: Any) -> torch.dtype | None:
-    """The ``mask_dtype`` of :func:`packed_logits` for an (unwrapped) model: its dtype for eager attention."""
-    return model.dtype if model.config._attn_implementation == "eager" else None
+def recomputes_activations(model: torch.nn.Module) -> bool:
+    """Whether a backward through ``model`` re-runs parts of its forward (gradient checkpointing, FSDP's
+    activation checkpointing)."""
+    return any(
+        getattr(m, "gradient_checkpointing", False) or type(m).__name__ == "CheckpointWrapper" for m in model.modules()
+    )
 
 
-def packed_logits(model: Any, packed: PackedCompletions, mask_dtype: torch.dtype | None = None) -> torch.Tensor:
+def packed_logits(model: Any, packed: PackedCompletions) -> torch.Tensor:
     """``[K, V]`` logits predicting each scored token of packed completions.
 
-    One forward per packed row, each keeping logits only at the positions that predict one of its
-    scored tokens (``logits_to_keep``), so the vocabulary projection skips the prompts and at most
-    one row's ``[positions, V]`` logits exist at a time. ``model`` may be wrapped (PEFT, DDP,
-    DeepSpeed): it is called, not unwrapped. The mask goes in as given: boolean for SDPA;
-    ``mask_dtype`` turns it additive (0 or the dtype's minimum) for the eager attention.
+    One forward per packed row, cut to the row's last segment, each keeping logits only at the
+    positions that predict one of its scored tokens (``logits_to_keep``), so the vocabulary
+    projection skips the prompts and at most one row's ``[positions, V]`` logits exist at a time.
+    ``model`` may be wrapped (PEFT, DDP, DeepSpeed): it is called, not unwrapped. An SDPA model
+    attends with branch attention (the allowed blocks only), except where a backward would recompute
+    the forward (checkpointing replays it with the model's own attention, which must save the same
+    tensors): then, like an eager model, it takes the row's 4-D mask (additive for eager: 0 or the
+    dtype's minimum).
     """
+    from accelerate.utils import extract_model_from_parallel
+
+    unwrapped = extract_model_from_parallel(model)
+    implementation = unwrapped.config._attn_implementation
     mask = packed.attention_mask
-    if mask_dtype is not None:
-        blocked = torch.finfo(mask_dtype).min
-        mask = torch.zeros(mask.shape, dtype=mask_dtype, device=mask.device).masked_fill(~mask, blocked)
+    if implementation == "eager":
+        blocked = torch.finfo(unwrapped.dtype).min
+        mask = torch.zeros(mask.shape, dtype=unwrapped.dtype, device=mask.device).masked_fill(~mask, blocked)
+    branches = implementation == "sdpa" and not (torch.is_grad_enabled() and recomputes_activations(unwrapped))
     parts = []
-    for row in range(packed.input_ids.shape[0]):  # scored tokens are listed row by row
+    for row, segments in enumerate(packed.layout):  # scored tokens are listed row by row
+        start, prompt_length, lengths = segments[-1]
+        end = start + prompt_length + sum(lengths)
         predictors = packed.predictors[packed.rows == row]
         keep = torch.unique(predictors)  # sorted
-        logits = model(
-            input_ids=packed.input_ids[row : row + 1],
-            attention_mask=mask[row : row + 1],
-            position_ids=packed.position_ids[row : row + 1],
-            logits_to_keep=keep,
-            use_cache=False,
-        ).logits[0]
+        with branch_attention_for(unwrapped.config) if branches else contextlib.nullcontext():
+            logits = model(
+                input_ids=packed.input_ids[row : row + 1, :end],
+                attention_mask=mask[row : row + 1, :, :end, :end],
+                position_ids=packed.position_ids[row : row + 1, :end],
+                logits_to_keep=keep,
+                use_cache=False,
+                **({"branch_layout": segments} if branches else {}),
+            ).logits[0]
         parts.append(logits[torch.searchsorted(keep, predictors)])
     return torch.cat(parts)
 
 
-def sequence_logps(model: Any, packed: PackedCompletions, mask_dtype: torch.dtype | None = None) -> torch.Tensor:
+def sequence_logps(model: Any, packed: PackedCompletions) -> torch.Tensor:
     """``[S]`` summed log-probability of each packed completion (see :func:`packed_logits`).
 
     Equal to :func:`completion_logps` on separate ``prompt + completion`` rows within float32
     rounding (checked by a test).
     """
-    logps = token_logps(packed_logits(model, packed, mask_dtype), packed.targets)
+    logps = token_logps(packed_logits(model, packed), packed.targets)
     out = torch.zeros(packed.num_sequences, dtype=logps.dtype, device=logps.device)
     return out.index_add(0, packed.sequences, logps)
 
@@ -315,5 +341,5 @@ def prompt_completion_logps(
         ids, attn, comp = (t.to(device) for t in join_prompt_completion(prompts, completions, pad_id))
         return completion_logps(model, ids, attn, comp)
     packed, order = pack_by_prompt(prompts, completions, pad_id)
-    logps = sequence_logps(model, packed.to(device), packed_mask_dtype(unwrapped))
+    logps = sequence_logps(model, packed.to(device))
     return torch.empty_like(logps).index_copy(0, order.to(device), logps)

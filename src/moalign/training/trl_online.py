@@ -28,7 +28,6 @@ from moalign.training.logprobs import (
     PACKABLE_ATTENTION,
     pack_by_prompt,
     packed_logits,
-    packed_mask_dtype,
     token_entropy,
     token_logps,
     unpack_completion_rows,
@@ -235,9 +234,8 @@ class SharedPromptMixin:
         device = input_ids.device
         packed, order = pack_by_prompt(prompts, completions, pad_id=0)
         packed, order = packed.to(device), order.to(device)
-        mask_dtype = packed_mask_dtype(self.accelerator.unwrap_model(model))
         with self.accelerator.autocast():
-            logits = packed_logits(model, packed, mask_dtype) / self.temperature
+            logits = packed_logits(model, packed) / self.temperature
         rows = order[packed.sequences]
         longest = max((len(c) for c in columns), default=0)
         table = torch.tensor([c + [0] * (longest - len(c)) for c in columns], device=device)

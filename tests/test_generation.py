@@ -87,3 +87,24 @@ def test_samples_of_one_prompt_share_its_prefill(tiny_llama_dir, monkeypatch):
     out = generate(model, tokenizer, PROMPTS[:2], sampling, num_return_sequences=3, batch_size=2, progress=False)
     assert [len(gens) for gens in out] == [3, 3]
     assert len(calls) == 1 and calls[0][0] == 6  # 2 prompts x 3 samples, in one call
+
+
+def test_packed_linear_weights_equal_the_default_matmul_and_are_restored(tiny_llama_dir):
+    from moalign.generation import packed_linear_weights
+
+    model = load_causal_lm(str(tiny_llama_dir)).eval()
+    linears = [m for m in model.modules() if type(m) is torch.nn.Linear]
+    patched = lambda: [m for m in linears if "forward" in vars(m)]  # noqa: E731
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]])
+    with torch.no_grad():
+        plain = model(input_ids=ids).logits
+        with packed_linear_weights(model, rows=2):
+            assert patched() == linears  # the LM head included
+            packed = model(input_ids=ids).logits
+            with packed_linear_weights(model, rows=2):  # nested: leaves the outer packing in place
+                pass
+            assert patched() == linears
+        assert patched() == []
+    assert torch.allclose(packed, plain, atol=1e-5)
+    with packed_linear_weights(model, rows=2):  # gradients on: the default matmul (packed weights have no backward)
+        assert patched() == []

@@ -235,7 +235,9 @@ class SharedPromptMixin:
         packed, order = pack_by_prompt(prompts, completions, pad_id=0)
         packed, order = packed.to(device), order.to(device)
         with self.accelerator.autocast():
-            logits = packed_logits(model, packed) / self.temperature
+            logits = packed_logits(model, packed)
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
         rows = order[packed.sequences]
         longest = max((len(c) for c in columns), default=0)
         table = torch.tensor([c + [0] * (longest - len(c)) for c in columns], device=device)

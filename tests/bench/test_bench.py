@@ -59,5 +59,13 @@ def test_bench_quick_writes_every_comparison(tiny_llama_dir, tiny_bert_dir, tmp_
     assert data["dpo"]["project"]["computed_tokens_per_step"] < data["dpo"]["project"]["tokens_per_step"]
     assert data["dpo"]["baseline"]["computed_tokens_per_step"] == data["dpo"]["baseline"]["tokens_per_step"]
     assert data["grpo"]["baseline"]["gradient_checkpointing"] and not data["grpo"]["project"]["gradient_checkpointing"]
+    # GRPO at equal settings runs TRL's KL coefficient; the stage's own is a variant against the same baseline
+    assert data["grpo"]["project"]["beta"] == data["grpo"]["baseline"]["beta"] == 0.0
+    stage_beta = data["grpo"]["variants"]["stage beta"]
+    assert stage_beta["beta"] == 0.1
+    assert stage_beta["speedup"] == pytest.approx(
+        stage_beta["completions_per_s"] / data["grpo"]["baseline"]["completions_per_s"]
+    )
+    assert "| GRPO, stage beta | as above |" in result.output
     assert format_table(data) in result.output
     assert "| DPO, 1 pairs/step" in result.output

@@ -1,9 +1,11 @@
 """GRPO benchmark: a step of the project's GRPO configuration versus TRL's ``GRPOTrainer`` defaults.
 
 Equal settings on both sides: the same prompts, ``num_generations`` completions per prompt of at most
-``max_completion_length`` tokens, one prompt group per step, the same cheap reward (a step's cost is
-generation and the policy update, not scoring). Each step is split into generation (TRL's
-``_generate_and_score_completions``) and update (the rest of the step); the first ``warmup`` steps
+``max_completion_length`` tokens, one prompt group per step, the same KL coefficient (TRL's default
+``beta``, 0: no reference forward), the same cheap reward (a step's cost is generation and the policy
+update, not scoring). Variants (the stage's own ``beta``, say) run against the same baseline. Each
+step is split into generation (TRL's ``_generate_and_score_completions``, which includes the
+reference forward when ``beta`` > 0) and update (the rest of the step); the first ``warmup`` steps
 are not timed. Sampled completions differ in length between the sides, so the figures are rates.
 """
 
@@ -64,13 +66,15 @@ def time_grpo(
     steps: int = 2,
     warmup: int = 1,
     project: dict[str, Any] | None = None,
+    variants: dict[str, dict[str, Any]] | None = None,
     workdir: Any,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Per-step generation and update seconds, completions/s and generated tokens/s of both sides, and
     ``speedup`` (project over TRL defaults, in completions per second).
 
-    ``project`` overrides keys of :class:`~moalign.stages.grpo.GRPOStageConfig` (its defaults otherwise).
+    ``project`` overrides keys of :class:`~moalign.stages.grpo.GRPOStageConfig` (its defaults otherwise,
+    with TRL's ``beta``); each of ``variants`` (name -> further overrides) is measured too.
     """
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
@@ -87,6 +91,7 @@ def time_grpo(
         "num_generations": num_generations,
         "max_completion_length": max_completion_length,
         "max_steps": total,
+        "beta": GRPOConfig.__dataclass_fields__["beta"].default,
     }
 
     times = StepTimes()
@@ -104,25 +109,32 @@ def time_grpo(
     baseline = _measure(trainer, times, warmup=warmup)
     del trainer
 
-    config = GRPOStageConfig(**{"dataset": "bench", "logging_steps": 10, **shared, **(project or {})})
-    times = StepTimes()
-    trainer = grpo_trainer_class(config)(
-        model=load_causal_lm(model),
-        reward_funcs=brevity,
-        args=grpo_args(config, workdir / "moalign-grpo", seed),
-        train_dataset=prompts,
-        processing_class=load_tokenizer(model, padding_side="left"),
-        peft_config=config.peft.to_peft() if config.peft else None,
-        callbacks=[times],
-    )
-    ours = _measure(trainer, times, warmup=warmup)
+    def measure_project(overrides: dict[str, Any], name: str) -> dict[str, Any]:
+        config = GRPOStageConfig(**{"dataset": "bench", "logging_steps": 10, **shared, **overrides})
+        times = StepTimes()
+        trainer = grpo_trainer_class(config)(
+            model=load_causal_lm(model),
+            reward_funcs=brevity,
+            args=grpo_args(config, workdir / f"moalign-grpo-{name}", seed),
+            train_dataset=prompts,
+            processing_class=load_tokenizer(model, padding_side="left"),
+            peft_config=config.peft.to_peft() if config.peft else None,
+            callbacks=[times],
+        )
+        ours = _measure(trainer, times, warmup=warmup)
+        speedup = ours["completions_per_s"] / baseline["completions_per_s"]
+        return {**ours, "lora": config.peft is not None, "speedup": speedup}
+
+    ours = measure_project(project or {}, "project")
+    extras = {name: measure_project({**(project or {}), **extra}, name) for name, extra in (variants or {}).items()}
     return {
         "model": model,
         "num_generations": num_generations,
         "max_completion_length": max_completion_length,
         "steps": steps,
         "baseline": baseline,
-        "project": {**ours, "lora": config.peft is not None},
-        "speedup": ours["completions_per_s"] / baseline["completions_per_s"],
+        "project": ours,
+        "speedup": ours["speedup"],
+        "variants": extras,
         "notes": [note] if note else [],
     }

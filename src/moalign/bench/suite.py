@@ -25,12 +25,13 @@ from moalign.bench.grpo import time_grpo
 from moalign.bench.peak import machine_peak
 from moalign.bench.reward_phase import time_reward_phase
 from moalign.generation import BATCH_SIZE
+from moalign.stages.grpo import GRPOStageConfig
 
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
         "peak": {"size": 2048, "repeats": 5},
         "dpo": {"batch_size": 4, "steps": 3, "warmup": 1},
-        "grpo": {"num_generations": 8, "max_completion_length": 48, "steps": 1, "warmup": 1},
+        "grpo": {"num_generations": 8, "max_completion_length": 48, "steps": 2, "warmup": 1},
         "generation": {"num_prompts": 16, "max_new_tokens": 48, "batch_size": BATCH_SIZE},
         "reward": {"batch_size": 16, "seq_len": 128, "repeats": 3, "warmup": 1},
     },
@@ -46,6 +47,9 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
 
 DPO_VARIANTS: dict[str, dict[str, Any]] = {"lora": {"peft": {}}}
 """DPO stage settings measured beside its defaults (``peft: {}`` is LoRA with the stage's LoRA defaults)."""
+
+GRPO_VARIANTS: dict[str, dict[str, Any]] = {"stage beta": {"beta": GRPOStageConfig.model_fields["beta"].default}}
+"""GRPO settings measured beside the equal-settings row: the stage's own KL coefficient (a reference forward)."""
 
 
 def cpu_name() -> str:
@@ -83,7 +87,7 @@ def run_bench(
     with tempfile.TemporaryDirectory(prefix="moalign-bench-") as tmp:
         workdir = Path(tmp)
         result["dpo"] = time_dpo(model, peak=result["peak"], workdir=workdir, variants=DPO_VARIANTS, **sizes["dpo"])
-        result["grpo"] = time_grpo(model, workdir=workdir, **sizes["grpo"])
+        result["grpo"] = time_grpo(model, workdir=workdir, variants=GRPO_VARIANTS, **sizes["grpo"])
     result["generation"] = time_generation(model, **sizes["generation"])
     reward = time_reward_phase(k=k, backbone=reward_backbone, **sizes["reward"])
     result["reward"] = {
@@ -136,19 +140,25 @@ def format_table(result: dict[str, Any]) -> str:
                 v["speedup"],
             )
         )
-    b, p = grpo["baseline"], grpo["project"]
+
+    def grpo_side(side: dict[str, Any]) -> str:
+        return (
+            f"{side['completions_per_s']:.2f} (generation {side['generation_s']:.1f} s, update "
+            f"{side['update_s']:.1f} s, {side['generated_tokens_per_s']:.1f} gen tok/s, beta {side['beta']:g})"
+        )
+
     lines.append(
         _row(
             f"GRPO step, {grpo['num_generations']} completions <= {grpo['max_completion_length']} tokens, "
             "completions/s",
-            f"{b['completions_per_s']:.2f} (generation {b['generation_s']:.1f} s, update {b['update_s']:.1f} s, "
-            f"{b['generated_tokens_per_s']:.1f} gen tok/s)",
-            f"{p['completions_per_s']:.2f} (generation {p['generation_s']:.1f} s, update {p['update_s']:.1f} s, "
-            f"{p['generated_tokens_per_s']:.1f} gen tok/s)",
+            grpo_side(grpo["baseline"]),
+            grpo_side(grpo["project"]),
             grpo["speedup"],
             "; ".join(grpo["notes"]),
         )
     )
+    for name, v in grpo.get("variants", {}).items():
+        lines.append(_row(f"GRPO, {name}", "as above", grpo_side(v), v["speedup"]))
     lines.append(
         _row(
             f"evaluation generation, {gen['prompts']} prompts x <= {gen['max_new_tokens']} tokens, tokens/s",

@@ -23,7 +23,13 @@ from moalign.errors import UserError
 from moalign.generation import SamplingConfig
 from moalign.training.args import LoraSpec, resolve_bf16, stage_accelerator
 from moalign.training.checkpoint import generator_from_text, generator_text
-from moalign.training.logprobs import join_prompt_completion, token_logps
+from moalign.training.logprobs import (
+    PACKABLE_ATTENTION,
+    join_prompt_completion,
+    pack_by_prompt,
+    packed_logits,
+    token_logps,
+)
 from moalign.training.rollout import Rollout, sample_rollout
 
 
@@ -132,10 +138,28 @@ class ScoredRollout(Rollout):
 
 
 def sample_token_logps(model: Any, samples: ScoredRollout) -> torch.Tensor:
-    """``[N, T-1]`` log-probs of the predicted tokens under ``model``, 0 off the completion."""
+    """``[N, T-1]`` log-probs of the predicted tokens under ``model``, 0 off the completion.
+
+    Samples of one prompt are packed into one segment (the prompt computed once, logits only where a
+    completion token is predicted: :func:`~moalign.training.logprobs.pack_by_prompt`) when the model's
+    attention takes packed rows; otherwise the padded ``prompt + completion`` rows run as they are.
+    Equal either way within float32 rounding (checked by a test).
+    """
+    from accelerate.utils import extract_model_from_parallel
+
     assert samples.input_ids is not None
-    logits = model(input_ids=samples.input_ids, attention_mask=samples.attention_mask).logits[:, :-1]
-    return token_logps(logits, samples.input_ids[:, 1:]) * samples.token_mask.to(torch.float32)
+    if extract_model_from_parallel(model).config._attn_implementation not in PACKABLE_ATTENTION:
+        logits = model(input_ids=samples.input_ids, attention_mask=samples.attention_mask).logits[:, :-1]
+        return token_logps(logits, samples.input_ids[:, 1:]) * samples.token_mask.to(torch.float32)
+    device = samples.input_ids.device
+    packed, order = pack_by_prompt(samples.prompt_ids, samples.completion_ids, pad_id=0)
+    packed, order = packed.to(device), order.to(device)
+    logps = token_logps(packed_logits(model, packed), packed.targets)
+    rows = order[packed.sequences]
+    prompt_lengths = torch.tensor([len(p) for p in samples.prompt_ids], device=device)
+    at = (rows, prompt_lengths[rows] + packed.offsets - 1)  # the position predicting each completion token
+    shape = (samples.input_ids.shape[0], samples.input_ids.shape[1] - 1)
+    return torch.zeros(shape, dtype=logps.dtype, device=device).index_put(at, logps)
 
 
 def clipped_ratio(completion_ids: list[list[int]], max_length: int, eos_ids: set[int]) -> float:

@@ -35,6 +35,20 @@ def test_token_logps_in_chunks_equal_log_softmax_values_and_gradients():
     assert torch.allclose(grad_ours, grad_expected, atol=1e-6)
 
 
+def test_token_logps_of_shared_rows_equal_the_rows_repeated_values_and_gradients():
+    torch.manual_seed(0)
+    logits = (5 * torch.randn(4, 50)).requires_grad_()
+    rows = torch.tensor([0, 1, 1, 2, 3, 3, 3])  # rows 1 and 3 predict several targets
+    targets = torch.randint(0, 50, (7,))
+    ours = token_logps(logits, targets, chunk=3, rows=rows)
+    expected = reference_token_logps(logits[rows], targets)
+    assert torch.allclose(ours, expected, atol=1e-6)
+    weights = torch.arange(1.0, 8.0)
+    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), logits)
+    (grad_expected,) = torch.autograd.grad((expected * weights).sum(), logits)
+    assert torch.allclose(grad_ours, grad_expected, atol=1e-5)
+
+
 def test_token_logps_of_one_hot_logits_worked_by_hand():
     # logits [0, ln 3] over two tokens: p = [1/4, 3/4]
     logits = torch.tensor([[0.0, torch.log(torch.tensor(3.0)).item()]])
@@ -149,10 +163,10 @@ def test_packed_logits_are_the_full_forward_logits_at_each_predictor(tiny_llama_
     model = load_causal_lm(str(tiny_llama_dir)).eval()
     packed = pack_completions([[5, 6, 7]], [[[9, 10], [11]]], pad_id=0)
     with torch.no_grad():
-        logits = packed_logits(model, packed)
+        logits, rows = packed_logits(model, packed)
         alone = model(input_ids=torch.tensor([[5, 6, 7, 9, 10]])).logits[0]
-    assert torch.allclose(logits[:2], alone[2:4], atol=1e-5)  # 9 <- position 2, 10 <- position 3
-    assert torch.allclose(logits[2], alone[2], atol=1e-5)  # 11 <- the prompt's end as well
+    assert rows.tolist() == [0, 1, 0]  # 9 and 11 <- the prompt's end (one row of logits), 10 <- position 3
+    assert torch.allclose(logits, alone[2:4], atol=1e-5)
 
 
 def test_token_entropy_worked_by_hand():

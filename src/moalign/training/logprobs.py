@@ -21,18 +21,27 @@ ROWS_PER_CHUNK = 1024
 """Rows of logits turned into float32 at a time (1024 x 49,152 float32 = 192 MiB)."""
 
 
-def token_logps(logits: torch.Tensor, targets: torch.Tensor, chunk: int = ROWS_PER_CHUNK) -> torch.Tensor:
+def token_logps(
+    logits: torch.Tensor, targets: torch.Tensor, chunk: int = ROWS_PER_CHUNK, rows: torch.Tensor | None = None
+) -> torch.Tensor:
     """``log softmax(logits)[t]`` at each position: logits ``[..., V]``, targets ``[...]`` -> ``[...]``.
 
     Computed as ``logits[t] - logsumexp(logits)`` in float32, ``chunk`` rows at a time; equal to
-    ``log_softmax(logits.float()).gather(-1, t)`` within float32 rounding (checked by a test).
+    ``log_softmax(logits.float()).gather(-1, t)`` within float32 rounding (checked by a test). With
+    ``rows`` (``[K]``), logits are ``[U, V]`` and target ``k`` is scored against row ``rows[k]``: a row
+    several targets share (the position predicting the first token of each completion of a prompt)
+    is normalised once and never copied.
     """
     flat = logits.reshape(-1, logits.shape[-1])
+    if rows is not None:
+        lse = [torch.logsumexp(flat[start : start + chunk].float(), dim=-1) for start in range(0, len(flat), chunk)]
+        norm = torch.cat(lse) if lse else flat.new_zeros(0, dtype=torch.float32)
+        return flat[rows, targets].float() - norm[rows]
     index = targets.reshape(-1, 1)
     parts = []
     for start in range(0, flat.shape[0], chunk):
-        rows = flat[start : start + chunk].float()
-        parts.append(rows.gather(-1, index[start : start + chunk]).squeeze(-1) - torch.logsumexp(rows, dim=-1))
+        block = flat[start : start + chunk].float()
+        parts.append(block.gather(-1, index[start : start + chunk]).squeeze(-1) - torch.logsumexp(block, dim=-1))
     out = torch.cat(parts) if parts else flat.new_zeros(0, dtype=torch.float32)
     return out.reshape(targets.shape)
 
@@ -212,8 +221,11 @@ def recomputes_activations(model: torch.nn.Module) -> bool:
     )
 
 
-def packed_logits(model: Any, packed: PackedCompletions) -> torch.Tensor:
-    """``[K, V]`` logits predicting each scored token of packed completions.
+def packed_logits(model: Any, packed: PackedCompletions) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits, rows)``: ``[U, V]`` logits at the distinct positions that predict a scored token of
+    packed completions, and ``[K]`` the row of ``logits`` predicting each scored token (a prompt's last
+    position predicts the first token of each of its completions; score with
+    :func:`token_logps`'s ``rows``).
 
     One forward per packed row, cut to the row's last segment, each keeping logits only at the
     positions that predict one of its scored tokens (``logits_to_keep``), so the vocabulary
@@ -233,23 +245,26 @@ def packed_logits(model: Any, packed: PackedCompletions) -> torch.Tensor:
         blocked = torch.finfo(unwrapped.dtype).min
         mask = torch.zeros(mask.shape, dtype=unwrapped.dtype, device=mask.device).masked_fill(~mask, blocked)
     branches = implementation == "sdpa" and not (torch.is_grad_enabled() and recomputes_activations(unwrapped))
-    parts = []
+    parts, rows, kept = [], [], 0
     for row, segments in enumerate(packed.layout):  # scored tokens are listed row by row
         start, prompt_length, lengths = segments[-1]
         end = start + prompt_length + sum(lengths)
         predictors = packed.predictors[packed.rows == row]
         keep = torch.unique(predictors)  # sorted
         with branch_attention_for(unwrapped.config) if branches else contextlib.nullcontext():
-            logits = model(
-                input_ids=packed.input_ids[row : row + 1, :end],
-                attention_mask=mask[row : row + 1, :, :end, :end],
-                position_ids=packed.position_ids[row : row + 1, :end],
-                logits_to_keep=keep,
-                use_cache=False,
-                **({"branch_layout": segments} if branches else {}),
-            ).logits[0]
-        parts.append(logits[torch.searchsorted(keep, predictors)])
-    return torch.cat(parts)
+            parts.append(
+                model(
+                    input_ids=packed.input_ids[row : row + 1, :end],
+                    attention_mask=mask[row : row + 1, :, :end, :end],
+                    position_ids=packed.position_ids[row : row + 1, :end],
+                    logits_to_keep=keep,
+                    use_cache=False,
+                    **({"branch_layout": segments} if branches else {}),
+                ).logits[0]
+            )
+        rows.append(kept + torch.searchsorted(keep, predictors))
+        kept += len(keep)
+    return (parts[0] if len(parts) == 1 else torch.cat(parts)), torch.cat(rows)
 
 
 def sequence_logps(model: Any, packed: PackedCompletions) -> torch.Tensor:
@@ -258,7 +273,8 @@ def sequence_logps(model: Any, packed: PackedCompletions) -> torch.Tensor:
     Equal to :func:`completion_logps` on separate ``prompt + completion`` rows within float32
     rounding (checked by a test).
     """
-    logps = token_logps(packed_logits(model, packed), packed.targets)
+    logits, rows = packed_logits(model, packed)
+    logps = token_logps(logits, packed.targets, rows=rows)
     out = torch.zeros(packed.num_sequences, dtype=logps.dtype, device=logps.device)
     return out.index_add(0, packed.sequences, logps)
 

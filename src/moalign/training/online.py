@@ -154,10 +154,11 @@ def sample_token_logps(model: Any, samples: ScoredRollout) -> torch.Tensor:
     device = samples.input_ids.device
     packed, order = pack_by_prompt(samples.prompt_ids, samples.completion_ids, pad_id=0)
     packed, order = packed.to(device), order.to(device)
-    logps = token_logps(packed_logits(model, packed), packed.targets)
-    rows = order[packed.sequences]
+    logits, rows = packed_logits(model, packed)
+    logps = token_logps(logits, packed.targets, rows=rows)
+    samples_of = order[packed.sequences]
     prompt_lengths = torch.tensor([len(p) for p in samples.prompt_ids], device=device)
-    at = (rows, prompt_lengths[rows] + packed.offsets - 1)  # the position predicting each completion token
+    at = (samples_of, prompt_lengths[samples_of] + packed.offsets - 1)  # the position predicting each token
     shape = (samples.input_ids.shape[0], samples.input_ids.shape[1] - 1)
     return torch.zeros(shape, dtype=logps.dtype, device=device).index_put(at, logps)
 

@@ -235,7 +235,7 @@ class SharedPromptMixin:
         packed, order = pack_by_prompt(prompts, completions, pad_id=0)
         packed, order = packed.to(device), order.to(device)
         with self.accelerator.autocast():
-            logits = packed_logits(model, packed)
+            logits, predicting = packed_logits(model, packed)
         if self.temperature != 1.0:
             logits = logits / self.temperature
         rows = order[packed.sequences]
@@ -243,11 +243,12 @@ class SharedPromptMixin:
         table = torch.tensor([c + [0] * (longest - len(c)) for c in columns], device=device)
         at = (rows, table[rows, packed.offsets])  # each scored token's row and completion column
         shape = (input_ids.shape[0], width)
-        logps = torch.zeros(shape, device=device).index_put(at, token_logps(logits, packed.targets))
+        logps = token_logps(logits, packed.targets, rows=predicting)
+        logps = torch.zeros(shape, device=device).index_put(at, logps)
         if not entropy:
             return logps, None
         bonus = getattr(self, "_entropy_bonus_enabled", False)
-        entropies = token_entropy(logits if bonus else logits.detach())
+        entropies = token_entropy(logits if bonus else logits.detach())[predicting]
         return logps, torch.zeros(shape, device=device).index_put(at, entropies)
 
 

@@ -89,6 +89,11 @@ def packed_linear_weights(model: Any, rows: int) -> Iterator[None]:
     ``no_grad``/``inference_mode``, without oneDNN, and when already active; layers whose ``forward``
     another wrapper replaced (accelerate's offloading hooks) and other dtypes are left alone.
     """
+    reorder = getattr(torch.ops.mkldnn, "_reorder_linear_weight", None)
+    active = getattr(model, "_moalign_packed_linears", False)
+    if torch.is_grad_enabled() or reorder is None or not torch.backends.mkldnn.is_available() or active:
+        yield
+        return
     linears = [
         m
         for m in model.modules()
@@ -97,11 +102,6 @@ def packed_linear_weights(model: Any, rows: int) -> Iterator[None]:
         and m.weight.device.type == "cpu"
         and "forward" not in vars(m)
     ]
-    reorder = getattr(torch.ops.mkldnn, "_reorder_linear_weight", None)
-    active = getattr(model, "_moalign_packed_linears", False)
-    if torch.is_grad_enabled() or reorder is None or not torch.backends.mkldnn.is_available() or active:
-        yield
-        return
     try:
         model._moalign_packed_linears = True
         for module in linears:

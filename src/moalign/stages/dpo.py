@@ -80,10 +80,10 @@ def shared_prompt_dpo_trainer() -> type:
     from trl.trainer.utils import use_adapter
 
     from moalign.training.logprobs import (
-        PACKABLE_ATTENTION,
         PackedCompletions,
         pack_completions,
         sequence_logps,
+        takes_packed_rows,
         unpack_preference_batch,
     )
 
@@ -98,14 +98,13 @@ def shared_prompt_dpo_trainer() -> type:
         packed_tokens = 0
 
         def _packs(self, model: Any) -> bool:
-            implementation = self.accelerator.unwrap_model(model).config._attn_implementation
             return (
                 self.loss_types == ["sigmoid"]
                 and self.ld_alpha is None
                 and self.f_divergence_type == "reverse_kl"
                 and not self.use_weighting
                 and not self.aux_loss_enabled
-                and implementation in PACKABLE_ATTENTION
+                and takes_packed_rows(model)
             )
 
         def _pack(self, inputs: dict[str, Any]) -> PackedCompletions:

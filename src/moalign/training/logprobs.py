@@ -213,6 +213,13 @@ PACKABLE_ATTENTION = ("sdpa", "eager")
 (:mod:`moalign.training.branch_attention`), eager ones through the row's 4-D mask."""
 
 
+def takes_packed_rows(model: Any) -> bool:
+    """Whether ``model`` (possibly wrapped: PEFT, DDP, DeepSpeed) attends with a :data:`PACKABLE_ATTENTION`."""
+    from accelerate.utils import extract_model_from_parallel
+
+    return extract_model_from_parallel(model).config._attn_implementation in PACKABLE_ATTENTION
+
+
 def recomputes_activations(model: torch.nn.Module) -> bool:
     """Whether a backward through ``model`` re-runs parts of its forward (gradient checkpointing, FSDP's
     activation checkpointing)."""
@@ -349,11 +356,8 @@ def prompt_completion_logps(
     row is its own padded ``prompt + completion`` row (:func:`completion_logps`). Either way the
     values are the same within float32 rounding. ``model`` may be wrapped (DDP, PEFT).
     """
-    from accelerate.utils import extract_model_from_parallel
-
     device = next(model.parameters()).device
-    unwrapped = extract_model_from_parallel(model)
-    if unwrapped.config._attn_implementation not in PACKABLE_ATTENTION:
+    if not takes_packed_rows(model):
         ids, attn, comp = (t.to(device) for t in join_prompt_completion(prompts, completions, pad_id))
         return completion_logps(model, ids, attn, comp)
     packed, order = pack_by_prompt(prompts, completions, pad_id)

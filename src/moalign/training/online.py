@@ -24,10 +24,10 @@ from moalign.generation import SamplingConfig
 from moalign.training.args import LoraSpec, resolve_bf16, stage_accelerator
 from moalign.training.checkpoint import generator_from_text, generator_text
 from moalign.training.logprobs import (
-    PACKABLE_ATTENTION,
     join_prompt_completion,
     pack_by_prompt,
     packed_logits,
+    takes_packed_rows,
     token_logps,
 )
 from moalign.training.rollout import Rollout, sample_rollout
@@ -145,10 +145,8 @@ def sample_token_logps(model: Any, samples: ScoredRollout) -> torch.Tensor:
     attention takes packed rows; otherwise the padded ``prompt + completion`` rows run as they are.
     Equal either way within float32 rounding (checked by a test).
     """
-    from accelerate.utils import extract_model_from_parallel
-
     assert samples.input_ids is not None
-    if extract_model_from_parallel(model).config._attn_implementation not in PACKABLE_ATTENTION:
+    if not takes_packed_rows(model):
         logits = model(input_ids=samples.input_ids, attention_mask=samples.attention_mask).logits[:, :-1]
         return token_logps(logits, samples.input_ids[:, 1:]) * samples.token_mask.to(torch.float32)
     device = samples.input_ids.device

@@ -25,9 +25,9 @@ from moalign.errors import UserError
 from moalign.rewards import MultiObjectiveReward
 from moalign.training.args import TrainerStageConfig
 from moalign.training.logprobs import (
-    PACKABLE_ATTENTION,
     pack_by_prompt,
     packed_logits,
+    takes_packed_rows,
     token_entropy,
     token_logps,
     unpack_completion_rows,
@@ -198,12 +198,11 @@ class SharedPromptMixin:
         compute_aux_loss=False,
         **multimodal,
     ):
-        unwrapped = self.accelerator.unwrap_model(model)
         if (
             compute_aux_loss
             or any(value is not None for value in multimodal.values())
             or getattr(self.args, "cast_lm_head_to_fp32", False)
-            or unwrapped.config._attn_implementation not in PACKABLE_ATTENTION
+            or not takes_packed_rows(model)
         ):
             return super()._get_per_token_logps_and_entropies(  # type: ignore[misc]
                 model,

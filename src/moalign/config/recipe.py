@@ -34,6 +34,7 @@ from moalign.config.yaml_source import Loc, YamlSource, apply_override, load_yam
 from moalign.errors import UserError
 from moalign.registry import Registry, did_you_mean
 from moalign.tags import DEFAULT_TAG_DIMENSIONS, IntensityRange, check_dimensions
+from moalign.training.precision import Precision, stage_bf16
 
 
 class PluginSpec(BaseModel):
@@ -132,6 +133,10 @@ class Recipe(StrictModel):
     output_dir: str = "runs"
     trust_remote_code: bool = False
     """Let models of this run execute their own Python code (``auto_map``); off unless set here."""
+    precision: Precision = "auto"
+    """``auto``: each stage's ``bf16`` key decides (unset: bf16 autocast where the device runs it
+    natively); ``fp32`` or ``bf16`` sets every stage's ``bf16`` key, overriding the stages' own
+    (:mod:`moalign.training.precision`)."""
     objectives: list[ObjectiveConfig] = Field(default_factory=list)
     aggregator: PluginSpec = Field(default_factory=lambda: plugin_spec(_aggregators(), "weighted_sum"))
     """How the objectives' scores become one reward: a name or ``{name: {params}}``."""
@@ -249,7 +254,15 @@ def validate_recipe(source: YamlSource) -> Recipe:
         lines = [f"  {source.where(loc)}: {format_loc(loc)}: {msg}" for loc, msg in problems]
         raise RecipeError("invalid recipe\n" + "\n".join(lines), source=source.name)
     assert recipe is not None
-    return recipe.model_copy(update={"stages": specs})
+    return recipe.model_copy(update={"stages": [with_precision(spec, recipe.precision) for spec in specs]})
+
+
+def with_precision(spec: StageSpec, precision: Precision) -> StageSpec:
+    """``spec`` with its ``bf16`` key (if it has one) set by the run-level ``precision`` (:func:`stage_bf16`)."""
+    if "bf16" not in type(spec.config).model_fields:
+        return spec
+    bf16 = stage_bf16(precision, spec.config.bf16)  # type: ignore[attr-defined]
+    return spec.model_copy(update={"config": spec.config.model_copy(update={"bf16": bf16})})
 
 
 def _spec(checked: tuple[str, StrictModel] | None) -> PluginSpec:

@@ -25,7 +25,8 @@ from moalign.rm.data import RatedExample, load_rated
 from moalign.rm.evaluation import head_metrics, write_report
 from moalign.rm.labels import resolve_bins
 from moalign.rm.model import MultiHeadRewardModel
-from moalign.training.args import resolve_bf16, stage_accelerator
+from moalign.training.args import stage_accelerator
+from moalign.training.precision import resolve_bf16
 
 LOSSES = {"per_head": multihead_cross_entropy, "joint_softmax": joint_softmax_cross_entropy}
 BEST_WEIGHTS = "best.safetensors"

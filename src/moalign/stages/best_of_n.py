@@ -58,6 +58,9 @@ class BestOfNConfig(StrictModel):
     top_p: float = Field(0.95, gt=0, le=1)
     batch_size: int = Field(8, ge=1)
     """Prompts per generation batch (each yields ``num_generations`` sequences)."""
+    bf16: bool | None = None
+    """Sample under bf16 autocast; None: where the device runs it natively. The recipe's ``precision``
+    overrides it."""
     min_margin: float = Field(0.1, ge=0)
     """Smallest best-minus-worst total score for a preference pair."""
     rating_classes: int = Field(5, ge=2, le=10)
@@ -213,6 +216,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
             num_return_sequences=config.num_generations,
             batch_size=config.batch_size,
             progress=False,
+            bf16=config.bf16,
         )
         bar.update(len(indices))
         return [[CachedGeneration(text=g.text, num_tokens=g.num_tokens) for g in gens] for gens in drawn]

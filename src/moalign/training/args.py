@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from moalign.config.base import StrictModel
 from moalign.data.adapters import DatasetSpec
+from moalign.training.precision import accelerator_available, resolve_bf16
 
 
 class LoraSpec(StrictModel):
@@ -70,7 +71,8 @@ class TrainerStageConfig(StrictModel):
     """Checkpoints kept: the newest N and, when validating, the best (None: all)."""
     early_stopping_patience: int | None = None
     bf16: bool | None = None
-    """None: on where the device supports bf16 (autocast on CPU), as TRL's default intends."""
+    """bf16 autocast over float32 weights; None: where the device runs it natively, as TRL's default
+    intends (:func:`moalign.training.precision.resolve_bf16`). The recipe's ``precision`` overrides it."""
     gradient_checkpointing: bool = False
     report_to: list[str] = Field(default_factory=list)
     """``tensorboard``, ``wandb``, ``trackio``...; metrics.jsonl is always written."""
@@ -85,41 +87,6 @@ class TrainerStageConfig(StrictModel):
                 "the best checkpoint is chosen among the validated ones"
             )
         return self
-
-
-def accelerator_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def fast_bf16_on_cpu() -> bool:
-    """Whether this CPU has native bf16 matmul kernels (oneDNN with AVX-512 BF16 or AMX).
-
-    Without them torch still runs bf16 matmuls, through a scalar fallback about 50 times slower than
-    float32 (measured on an AVX2-only EPYC: 1.1 GFLOP/s against 54), so "supported" is not enough.
-    """
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a build without oneDNN
-        return False
-
-
-def resolve_bf16(requested: bool | None) -> bool:
-    """bf16 if asked, or (None) if the device runs it fast; False on CPUs without native bf16 matmul.
-
-    TRL configs default to ``bf16=True``, which transformers rejects on a machine with no GPU unless
-    ``use_cpu`` is set, and which on a CPU without bf16 kernels runs an order of magnitude slower.
-    """
-    from transformers.utils.import_utils import is_torch_bf16_available_on_device
-
-    on_gpu = accelerator_available()
-    supported = is_torch_bf16_available_on_device("cuda" if on_gpu else "cpu")
-    if requested is None:
-        return supported and (on_gpu or fast_bf16_on_cpu())
-    return requested and supported
 
 
 def stage_accelerator(*, bf16: bool, gradient_accumulation_steps: int = 1) -> Any:

@@ -21,7 +21,7 @@ from moalign.cost import count_tokens
 from moalign.data.adapters import DatasetSpec
 from moalign.errors import UserError
 from moalign.generation import SamplingConfig
-from moalign.training.args import LoraSpec, resolve_bf16, stage_accelerator
+from moalign.training.args import LoraSpec, stage_accelerator
 from moalign.training.checkpoint import generator_from_text, generator_text
 from moalign.training.logprobs import (
     join_prompt_completion,
@@ -30,6 +30,7 @@ from moalign.training.logprobs import (
     takes_packed_rows,
     token_logps,
 )
+from moalign.training.precision import resolve_bf16
 from moalign.training.rollout import Rollout, sample_rollout
 
 
@@ -58,6 +59,8 @@ class OnlineStageConfig(StrictModel):
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     bf16: bool | None = None
+    """bf16 autocast (sampling and updates) over float32 weights; None: where the device runs it natively.
+    The recipe's ``precision`` overrides it."""
     logging_steps: int = Field(1, gt=0)
     generation_batch_size: int = Field(16, gt=0)
     peft: LoraSpec | None = None
@@ -243,9 +246,8 @@ def train_online(
     for index, record in enumerate(records):
         require_prompt(record["prompt"], index, config.dataset)
 
-    accelerator = stage_accelerator(
-        bf16=resolve_bf16(config.bf16), gradient_accumulation_steps=config.gradient_accumulation_steps
-    )
+    bf16 = resolve_bf16(config.bf16)
+    accelerator = stage_accelerator(bf16=bf16, gradient_accumulation_steps=config.gradient_accumulation_steps)
     tokenizer = load_tokenizer(ctx.model)
     lm = load_causal_lm(ctx.model)
     if config.peft is not None:
@@ -283,16 +285,16 @@ def train_online(
         rows = next(batches)
         columns = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}
         t0 = time.perf_counter()
-        with accelerator.autocast():
-            rollout = sample_rollout(
-                policy,
-                tokenizer,
-                [r["prompt"] for r in rows],
-                columns,
-                config.num_generations,
-                config.sampling(),
-                batch_size=config.generation_batch_size,
-            )
+        rollout = sample_rollout(
+            policy,
+            tokenizer,
+            [r["prompt"] for r in rows],
+            columns,
+            config.num_generations,
+            config.sampling(),
+            batch_size=config.generation_batch_size,
+            bf16=bf16,
+        )
         t_gen = time.perf_counter() - t0
         rewards = torch.tensor(reward(rollout.prompts, rollout.completions, **rollout.columns), dtype=torch.float32)
         ids, attn, comp = join_prompt_completion(rollout.prompt_ids, rollout.completion_ids, 0)

@@ -36,10 +36,19 @@ def sample_rollout(
     sampling: SamplingConfig,
     *,
     batch_size: int = 16,
+    bf16: bool | None = None,
 ) -> Rollout:
-    """Sample ``group_size`` completions for each prompt with the current policy."""
+    """Sample ``group_size`` completions for each prompt with the current policy (in bf16 or not: see
+    :func:`~moalign.generation.generate`)."""
     generations = generate(
-        model, tokenizer, prompts, sampling, num_return_sequences=group_size, batch_size=batch_size, progress=False
+        model,
+        tokenizer,
+        prompts,
+        sampling,
+        num_return_sequences=group_size,
+        batch_size=batch_size,
+        progress=False,
+        bf16=bf16,
     )
     encoded = tokenizer(chat_inputs(tokenizer, prompts), add_special_tokens=False)["input_ids"]
     rows = [(i, g) for i, gens in enumerate(generations) for g in gens]

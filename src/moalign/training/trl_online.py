@@ -144,7 +144,9 @@ class SharedPromptMixin:
 
     Rows are read from TRL's ``[prompt | completion]`` layout and grouped by identical prompt within
     TRL's row chunks (``batch_size``, as TRL chunks them for memory). Values equal TRL's own forward
-    within float32 rounding (checked by a test). vLLM, continuous batching, multimodal inputs, MoE
+    within float32 rounding (checked by a test, and within bf16 rounding under bf16 autocast). Sampling
+    runs in the stage's precision (bf16 autocast when the stage trains in it), where TRL samples in the
+    weights' dtype. vLLM, continuous batching, multimodal inputs, MoE
     auxiliary losses, ``cast_lm_head_to_fp32`` and attentions without custom masks take TRL's path.
     """
 
@@ -179,6 +181,7 @@ class SharedPromptMixin:
             ) as unwrapped_model,
             torch.no_grad(),
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
+            self.accelerator.autocast(),  # the stage's precision (TRL samples in the weights' dtype)
         ):
             sequences = generate_shared_prefix(unwrapped_model, **inputs, generation_config=self.generation_config)
         completions = sequences[:, inputs["input_ids"].shape[1] :].tolist()

@@ -137,14 +137,10 @@ def merge(
     adapter: Annotated[str, typer.Argument(help="A LoRA checkpoint directory (adapter_config.json).")],
     output: Annotated[Path, typer.Argument(help="Where to write the merged full model.")],
 ) -> None:
-    """Fold LoRA adapters into their base model and save a plain HF checkpoint."""
-    from moalign.models import load_causal_lm, load_tokenizer
-    from moalign.models.loading import ADAPTER_CONFIG
-    from moalign.training.checkpoint import save_final_model
+    """Fold a chain of LoRA adapters into its root model and save a plain HF checkpoint."""
+    from moalign.models.merge import merge_model
 
-    if not (Path(adapter) / ADAPTER_CONFIG).exists():
-        raise UserError(f"'{adapter}' is not a LoRA checkpoint (no {ADAPTER_CONFIG})")
-    save_final_model(load_causal_lm(adapter), load_tokenizer(adapter), output)
+    merge_model(adapter, output)
     typer.echo(f"merged model written to {output}")
 
 

@@ -55,6 +55,33 @@ def _check_resumable(run: RunDir, recipe: Recipe) -> None:
         )
 
 
+def finish_stage_model(ctx: StageContext, config: Any, output: Path) -> None:
+    """Make the model a stage saved in its directory load as exactly what the stage trained, from anywhere.
+
+    A LoRA adapter is rebased onto the stage's input model (peft names the root of the chain, which
+    would drop every earlier stage), written relative to the adapter inside the run; and the model gets
+    moalign's card (lineage, recipe, stage, settings) in place of peft's template. Models a stage hands on
+    from elsewhere are left as they are.
+    """
+    from moalign.models.card import stage_card, write_card
+    from moalign.models.loading import is_adapter, model_chain, rebase_adapter
+
+    if not output.is_dir() or not output.resolve().is_relative_to(ctx.dir.resolve()):
+        return
+    adapter = is_adapter(str(output))
+    if adapter:
+        rebase_adapter(output, ctx.model, ctx.run.root)
+    card = stage_card(
+        recipe=ctx.recipe.name,
+        stage=ctx.run.stage_name(ctx.index, ctx.stage_type),
+        stage_type=ctx.stage_type,
+        chain=[ctx.run.portable(m) or m for m in model_chain(ctx.model)],
+        adapter=adapter,
+        settings=config.model_dump(mode="json", exclude_unset=True),
+    )
+    write_card(output, card)
+
+
 def _rewind_stage(ctx: StageContext) -> None:
     """Before resuming an unfinished stage: drop its incomplete checkpoints and the metrics it logged after
     its latest complete one (those steps run again)."""
@@ -121,7 +148,7 @@ def _run_locked(run: RunDir, recipe: Recipe, *, overwrite: bool, resume: bool) -
         finished = run.stage_record(index, spec.type) if resume else None
         if finished is not None:
             stages.append(finished)
-            model = finished["output_model"] or model
+            model = run.model_spec(finished["output_model"]) or model
             continue
         if resume and is_main_process():
             _rewind_stage(ctx)
@@ -131,11 +158,14 @@ def _run_locked(run: RunDir, recipe: Recipe, *, overwrite: bool, resume: bool) -
         with counting_tokens() as tokens:
             result = STAGES.get(spec.type).run(ctx, spec.config)
         wall = round(time.time() - t0, 3)
+        wait_for_everyone()  # every process has finished the stage (and its checkpoint is written)
+        if is_main_process() and result.model is not None:
+            finish_stage_model(ctx, spec.config, Path(result.model))
         record = {
             "stage": f"{index:02d}-{spec.type}",
             "type": spec.type,
-            "input_model": model,
-            "output_model": result.model,
+            "input_model": run.portable(model),
+            "output_model": run.portable(result.model),
             "wall_time_s": wall,
             "cpu_time_s": round(time.process_time() - c0, 3),
             "gpu_time_s": gpu_seconds(wall, gpu_count()),
@@ -143,14 +173,14 @@ def _run_locked(run: RunDir, recipe: Recipe, *, overwrite: bool, resume: bool) -
             "tokens_trained": tokens.trained,
             "summary": result.summary,
         }
-        wait_for_everyone()  # every process has finished the stage (and its checkpoint is written)
         if is_main_process():
             atomic_write_json(ctx.dir / "stage.json", record)
         ctx.log({f"stage/{k}": record[k] for k in COST_KEYS if record[k] is not None})
         stages.append(record)
         model = result.model or model
     if is_main_process():
+        final = run.portable(model)
         run.write_summary(
-            {"name": recipe.name, "final_model": model, "wall_time_s": round(time.time() - t_run, 3), "stages": stages}
+            {"name": recipe.name, "final_model": final, "wall_time_s": round(time.time() - t_run, 3), "stages": stages}
         )
     return run

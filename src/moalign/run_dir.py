@@ -108,6 +108,20 @@ class RunDir:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def portable(self, model: str | None) -> str | None:
+        """``model`` as the run's records keep it: a path inside the run directory relative to it (so a copied
+        or moved run still finds its stages' models), anything else unchanged."""
+        if model is None or not Path(model).exists():
+            return model
+        path, root = Path(model).resolve(), self.root.resolve()
+        return path.relative_to(root).as_posix() if path.is_relative_to(root) else model
+
+    def model_spec(self, recorded: str | None) -> str | None:
+        """The loadable spec of a model a record names (:meth:`portable`'s inverse)."""
+        if recorded is None or Path(recorded).is_absolute() or not (self.root / recorded).exists():
+            return recorded
+        return str(self.root / recorded)
+
     def write_config(self, yaml_text: str) -> None:
         atomic_write_text(self.config_path, yaml_text)
 

@@ -45,7 +45,7 @@ def model_fingerprint(spec: str) -> str:
     large files) for a local directory, chained to the base model's for a LoRA adapter; over the spec
     itself for a hub id not on disk."""
     from moalign.models import resolve_model
-    from moalign.models.loading import ADAPTER_CONFIG
+    from moalign.models.loading import ADAPTER_CONFIG, adapter_base
 
     resolved = Path(resolve_model(spec))
     h = hashlib.sha256()
@@ -55,11 +55,8 @@ def model_fingerprint(spec: str) -> str:
     for path in sorted(resolved.iterdir()):
         if path.is_file() and path.suffix in FINGERPRINT_SUFFIXES:
             h.update(f"{path.name}:{_file_digest(path)}\n".encode())
-    adapter = resolved / ADAPTER_CONFIG
-    if adapter.exists():
-        base = json.loads(adapter.read_text()).get("base_model_name_or_path")
-        if base:
-            h.update(f"base:{model_fingerprint(base)}".encode())
+    if (resolved / ADAPTER_CONFIG).exists():
+        h.update(f"base:{model_fingerprint(adapter_base(resolved))}".encode())
     return h.hexdigest()[:16]
 
 

@@ -3,6 +3,12 @@
 Every loader goes through :func:`resolve_model`, so a model that cannot be found gives one
 clear :class:`UserError` naming the spec and how to obtain it.
 
+A LoRA checkpoint is loaded as the model it was trained on plus its adapter, merged: its
+``adapter_config.json`` names that model (:func:`adapter_base`), which may itself be a LoRA checkpoint, so
+a chain of adapters (SFT, then DPO on the SFT model, ...) loads as every stage of the chain applied in
+order. A base written as ``./...`` or ``../...`` is relative to the adapter's directory, so a run
+directory stays loadable when it is copied elsewhere (:func:`portable_base`).
+
 Loading is safe by default: every ``from_pretrained`` of the project passes :func:`pretrained_kwargs`,
 so a model's own Python code (``auto_map``) runs only inside :func:`remote_code` (a recipe's
 ``trust_remote_code: true``), and weights come from safetensors or from ``torch.load(weights_only=True)``,
@@ -12,6 +18,7 @@ which refuses pickled code.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -85,6 +92,73 @@ def _wrap_load_errors(spec: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise UserError(f"cannot load model '{spec}': {first}") from exc
 
 
+def adapter_base(adapter_dir: Path) -> str:
+    """The model the LoRA adapter in ``adapter_dir`` was trained on (its ``base_model_name_or_path``).
+
+    A base starting with ``./`` or ``../`` is relative to ``adapter_dir`` and returned as an absolute path;
+    a built-in spec, an absolute path or a hub id is returned as written.
+    """
+    try:
+        base = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))["base_model_name_or_path"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"LoRA adapter '{adapter_dir}': unreadable {ADAPTER_CONFIG} ({exc})") from exc
+    if not isinstance(base, str) or not base:
+        raise UserError(f"LoRA adapter '{adapter_dir}': {ADAPTER_CONFIG} names no base model")
+    if base.startswith(("./", "../")):
+        return os.path.normpath(adapter_dir.resolve() / base)
+    return base
+
+
+def portable_base(base: str, adapter_dir: Path, run_root: Path | None) -> str:
+    """How ``adapter_dir``'s config names its base ``base`` so that the directory loads anywhere.
+
+    Built-in specs and hub ids stay as they are; a local model inside ``run_root`` (an earlier stage of
+    the same run) becomes a path relative to ``adapter_dir`` (``../../01-sft/model``), so the run
+    directory can be copied or moved; any other local model becomes an absolute path.
+    """
+    if base.startswith(PREFIX):
+        return base
+    path = Path(base).expanduser()
+    if not path.exists():
+        return base  # a hub id
+    path = path.resolve()
+    if run_root is not None and path.is_relative_to(run_root.resolve()):
+        relative = os.path.relpath(path, adapter_dir.resolve())
+        return relative if relative.startswith("../") else f"./{relative}"
+    return str(path)
+
+
+def rebase_adapter(adapter_dir: Path, base: str, run_root: Path | None) -> None:
+    """Record ``base`` (the model a stage started from) as the base of the adapter it saved in ``adapter_dir``.
+
+    peft writes the ``name_or_path`` of the model it wrapped, which for a model loaded from an earlier
+    LoRA stage is the root of the chain: loading the adapter would drop every stage in between.
+    """
+    from moalign.atomic import atomic_write_json
+
+    config_path = adapter_dir / ADAPTER_CONFIG
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = portable_base(base, adapter_dir, run_root)
+    atomic_write_json(config_path, config)
+
+
+def is_adapter(spec: str) -> bool:
+    """Whether ``spec`` names a LoRA checkpoint directory (one with an ``adapter_config.json``)."""
+    return not spec.startswith(PREFIX) and (Path(spec).expanduser() / ADAPTER_CONFIG).is_file()
+
+
+def model_chain(spec: str) -> list[str]:
+    """The models ``spec`` is built from, root base first and ``spec`` last: the bases of a chain of LoRA
+    adapters, followed down to a model that is not an adapter."""
+    chain = [spec]
+    while is_adapter(chain[0]):
+        base = adapter_base(Path(chain[0]).expanduser())
+        if any(Path(base).resolve() == Path(m).resolve() for m in chain):
+            raise UserError(f"LoRA adapter '{chain[0]}' names '{base}' as its base, which is built on the adapter")
+        chain.insert(0, base)
+    return chain
+
+
 def load_tokenizer(spec: str, *, padding_side: str = "left") -> Any:
     """The model's tokenizer, with a pad token (the EOS token if it has none)."""
     from transformers import AutoTokenizer
@@ -98,32 +172,37 @@ def load_tokenizer(spec: str, *, padding_side: str = "left") -> Any:
 
 
 def load_causal_lm(spec: str, *, dtype: Any = None, **kwargs: Any) -> Any:
-    """A ``PreTrainedModel`` for causal LM; float32 unless ``dtype`` says otherwise."""
+    """A ``PreTrainedModel`` for causal LM; float32 unless ``dtype`` says otherwise.
+
+    A LoRA checkpoint loads as its whole chain (:func:`model_chain`): the root model, then each adapter
+    merged in order.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
-    path = resolve_model(spec)
-    adapter = Path(path) / ADAPTER_CONFIG
-    if adapter.exists():  # a LoRA checkpoint: load its base and fold the adapter in
-        import json
-
-        from peft import PeftModel
-
-        base_spec = json.loads(adapter.read_text())["base_model_name_or_path"]
-        base = load_causal_lm(base_spec, dtype=dtype, **kwargs)
-        try:
-            peft_model = PeftModel.from_pretrained(base, path, trust_remote_code=_TRUST_REMOTE_CODE.get())
-        except RuntimeError as exc:  # torch's size mismatch when the adapter was trained on another model
-            raise UserError(
-                f"LoRA adapter '{spec}' does not fit its base model '{base_spec}' "
-                f"({str(exc).strip().splitlines()[-1].strip()})"
-            ) from exc
-        return peft_model.merge_and_unload()
+    root, *adapters = model_chain(spec)
+    path = resolve_model(root)
     model = _wrap_load_errors(
-        spec, AutoModelForCausalLM.from_pretrained, path, dtype=dtype or torch.float32, **pretrained_kwargs(), **kwargs
+        root, AutoModelForCausalLM.from_pretrained, path, dtype=dtype or torch.float32, **pretrained_kwargs(), **kwargs
     )
-    check_tokenizer_fits(spec, path, model)
-    return model
+    check_tokenizer_fits(root, path, model)
+    for base_spec, adapter in zip([root, *adapters], adapters, strict=False):
+        model = _merge_adapter(model, adapter, base_spec)
+    return model.requires_grad_(True) if adapters else model  # peft froze the base: trainable, as if loaded
+
+
+def _merge_adapter(model: Any, adapter: str, base_spec: str) -> Any:
+    """``model`` with the LoRA adapter in the directory ``adapter`` folded into its weights."""
+    from peft import PeftModel
+
+    try:
+        peft_model = PeftModel.from_pretrained(model, adapter, trust_remote_code=_TRUST_REMOTE_CODE.get())
+    except RuntimeError as exc:  # torch's size mismatch when the adapter was trained on another model
+        raise UserError(
+            f"LoRA adapter '{adapter}' does not fit its base model '{base_spec}' "
+            f"({str(exc).strip().splitlines()[-1].strip()})"
+        ) from exc
+    return peft_model.merge_and_unload()
 
 
 def check_tokenizer_fits(spec: str, path: str, model: Any) -> None:

@@ -98,6 +98,7 @@ def soup_models(specs: Sequence[str], weights: Sequence[float], output: str | Pa
     """Soup the models ``specs`` (full checkpoints or LoRA adapter directories) into a plain HF checkpoint
     at ``output`` (with the first model's config and tokenizer and a ``soup.json``); returns ``output``."""
     from moalign.atomic import atomic_write_json
+    from moalign.models.card import derived_card, write_card
     from moalign.models.loading import load_causal_lm, load_tokenizer, resolve_model
     from moalign.training.checkpoint import save_final_model
 
@@ -119,6 +120,9 @@ def soup_models(specs: Sequence[str], weights: Sequence[float], output: str | Pa
     template.load_state_dict(soup_state_dicts(ingredients(), weights))
     out = save_final_model(template, load_tokenizer(specs[0]), Path(output))
     resolved = [resolve_model(s) for s in specs]
+    ingredients_text = "\n".join(f"- `{spec}` x {w:g}" for spec, w in zip(specs, weights, strict=True))
+    description = f"A Rewarded Soup (seed 002 eq. 2), `theta = sum_i lambda_i theta_i`, of:\n\n{ingredients_text}"
+    write_card(out, derived_card("Rewarded Soup", description, None))
     atomic_write_json(
         out / SOUP_FILE,
         {

@@ -21,12 +21,15 @@ root, logs the headline numbers as ``eval/<model>/<metric>`` and hands on no new
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
 from moalign.errors import UserError
 from moalign.eval.evaluate import EvalSettings, evaluate, flat_metrics, judge_reward, load_eval_records
 from moalign.eval.generations import GenerationCache
+from moalign.processes import is_main_process
 from moalign.stages.base import StageContext, StageResult, register_stage
 
 STAGE_MODEL_PREFIX = "stage:"
@@ -52,10 +55,10 @@ def stage_model(spec: str, ctx: StageContext) -> str:
     for index in range(ctx.index - 1, 0, -1):
         record = ctx.run.root / f"{index:02d}-{stage_type}" / "stage.json"
         if record.is_file():
-            model = json.loads(record.read_text())["output_model"]
+            model = ctx.run.model_spec(json.loads(record.read_text())["output_model"])
             if model is None:
                 raise UserError(f"eval: stage {record.parent.name} wrote no model")
-            return str(model)
+            return model
     raise UserError(f"eval: model '{spec}': no earlier '{stage_type}' stage in this recipe")
 
 
@@ -65,6 +68,19 @@ def candidate_labels(specs: list[str], ctx: StageContext) -> dict[str, str]:
 
     names = [s.removeprefix(STAGE_MODEL_PREFIX) if s.startswith(STAGE_MODEL_PREFIX) else s for s in specs]
     return dict(zip(unique_labels(names), [stage_model(s, ctx) for s in specs], strict=True))
+
+
+def add_evaluation_to_cards(metrics: dict[str, Any], candidates: dict[str, str], ctx: StageContext) -> None:
+    """Each candidate saved in this run (with a model card) gets its evaluation in its card."""
+    from moalign.models.card import evaluation_section, read_card, with_evaluation, write_card
+
+    root = ctx.run.root.resolve()
+    for label, spec in candidates.items():
+        path = Path(spec)
+        card = read_card(path) if path.is_dir() and path.resolve().is_relative_to(root) else None
+        if card is not None:
+            section = evaluation_section(metrics, label, ctx.run.stage_name(ctx.index, ctx.stage_type))
+            write_card(path, with_evaluation(card, section))
 
 
 @register_stage("eval", EvalStageConfig)
@@ -96,5 +112,7 @@ def run(ctx: StageContext, config: EvalStageConfig) -> StageResult:
     )
     summary = flat_metrics(metrics)
     ctx.log(summary)
+    if is_main_process():
+        add_evaluation_to_cards(metrics, candidates, ctx)
     build_report(ctx.run.root)
     return StageResult(model=None, summary=summary)

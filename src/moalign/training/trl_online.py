@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -274,6 +275,25 @@ class KLBoundCallback(TrainerCallback):
             self._log({"safety/kl_stop": float(kl)}, step=state.global_step)
 
 
+def name_reference_weights(model: Any, tokenizer: Any, spec: str, scratch: Path) -> None:
+    """Make ``model.config._name_or_path`` a directory holding ``model``'s weights, for TRL's reference.
+
+    With ``beta > 0`` and no LoRA, TRL's GRPO and RLOO load their reference model from that name. A
+    model merged from a chain of LoRA adapters carries the name of the chain's root, which would make
+    the reference the root without the earlier stages; such a model is saved whole into ``scratch``
+    (once per stage) and named instead. Models loaded from a plain directory keep their name.
+    """
+    from moalign.models.loading import is_adapter
+    from moalign.processes import wait_for_everyone
+    from moalign.training.checkpoint import save_final_model
+
+    if not is_adapter(spec):
+        return
+    save_final_model(model, tokenizer, scratch)
+    wait_for_everyone()
+    model.config._name_or_path = model.name_or_path = str(scratch)
+
+
 def run_trl_online(ctx: Any, config: TRLOnlineStageConfig, trainer_cls: Any, args: Any) -> tuple[Any, Any]:
     """Build and train a TRL online trainer on the recipe's prompts and reward; returns ``(trainer, output)``.
 
@@ -294,12 +314,15 @@ def run_trl_online(ctx: Any, config: TRLOnlineStageConfig, trainer_cls: Any, arg
     )
     if config.kl_bound is not None:
         callbacks.append(KLBoundCallback(config.kl_bound, ctx.log))
+    model, tokenizer = load_causal_lm(ctx.model), load_tokenizer(ctx.model, padding_side="left")
+    if config.peft is None and config.beta > 0:
+        name_reference_weights(model, tokenizer, ctx.model, ctx.dir / "reference")
     trainer = trainer_cls(
-        model=load_causal_lm(ctx.model),
+        model=model,
         reward_funcs=reward,
         args=args,
         train_dataset=train,
-        processing_class=load_tokenizer(ctx.model, padding_side="left"),
+        processing_class=tokenizer,
         peft_config=config.peft.to_peft() if config.peft else None,
         callbacks=callbacks,
     )

@@ -75,7 +75,7 @@ def finish_stage_model(ctx: StageContext, config: Any, output: Path) -> None:
         recipe=ctx.recipe.name,
         stage=ctx.run.stage_name(ctx.index, ctx.stage_type),
         stage_type=ctx.stage_type,
-        chain=[ctx.run.portable(m) or m for m in model_chain(ctx.model)],
+        chain=[f"{p} (in this run)" if p != m else m for m in model_chain(ctx.model) if (p := ctx.run.portable(m))],
         adapter=adapter,
         settings=config.model_dump(mode="json", exclude_unset=True),
     )

@@ -240,3 +240,32 @@ def test_run_records_are_relative_to_the_run(tmp_path):
     assert run.model_spec("01-sft/model") == str(run.root / "01-sft" / "model")
     assert run.model_spec("org/model") == "org/model"
     assert run.portable(None) is None and run.model_spec(None) is None
+
+
+def test_an_evaluated_stage_model_carries_its_evaluation_in_its_card(tiny_llama_dir, tmp_path):
+    sft, _ = data_files(tmp_path)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Tell me about topic {i}."}) + "\n" for i in range(2)))
+    evaluation = {
+        "models": ["stage:sft"],
+        "dataset": str(prompts),
+        "max_new_tokens": 4,
+        "judge": {"length": {"unit": "words"}},
+        "cache": False,
+        "bootstrap_resamples": 20,
+    }
+    run = run_chain(tmp_path, tiny_llama_dir, [stage("sft", True, sft), {"eval": evaluation}])
+    card = (run.root / "01-sft" / "model" / "README.md").read_text()
+    metrics = json.loads((run.root / "02-eval" / "metrics.json").read_text())
+    assert card.startswith("---\nlibrary_name: peft\n") and "| `peft.r` | `8` |" in card
+    assert card.count("## Evaluation") == 1 and "Evaluated by `02-eval` on 2 prompts" in card
+    wins = metrics["models"]["sft"]["win_rate"]
+    assert f"{wins['wins']} wins, {wins['ties']} ties, {wins['losses']} losses" in card
+
+
+def test_with_evaluation_replaces_the_section():
+    from moalign.models.card import with_evaluation
+
+    once = with_evaluation("# card\n\ntext\n", "first")
+    assert once == "# card\n\ntext\n\n## Evaluation\n\nfirst\n"
+    assert with_evaluation(once, "second") == "# card\n\ntext\n\n## Evaluation\n\nsecond\n"

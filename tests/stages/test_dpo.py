@@ -170,8 +170,8 @@ def test_precomputed_reference_log_probs_give_the_inline_reference_loss(tiny_lla
     assert losses[True] == pytest.approx(losses[False], abs=1e-5)
 
 
-@pytest.mark.parametrize("lora", [False, True])
-def test_shared_prompt_loss_and_gradients_equal_trl_forward(tiny_llama_dir, tmp_path, lora):
+@pytest.mark.parametrize(("lora", "bf16"), [(False, False), (True, False), (False, True)])
+def test_shared_prompt_loss_and_gradients_equal_trl_forward(tiny_llama_dir, tmp_path, lora, bf16):
     from datasets import Dataset
 
     from moalign.stages.dpo import DPOStageConfig, dpo_trainer
@@ -184,7 +184,7 @@ def test_shared_prompt_loss_and_gradients_equal_trl_forward(tiny_llama_dir, tmp_
             dataset="x",
             per_device_train_batch_size=4,
             max_steps=1,
-            bf16=False,
+            bf16=bf16,
             beta=0.5,
             shared_prompt=shared,
             peft=LoraSpec(r=4, target_modules="all-linear") if lora else None,
@@ -204,8 +204,9 @@ def test_shared_prompt_loss_and_gradients_equal_trl_forward(tiny_llama_dir, tmp_
         results[shared] = (loss.item(), grads, metrics)
     (loss_shared, grads_shared, metrics_shared), (loss_trl, grads_trl, metrics_trl) = results[True], results[False]
     assert abs(loss_trl - math.log(2.0)) > 1e-3  # a non-trivial case
-    assert loss_shared == pytest.approx(loss_trl, abs=1e-5)
+    atol = 5e-2 if bf16 else 1e-5  # bf16 autocast (forced, on any CPU): 8 significant bits
+    assert loss_shared == pytest.approx(loss_trl, abs=atol)
     assert grads_shared.keys() == grads_trl.keys()
     for name, grad in grads_trl.items():
-        assert torch.allclose(grads_shared[name], grad, atol=1e-5), name
-    assert metrics_shared == pytest.approx(metrics_trl, abs=1e-4)
+        assert torch.allclose(grads_shared[name], grad, atol=atol), name
+    assert metrics_shared == pytest.approx(metrics_trl, abs=10 * atol)

@@ -30,10 +30,22 @@ def naive_generate(model: Any, tokenizer: Any, prompts: list[str], max_new_token
 
 
 def time_generation(
-    model: str, *, num_prompts: int = 16, max_new_tokens: int = 64, batch_size: int = BATCH_SIZE, seed: int = 0
+    model: str,
+    *,
+    num_prompts: int = 16,
+    max_new_tokens: int = 64,
+    batch_size: int = BATCH_SIZE,
+    variants: dict[str, dict[str, Any]] | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Generated tokens per second both ways and ``speedup`` (batched over the loop)."""
+    """Generated tokens per second both ways and ``speedup`` (batched over the loop).
+
+    The baseline decodes in the weights' dtype (float32), as ``model.generate`` does; the project in its
+    own precision (:func:`~moalign.generation.generate`: bf16 where the CPU runs it natively). Each of
+    ``variants`` (name -> keyword arguments of ``generate``, e.g. ``{"bf16": False}``) is measured too.
+    """
     from moalign.models import load_causal_lm, load_tokenizer
+    from moalign.training.precision import resolve_bf16
 
     policy = load_causal_lm(model).eval()
     tokenizer = load_tokenizer(model)
@@ -43,15 +55,25 @@ def time_generation(
     start = time.perf_counter()
     naive_tokens = naive_generate(policy, tokenizer, prompts, max_new_tokens)
     naive_s = time.perf_counter() - start
+    baseline = {"tokens": naive_tokens, "seconds": naive_s, "tokens_per_s": naive_tokens / naive_s, "bf16": False}
 
-    start = time.perf_counter()
-    out = generate(
-        policy, tokenizer, prompts, SamplingConfig(max_new_tokens=max_new_tokens), batch_size=batch_size, progress=False
-    )
-    batched_s = time.perf_counter() - start
-    batched_tokens = sum(g.num_tokens for gens in out for g in gens)
-    baseline = {"tokens": naive_tokens, "seconds": naive_s, "tokens_per_s": naive_tokens / naive_s}
-    project = {"tokens": batched_tokens, "seconds": batched_s, "tokens_per_s": batched_tokens / batched_s}
+    def measure(bf16: bool | None = None) -> dict[str, Any]:
+        sampling = SamplingConfig(max_new_tokens=max_new_tokens)
+        start = time.perf_counter()
+        out = generate(policy, tokenizer, prompts, sampling, batch_size=batch_size, progress=False, bf16=bf16)
+        seconds = time.perf_counter() - start
+        tokens = sum(g.num_tokens for gens in out for g in gens)
+        rate = tokens / seconds
+        speedup = rate / baseline["tokens_per_s"]
+        return {
+            "tokens": tokens,
+            "seconds": seconds,
+            "tokens_per_s": rate,
+            "bf16": resolve_bf16(bf16),
+            "speedup": speedup,
+        }
+
+    project = measure()
     return {
         "model": model,
         "prompts": num_prompts,
@@ -59,6 +81,7 @@ def time_generation(
         "batch_size": batch_size,
         "baseline": baseline,
         "project": project,
-        "speedup": project["tokens_per_s"] / baseline["tokens_per_s"],
+        "speedup": project["speedup"],
+        "variants": {name: measure(**extra) for name, extra in (variants or {}).items()},
         "notes": [],
     }

@@ -2,8 +2,12 @@
 
 The order is fixed (peak, DPO, GRPO, generation, reward phase) and so are the sizes of the full and
 the ``quick`` run. ``bench.json`` holds one entry per comparison (``dpo``, ``grpo``, ``generation``,
-``reward``), each with the baseline's and the project's absolute figures and ``speedup`` (project
-over baseline), plus the peak and the machine, so that a later run can be compared with it.
+``reward``), each with the baseline's and the project's absolute figures, the precision each side ran
+in (``bf16``) and ``speedup`` (project over baseline), plus the peak and the machine (its CPU features:
+AVX2, AVX-512 BF16, AMX), so that a later run can be compared with it. The baseline is TRL's true
+defaults on this machine (bf16 where the CPU runs it natively: :mod:`moalign.bench.baseline`); on such a
+CPU the project's stages are also measured in float32 (the ``fp32`` rows), which shows per stage
+whether bf16 pays.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from moalign.bench.peak import machine_peak
 from moalign.bench.reward_phase import time_reward_phase
 from moalign.generation import BATCH_SIZE
 from moalign.stages.grpo import GRPOStageConfig
+from moalign.training.precision import fast_bf16_on_cpu
 
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
@@ -51,6 +56,13 @@ DPO_VARIANTS: dict[str, dict[str, Any]] = {"lora": {"peft": {}}}
 GRPO_VARIANTS: dict[str, dict[str, Any]] = {"stage beta": {"beta": GRPOStageConfig.model_fields["beta"].default}}
 """GRPO settings measured beside the equal-settings row: the stage's own KL coefficient (a reference forward)."""
 
+FP32_VARIANT: dict[str, dict[str, Any]] = {"fp32": {"bf16": False}}
+"""On a CPU with native bf16, where the project's stages default to bf16, the same stage in float32 too:
+the measurement that says whether bf16 pays for that stage."""
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+"""The CPU features the figures depend on: AVX2 (float32 kernels), AVX-512 BF16 and AMX (native bf16)."""
+
 
 def cpu_name() -> str:
     """The CPU's model name (from ``/proc/cpuinfo`` on Linux), else the platform's processor string."""
@@ -62,10 +74,19 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_features(cpuinfo: str) -> dict[str, bool]:
+    """Which of :data:`CPU_FLAGS` the ``flags`` line of ``/proc/cpuinfo`` text lists."""
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return {flag: flag in flags for flag in CPU_FLAGS}
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on, including the load the machine carried at the time."""
+    cpuinfo = Path("/proc/cpuinfo")
     return {
         "cpu": cpu_name(),
+        "cpu_features": cpu_features(cpuinfo.read_text() if cpuinfo.exists() else ""),
+        "native_bf16": fast_bf16_on_cpu(),
         "cores": psutil.cpu_count(logical=True),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "torch": torch.__version__,
@@ -84,16 +105,18 @@ def run_bench(
     start = time.perf_counter()
     result: dict[str, Any] = {"model": model, "quick": quick, "machine": machine()}
     result["peak"] = machine_peak(**sizes["peak"])
+    fp32 = FP32_VARIANT if result["machine"]["native_bf16"] else {}
     with tempfile.TemporaryDirectory(prefix="moalign-bench-") as tmp:
         workdir = Path(tmp)
-        result["dpo"] = time_dpo(model, peak=result["peak"], workdir=workdir, variants=DPO_VARIANTS, **sizes["dpo"])
-        result["grpo"] = time_grpo(model, workdir=workdir, variants=GRPO_VARIANTS, **sizes["grpo"])
-    result["generation"] = time_generation(model, **sizes["generation"])
+        dpo_variants = {**DPO_VARIANTS, **fp32}
+        result["dpo"] = time_dpo(model, peak=result["peak"], workdir=workdir, variants=dpo_variants, **sizes["dpo"])
+        result["grpo"] = time_grpo(model, workdir=workdir, variants={**GRPO_VARIANTS, **fp32}, **sizes["grpo"])
+    result["generation"] = time_generation(model, variants=fp32, **sizes["generation"])
     reward = time_reward_phase(k=k, backbone=reward_backbone, **sizes["reward"])
     result["reward"] = {
         **{key: reward[key] for key in ("k", "batch_size", "seq_len", "backbone")},
-        "baseline": {"seconds": reward["separate_s"]},
-        "project": {"seconds": reward["multihead_s"]},
+        "baseline": {"seconds": reward["separate_s"], "bf16": False},
+        "project": {"seconds": reward["multihead_s"], "bf16": False},
         "speedup": reward["ratio"],
         "notes": [],
     }
@@ -115,7 +138,10 @@ def format_table(result: dict[str, Any]) -> str:
     def precision(side: dict[str, Any]) -> str:
         return "bf16" if side["bf16"] else "fp32"
 
+    machine = result["machine"]
+    features = ", ".join(flag for flag, present in machine.get("cpu_features", {}).items() if present) or "unknown"
     lines = [
+        f"machine: {machine['cpu']} ({features}; native bf16: {'yes' if machine.get('native_bf16') else 'no'})",
         f"peak matmul: {peak['fp32_gflops']:.1f} GFLOP/s fp32, {peak['bf16_gflops']:.1f} GFLOP/s bf16",
         "",
         "| comparison | TRL defaults / baseline | moalign | speedup | notes |",
@@ -144,7 +170,8 @@ def format_table(result: dict[str, Any]) -> str:
     def grpo_side(side: dict[str, Any]) -> str:
         return (
             f"{side['completions_per_s']:.2f} (generation {side['generation_s']:.1f} s, update "
-            f"{side['update_s']:.1f} s, {side['generated_tokens_per_s']:.1f} gen tok/s, beta {side['beta']:g})"
+            f"{side['update_s']:.1f} s, {side['generated_tokens_per_s']:.1f} gen tok/s, beta {side['beta']:g}, "
+            f"{precision(side)})"
         )
 
     lines.append(
@@ -162,16 +189,18 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append(
         _row(
             f"evaluation generation, {gen['prompts']} prompts x <= {gen['max_new_tokens']} tokens, tokens/s",
-            f"{gen['baseline']['tokens_per_s']:.1f} (one prompt at a time)",
-            f"{gen['project']['tokens_per_s']:.1f} (batches of {gen['batch_size']})",
+            f"{gen['baseline']['tokens_per_s']:.1f} (one prompt at a time, {precision(gen['baseline'])})",
+            f"{gen['project']['tokens_per_s']:.1f} (batches of {gen['batch_size']}, {precision(gen['project'])})",
             gen["speedup"],
         )
     )
+    for name, v in gen.get("variants", {}).items():
+        lines.append(_row(f"evaluation generation, {name}", "as above", f"{v['tokens_per_s']:.1f}", v["speedup"]))
     lines.append(
         _row(
             f"reward phase, {reward['k']} objectives, batch {reward['batch_size']} x {reward['seq_len']} tokens, s",
-            f"{reward['baseline']['seconds']:.3f} ({reward['k']} models)",
-            f"{reward['project']['seconds']:.3f} (one multi-head model)",
+            f"{reward['baseline']['seconds']:.3f} ({reward['k']} models, {precision(reward['baseline'])})",
+            f"{reward['project']['seconds']:.3f} (one multi-head model, {precision(reward['project'])})",
             reward["speedup"],
         )
     )

@@ -226,9 +226,11 @@ def evaluate(
     perplexity_by_spec: dict[str, float] = {}
     scores: dict[str, dict[str, list[float]]] = {}
     models: dict[str, Any] = {}
+    matrices = {label: judge.score(prompts, [g.text for g in run.responses], **columns) for label, run in runs.items()}
+    judge.freeze(list(matrices.values()))  # MOSLIM statistics: the training stage's, or pooled over every model
     for label, run in runs.items():
         texts = [g.text for g in run.responses]
-        matrix = judge.score(prompts, texts, **columns)
+        matrix = matrices[label]
         total = judge.aggregate(matrix).tolist()
         scores[label] = {"total": total, **{n: matrix.column(n).tolist() for n in matrix.names}}
         entry: dict[str, Any] = {
@@ -331,10 +333,13 @@ def judge_description(spec: PluginSpec | None, judge: MultiObjectiveReward) -> d
     """How the judge was configured, for ``metrics.json``."""
     if spec is not None:
         return {"scorer": spec.model_dump(mode="json")}
-    return {
+    description = {
         "objectives": [o.model_dump(mode="json") for o in judge.objectives],
         "aggregator": judge.aggregator.model_dump(mode="json"),
     }
+    if judge.moslim is not None:
+        description["moslim_statistics"] = judge.statistics_source
+    return description
 
 
 def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -9,15 +9,19 @@ and aggregates. It is also a TRL-style reward function: ``reward(prompts=..., co
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import ValidationError
 
+from moalign.atomic import atomic_write_json
 from moalign.errors import UserError
+from moalign.processes import is_main_process
 from moalign.rewards.aggregators import AGGREGATORS, aggregate, group_zscore
 from moalign.rewards.moslim import MoslimMapper
 from moalign.rewards.scorers import SCORERS, ModelCache, ScorerDef
@@ -32,6 +36,9 @@ from moalign.tags import (
 
 if TYPE_CHECKING:
     from moalign.config.recipe import ObjectiveConfig, PluginSpec, Recipe
+
+REWARD_STATE_FILE = "reward_state.json"
+"""Written into a training stage's directory: the MOSLIM statistics its reward gathered (seed 002 eq. 11)."""
 
 MetricsLogger = Callable[[dict[str, float]], Any]
 """Receives one ``{"reward/<objective>/mean": ..., ...}`` mapping per scored batch (e.g. ``StageContext.log``)."""
@@ -143,6 +150,8 @@ class MultiObjectiveReward:
             except UserError as exc:
                 raise UserError(f"objective '{obj.name}' (scorer '{d.name}'): {exc}") from exc
         self.moslim: MoslimMapper | None = None
+        self.statistics_source: str | None = None
+        """Where the MOSLIM statistics come from once frozen: a training stage's directory name, or pooled."""
         if self.aggregator.type == "moslim":
             cfg = self.aggregator.config
             dims = [str(o.tag_dimension) for o in self.objectives if o.tag_dimension is not None]
@@ -238,13 +247,18 @@ class MultiObjectiveReward:
 
     # -- aggregation -----------------------------------------------------------------------------
 
-    def aggregate(self, matrix: ScoreMatrix) -> torch.Tensor:
-        """One reward per sample ``[B]`` (NaN where no objective applies)."""
+    def _normalised(self, matrix: ScoreMatrix) -> torch.Tensor:
+        """The score matrix with each objective's ``normalize`` applied."""
         values = matrix.values.clone()
         for j, obj in enumerate(self.objectives):
             if obj.normalize is not None:
                 groups = matrix.groups if obj.normalize == "group" else None
                 values[:, j] = group_zscore(values[:, j : j + 1], groups)[:, 0]
+        return values
+
+    def aggregate(self, matrix: ScoreMatrix) -> torch.Tensor:
+        """One reward per sample ``[B]`` (NaN where no objective applies)."""
+        values = self._normalised(matrix)
         if self.moslim is not None:
             return self._moslim_reward(matrix, values)
         cfg = self.aggregator.config
@@ -268,16 +282,45 @@ class MultiObjectiveReward:
         is left out, and the reward is NaN only where neither part applies.
         """
         assert self.moslim is not None
-        tagged = [j for j, o in enumerate(self.objectives) if o.tag_dimension is not None]
         others = [j for j, o in enumerate(self.objectives) if o.tag_dimension is None]
-        dims = self.moslim.dimensions
-        intensities = torch.tensor([[t.get(d, 0) for d in dims] for t in matrix.tags], dtype=torch.long)
-        mapped = self.moslim(values[:, tagged], intensities.view(len(matrix), len(dims)), update=self.train)
+        mapped = self.moslim(*self._moslim_inputs(matrix, values), update=self.train)
         if not others:
             return mapped
         extra = aggregate("weighted_sum", values[:, others], weights=[self.objectives[j].weight for j in others])
         both = torch.stack([mapped.to(extra.dtype), extra], dim=1)
         return torch.where(torch.isnan(both).all(dim=1), torch.nan, torch.nansum(both, dim=1))
+
+    def _moslim_inputs(self, matrix: ScoreMatrix, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(p_target [B, d], intensities [B, d])`` of the tagged objectives, for :class:`MoslimMapper`."""
+        assert self.moslim is not None
+        tagged = [j for j, o in enumerate(self.objectives) if o.tag_dimension is not None]
+        dims = self.moslim.dimensions
+        intensities = torch.tensor([[t.get(d, 0) for d in dims] for t in matrix.tags], dtype=torch.long)
+        return values[:, tagged], intensities.view(len(matrix), len(dims))
+
+    def freeze(self, matrices: Sequence[ScoreMatrix]) -> None:
+        """Stop updating the MOSLIM statistics (evaluation), after completing them from ``matrices``.
+
+        Seed 002 eq. 11 normalises with statistics gathered during training; an evaluation reads those
+        (:meth:`load_trained_statistics`). Where there are none, or for a (dimension, intensity) the
+        training never saw, they are gathered once over ``matrices`` together (every evaluated model's
+        responses, cumulatively whatever the training ``momentum``), so no model's rewards depend on
+        which models were scored before it.
+        """
+        if self.moslim is not None:
+            m = self.moslim
+            pooled = MoslimMapper(m.dimensions, k=m.k, momentum=None, eps=m.eps)
+            for matrix in matrices:
+                pooled.update(*self._moslim_inputs(matrix, self._normalised(matrix)))
+            missing = sorted(set(pooled.stats) - set(m.stats))
+            m.stats.update({key: pooled.stats[key] for key in missing})
+            if missing:
+                pooled_part = f"pooled over the {len(matrices)} evaluated models' responses"
+                keys = ", ".join(f"{d}:{n}" for d, n in missing)
+                self.statistics_source = (
+                    f"{self.statistics_source}; {keys} {pooled_part}" if self.statistics_source else pooled_part
+                )
+        self.train = False
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Sequence[Any]) -> list[float]:
         """Score, log and aggregate a batch: one reward per sample (NaN where nothing applies)."""
@@ -302,3 +345,34 @@ class MultiObjectiveReward:
             if "moslim" not in state:
                 raise ValueError("saved reward state has no MOSLIM statistics")
             self.moslim.load_state_dict(state["moslim"])
+
+    def signature(self) -> dict[str, Any]:
+        """What defines this reward (objectives, aggregator, tag dimensions): two rewards with equal
+        signatures score alike, so one can use the other's statistics."""
+        return {
+            "objectives": [o.model_dump(mode="json") for o in self.objectives],
+            "aggregator": self.aggregator.model_dump(mode="json"),
+            "tag_dimensions": {d: list(r) for d, r in sorted(self.tag_dimensions.items())},
+        }
+
+    def save_trained_statistics(self, stage_dir: Path) -> None:
+        """Write the statistics a training stage gathered into ``stage_dir/reward_state.json`` (MOSLIM
+        rewards only), for the run's evaluation to read."""
+        if self.moslim is not None and is_main_process():
+            atomic_write_json(Path(stage_dir) / REWARD_STATE_FILE, {"reward": self.signature(), **self.state_dict()})
+
+    def load_trained_statistics(self, stage_dirs: Sequence[Path]) -> str | None:
+        """Load the statistics of the first of ``stage_dirs`` whose training used this same reward; return
+        that directory's name (None if none did, or this is no MOSLIM reward)."""
+        if self.moslim is None:
+            return None
+        for stage_dir in stage_dirs:
+            path = Path(stage_dir) / REWARD_STATE_FILE
+            if not path.is_file():
+                continue
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved.get("reward") == json.loads(json.dumps(self.signature())):
+                self.load_state_dict(saved)
+                self.statistics_source = Path(stage_dir).name
+                return self.statistics_source
+        return None

@@ -96,17 +96,19 @@ def run(ctx: StageContext, config: EvalStageConfig) -> StageResult:
         resolve_stage_refs(config.model_dump(mode="json", exclude={"models", "reference", "cache"}), ctx)
     )
     records = load_eval_records(config.dataset, config.split, config.num_samples, ctx)
+    if settings.judge is None and ctx.recipe.objectives:  # the run's objectives, stage:TYPE/FILE references resolved
+        judge = MultiObjectiveReward.for_stage(ctx)
+        earlier = sorted((d for d in ctx.run.root.glob("[0-9][0-9]-*") if int(d.name[:2]) < ctx.index), reverse=True)
+        judge.load_trained_statistics(earlier)  # MOSLIM: the statistics of the latest stage trained on this reward
+    else:
+        judge = judge_reward(settings.judge, ctx.recipe)
     metrics = evaluate(
         candidates,
         reference,
         settings,
         ctx.dir,
         records=records,
-        judge=(  # the run's objectives, their stage:TYPE/FILE references resolved, unless a judge is named
-            MultiObjectiveReward.for_stage(ctx)
-            if settings.judge is None and ctx.recipe.objectives
-            else judge_reward(settings.judge, ctx.recipe)
-        ),
+        judge=judge,
         tag_dimensions=ctx.recipe.tag_dimensions,
         cache=GenerationCache() if config.cache else None,
     )

@@ -363,4 +363,5 @@ def train_online(
             state = loop_state(step, reward, shuffle, ctx.run.metrics_size())
             save_checkpoint(ctx.checkpoint_dir, step, lambda tmp: accelerator.save_state(str(tmp)), state)
             rotate_checkpoints(ctx.checkpoint_dir, config.save_total_limit)
+    reward.save_trained_statistics(ctx.dir)
     return str(save_final_model(policy, tokenizer, ctx.dir / "model"))

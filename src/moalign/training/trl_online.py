@@ -326,4 +326,6 @@ def run_trl_online(ctx: Any, config: TRLOnlineStageConfig, trainer_cls: Any, arg
         peft_config=config.peft.to_peft() if config.peft else None,
         callbacks=callbacks,
     )
-    return trainer, train_resuming(trainer, restore=lambda state: reward.reward.load_state_dict(state["reward"]))
+    output = train_resuming(trainer, restore=lambda state: reward.reward.load_state_dict(state["reward"]))
+    reward.reward.save_trained_statistics(ctx.dir)
+    return trainer, output

@@ -9,8 +9,10 @@ the response the requested way). The paper plots means per intensity; we take Sp
 which also penalises spread.
 
 **Pairs** (figure 6): for each pair of dimensions, every combination of their lowest and highest
-intensities (``<d1 lo><d2 hi>`` ...) on the same prompts; the mean measured level of each dimension
-under each combination is one polygon of a radar chart (a grouped bar chart when there are two axes).
+intensities (``<d1 lo><d2 hi>`` ...) on the same prompts; the mean measured level of *every* swept
+dimension under each combination (as the paper scores all of them, which shows whether steering two
+dimensions disturbs the others) is one polygon of a radar chart (a grouped bar chart when there are
+two axes).
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def controllability(
     """Sweeps and pair combinations for model ``spec`` (see the module docstring), generated in one pass.
 
     Returns ``{"sweeps": {dim: {"points": [...], "spearman": rho}}, "pairs": [{"dimensions": [d1, d2],
-    "combinations": [{"tags": {d1: lo, d2: hi}, "scores": {d1: mean, d2: mean}}, ...]}]}``.
+    "combinations": [{"tags": {d1: lo, d2: hi}, "scores": {d: mean for every swept d}}, ...]}]}``.
     """
     dims = dict(DEFAULT_TAG_DIMENSIONS if tag_dimensions is None else tag_dimensions)
     reward = level_reward(config.dimensions, dims, config.measure)
@@ -145,7 +147,7 @@ def controllability(
                 "combinations": [
                     {
                         "tags": {d1: a, d2: b},
-                        "scores": {d: sum(levels[d][i] for i in rows) / len(rows) for d in (d1, d2)},
+                        "scores": {d: sum(levels[d][i] for i in rows) / len(rows) for d in config.dimensions},
                     }
                     for (a, b), rows in combos.items()
                 ],

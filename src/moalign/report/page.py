@@ -198,7 +198,7 @@ def controllability_section(ev: Evaluation) -> str:
     out += _table(["Model", *dims], rows) + _img(plots.controllability_curves(ctrl), "controllability curves")
     for label, r in ctrl.items():
         for pair in r["pairs"]:
-            dnames = pair["dimensions"]
+            dnames = list(pair["combinations"][0]["scores"]) if pair["combinations"] else pair["dimensions"]
             series = {
                 " ".join(f"<{d} {v}>" for d, v in c["tags"].items()): [c["scores"][d] for d in dnames]
                 for c in pair["combinations"]

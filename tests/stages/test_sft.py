@@ -143,3 +143,27 @@ def test_sft_on_real_smollm2_writes_loadable_checkpoint(smollm2_dir, tmp_path):
     run = run_stage(tmp_path, "builtin:smollm2-135m-instruct", cfg, name="real")
     model_dir = json.loads(run.summary_path.read_text())["final_model"]
     assert load_causal_lm(model_dir).config.num_hidden_layers == 30
+
+
+def test_sequence_normalisation_sums_each_response_s_token_losses(tiny_llama_dir, tmp_path):
+    """Seed 004 eq. 2: E_(x,y)[sum_t -log p(y_t | x, y_<t)], by hand from the per-token losses."""
+    rows = [{"prompt": "Say hi", "response": "Hi there, friend!"}, {"prompt": "Say no", "response": "No."}]
+    token, _ = trainer_for(tiny_llama_dir, tmp_path, rows)
+    sequence, _ = trainer_for(tiny_llama_dir, tmp_path, rows, model=token.model, loss_normalization="sequence")
+    batch = next(iter(token.get_train_dataloader()))
+    token.model.eval()
+    with torch.no_grad():
+        logits = token.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        targets = batch["labels"][:, 1:]
+        nll = torch.nn.functional.cross_entropy(
+            logits[:, :-1].transpose(1, 2).float(), targets, ignore_index=-100, reduction="none"
+        )
+        per_response = nll.sum(dim=1)  # eq. 2's inner sum, one value per response
+        expected = per_response.mean()
+        tokens = int((targets != -100).sum())
+        assert token.compute_loss(token.model, batch) == pytest.approx(nll.sum().item() / tokens, rel=1e-4)
+        assert sequence.compute_loss(sequence.model, batch) == pytest.approx(expected.item(), rel=1e-4)
+        # with transformers' token count over the whole step (2 micro-batches of 2 responses here)
+        sequence.args.gradient_accumulation_steps = 2
+        got = sequence.compute_loss(sequence.model, batch, num_items_in_batch=torch.tensor(2 * tokens))
+        assert got == pytest.approx(per_response.sum().item() / 4, rel=1e-4)

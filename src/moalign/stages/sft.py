@@ -7,7 +7,7 @@ end-of-turn token are trained.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -26,7 +26,11 @@ class LengthPenaltyConfig(StrictModel):
     """Seed 004 eq. 3: ``coef * E[max(0, len(sample) - len(reference))^2]`` added to the SFT loss."""
 
     coef: float = Field(1e-3, ge=0.0)
-    """lambda of eq. 3, per squared token of excess length."""
+    """lambda of eq. 3, per squared token of excess length. It weighs the penalty against the
+    likelihood term, whose scale depends on ``loss_normalization``: seed 004 eq. 2 sums each
+    response's token losses (``sequence``, the paper's 0.001 is meant against that), while TRL's default
+    (``token``) averages over tokens, which makes the likelihood term about one average response
+    length smaller and the same lambda that much stronger."""
     every_n_steps: int = Field(1, gt=0)
     num_samples: int = Field(2, gt=0)
     """Completions sampled per prompt; >= 2 gives the leave-one-out baseline."""
@@ -38,7 +42,19 @@ class SFTStageConfig(TrainerStageConfig):
     learning_rate: float = Field(2e-5, gt=0.0)
     packing: bool = False
     completion_only_loss: bool = True
+    loss_normalization: Literal["token", "sequence"] = "token"
+    """``token``: TRL's mean over every trained token of the batch; ``sequence``: seed 004 eq. 2, each
+    response's token losses summed, averaged over responses (:func:`sequence_loss_scale`)."""
     length_penalty: LengthPenaltyConfig | None = None
+
+
+def sequence_loss_scale(trained_tokens: float, sequences: int) -> float:
+    """The factor turning a token-mean loss into seed 004 eq. 2's ``E_(x,y)[sum_t -log p(y_t | x, y_<t)]``.
+
+    A mean over ``trained_tokens`` tokens of ``sequences`` responses times ``trained_tokens / sequences``
+    is the sum of each response's token losses averaged over the responses.
+    """
+    return trained_tokens / sequences
 
 
 def sft_records(dataset: Any, source: str) -> Any:
@@ -73,12 +89,22 @@ def _make_trainer_class() -> type:
     class LengthPenaltySFTTrainer(SFTTrainer):
         """SFTTrainer plus the seed 004 length penalty, estimated on fresh samples every N steps."""
 
-        def __init__(self, *args: Any, length_penalty: LengthPenaltyConfig | None = None, **kwargs: Any) -> None:
+        def __init__(
+            self,
+            *args: Any,
+            length_penalty: LengthPenaltyConfig | None = None,
+            loss_normalization: str = "token",
+            **kwargs: Any,
+        ) -> None:
             super().__init__(*args, **kwargs)
             self.length_penalty_config = length_penalty
+            self.loss_normalization = loss_normalization
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
             result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if self.loss_normalization == "sequence":
+                scale = self._sequence_scale(inputs, num_items_in_batch)
+                result = (result[0] * scale, result[1]) if return_outputs else result * scale
             cfg = self.length_penalty_config
             if cfg is None or not model.training or self.state.global_step % cfg.every_n_steps:
                 return result
@@ -86,6 +112,17 @@ def _make_trainer_class() -> type:
             if return_outputs:
                 return result[0] + term, result[1]
             return result + term
+
+        def _sequence_scale(self, inputs: dict[str, torch.Tensor], num_items_in_batch: Any) -> float:
+            """:func:`sequence_loss_scale` for the loss transformers divides by ``num_items_in_batch`` (the
+            trained tokens of every micro-batch of the step, on every process when it averages over them);
+            without it, for this micro-batch's own token mean."""
+            rows = inputs["input_ids"].shape[0]
+            if num_items_in_batch is None:
+                return sequence_loss_scale(float((inputs["labels"][:, 1:] != -100).sum()), rows)
+            processes = self.accelerator.num_processes if self.args.average_tokens_across_devices else 1
+            sequences = rows * self.args.gradient_accumulation_steps * processes
+            return sequence_loss_scale(float(num_items_in_batch), sequences)
 
         def _length_penalty_term(self, model: Any, inputs: dict[str, torch.Tensor], cfg: LengthPenaltyConfig):
             labels, attn, ids = inputs["labels"], inputs["attention_mask"], inputs["input_ids"]
@@ -172,6 +209,7 @@ def run_sft(ctx: StageContext, config: SFTStageConfig) -> StageResult:
         peft_config=config.peft.to_peft() if config.peft else None,
         callbacks=trainer_callbacks(ctx, config, evaluation is not None),
         length_penalty=config.length_penalty,
+        loss_normalization=config.loss_normalization,
     )
     path, summary = train_and_save(
         trainer, tokenizer, ctx.dir / "model", validate=evaluation is not None, samples=len(train)

@@ -238,3 +238,37 @@ def test_shared_prompt_log_probs_and_entropies_equal_trl_forward(tiny_llama_dir,
     grads_theirs = torch.autograd.grad((theirs * weights).sum(), params)
     for g_ours, g_theirs in zip(grads_ours, grads_theirs, strict=True):
         assert (g_ours - g_theirs).abs().max() <= (5e-2 if bf16 else 1e-4) * (1 + g_theirs.abs().max())
+
+
+def test_group_temperatures_spread_the_list_over_a_group():
+    from moalign.training.trl_online import group_temperatures
+
+    assert group_temperatures([0.7, 1.0, 1.3], 4) == [0.7, 0.7, 1.0, 1.3]
+    assert group_temperatures([0.7, 1.0, 1.3], 3) == [0.7, 1.0, 1.3]
+    assert group_temperatures([0.5, 2.0], 8) == [0.5] * 4 + [2.0] * 4
+    assert group_temperatures([1.0], 4) == [1.0] * 4
+    with pytest.raises(ValueError, match="3 temperatures for groups of num_generations=2"):
+        GRPOStageConfig(dataset="x.jsonl", temperature=[0.7, 1.0, 1.3], num_generations=2)
+    with pytest.raises(ValueError, match="needs shared_prompt: true"):
+        GRPOStageConfig(dataset="x.jsonl", temperature=[0.7, 1.0], shared_prompt=False)
+
+
+def test_grpo_samples_each_group_at_its_listed_temperatures(tiny_llama_dir, tmp_path, monkeypatch):
+    """Seed 004 sec. 3.4: each prompt's completions sampled at the listed temperatures; TRL scores them
+    with the policy's own log-probabilities (temperature 1)."""
+    import moalign.generation
+
+    calls = []
+    original = moalign.generation.generate_shared_prefix
+
+    def recording(model, input_ids, attention_mask, **kwargs):
+        calls.append((kwargs["generation_config"].temperature, input_ids.shape[0]))
+        return original(model, input_ids, attention_mask, **kwargs)
+
+    monkeypatch.setattr(moalign.generation, "generate_shared_prefix", recording)
+    stage = {"grpo": {"dataset": str(toy_prompts(tmp_path, n=2)), "max_steps": 1, **GRPO_TOY}}
+    stage["grpo"]["temperature"] = [0.5, 2.0]
+    run = run_toy(tiny_llama_dir, tmp_path, stage)
+    assert sorted(calls) == [(0.5, 4), (2.0, 4)]  # 8 completions of one prompt: 4 at each temperature
+    args = json.loads((run.root / "01-grpo" / "stage.json").read_text())
+    assert args["summary"]["steps"] == 1

@@ -11,6 +11,7 @@ and travel as dataset columns; the reward layer strips them before the scorers r
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,7 +51,13 @@ class TRLOnlineStageConfig(TrainerStageConfig):
     num_generations: int = Field(4, ge=2)
     """Completions sampled per prompt (the group, k)."""
     max_completion_length: int = Field(64, gt=0)
-    temperature: float = Field(1.0, gt=0.0)
+    temperature: float | list[float] = 1.0
+    """Sampling temperature; a list (seed 004 sec. 3.4, "varied temperature settings") spreads its values
+    over each prompt's completions (:func:`group_temperatures`). With a list the log-probabilities of the
+    loss and of the KL are the policy's own (temperature 1, eq. 6's ``log pi_theta(y_i | x)``); samples
+    drawn at another temperature are not re-weighted, as in the paper, and with ``num_iterations: 1`` the
+    clipped ratio is 1 at every update, so nothing is clipped (above 1 the ratio compares the policy with
+    itself at sampling time, still at temperature 1). Needs ``shared_prompt`` and no vLLM."""
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     generation_kwargs: dict[str, Any] | None = None
     """Extra generation settings passed through to TRL (e.g. ``{top_k: 50}``, ``{stop_strings: [...]}``;
@@ -83,7 +90,24 @@ class TRLOnlineStageConfig(TrainerStageConfig):
             )
         if self.kl_bound is not None and self.beta == 0:
             raise ValueError("kl_bound needs beta > 0 (with beta 0 there is no reference model and no KL)")
+        temperatures = self.temperature if isinstance(self.temperature, list) else [self.temperature]
+        if not temperatures or any(t <= 0 for t in temperatures):
+            raise ValueError(f"temperature must be > 0 (or a non-empty list of such), got {self.temperature}")
+        if isinstance(self.temperature, list):
+            if len(self.temperature) > self.num_generations:
+                raise ValueError(
+                    f"{len(self.temperature)} temperatures for groups of num_generations={self.num_generations}"
+                )
+            if not self.shared_prompt or self.use_vllm:
+                raise ValueError("a list of temperatures needs shared_prompt: true and use_vllm: false")
         return self
+
+
+def group_temperatures(temperatures: Sequence[float], k: int) -> list[float]:
+    """The sampling temperature of each of a group's ``k`` completions: the list's values in order, each
+    for an equal share of the group (``[0.7, 1.0, 1.3]`` over 4 completions: 0.7, 0.7, 1.0, 1.3)."""
+    m = len(temperatures)
+    return [temperatures[j * m // k] for j in range(k)]
 
 
 class TRLReward:
@@ -127,7 +151,7 @@ def online_trainer_kwargs(config: TRLOnlineStageConfig) -> dict[str, Any]:
     return {
         "num_generations": config.num_generations,
         "max_completion_length": config.max_completion_length,
-        "temperature": config.temperature,
+        "temperature": 1.0 if isinstance(config.temperature, list) else config.temperature,
         "top_p": config.top_p,
         "generation_kwargs": config.generation_kwargs,
         "beta": config.beta,
@@ -154,6 +178,8 @@ class SharedPromptMixin:
     single_turn_logprobs: bool
     """Whether the trainer's ``_generate_single_turn`` returns ``(completion_ids, logprobs)`` (GRPO) or
     the ids alone (RLOO)."""
+    sampling_temperatures: list[float] | None = None
+    """The stage's list of temperatures (:func:`group_temperatures`); None: TRL's one ``temperature``."""
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, *args, **kwargs):  # type: ignore[no-untyped-def]
         if self.use_vllm or self.use_transformers_continuous_batching or images is not None or multimodal_fields:
@@ -171,6 +197,12 @@ class SharedPromptMixin:
             "input_ids": pad(rows, padding_value=self._tokenizer.pad_token_id, **padding).to(device),
             "attention_mask": pad([torch.ones_like(t) for t in rows], padding_value=0, **padding).to(device),
         }
+        temperatures = [None] * len(rows)
+        if self.sampling_temperatures:  # a prompt's completions are consecutive rows (TRL)
+            per_row = group_temperatures(self.sampling_temperatures, self.num_generations)
+            first = self.accelerator.process_index * len(rows)
+            temperatures = [per_row[(first + r) % self.num_generations] for r in range(len(rows))]
+        completions: list[list[int]] = [[] for _ in rows]
         with (
             profiling_context(self, "transformers.generate"),
             unwrap_model_for_generation(
@@ -184,8 +216,16 @@ class SharedPromptMixin:
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
             self.accelerator.autocast(),  # the stage's precision (TRL samples in the weights' dtype)
         ):
-            sequences = generate_shared_prefix(unwrapped_model, **inputs, generation_config=self.generation_config)
-        completions = sequences[:, inputs["input_ids"].shape[1] :].tolist()
+            for temperature in dict.fromkeys(temperatures):
+                where = [r for r, t in enumerate(temperatures) if t == temperature]
+                config = self.generation_config
+                if temperature is not None:
+                    config = copy.deepcopy(config)
+                    config.temperature = temperature
+                part = {key: value[where] for key, value in inputs.items()}
+                sequences = generate_shared_prefix(unwrapped_model, **part, generation_config=config)
+                for r, row in zip(where, sequences[:, part["input_ids"].shape[1] :].tolist(), strict=True):
+                    completions[r] = row
         eos = set(self.eos_token_ids)
         ends = [next((j + 1 for j, t in enumerate(c) if t in eos), len(c)) for c in completions]
         completion_ids = [c[:n] for c, n in zip(completions, ends, strict=True)]
@@ -326,6 +366,8 @@ def run_trl_online(ctx: Any, config: TRLOnlineStageConfig, trainer_cls: Any, arg
         peft_config=config.peft.to_peft() if config.peft else None,
         callbacks=callbacks,
     )
+    if isinstance(config.temperature, list):
+        trainer.sampling_temperatures = list(config.temperature)
     output = train_resuming(trainer, restore=lambda state: reward.reward.load_state_dict(state["reward"]))
     reward.reward.save_trained_statistics(ctx.dir)
     return trainer, output

@@ -297,7 +297,7 @@ def compare(
     runs: Annotated[list[Path], typer.Argument(help="Run directories (or eval output directories).")],
     html: Annotated[Path | None, typer.Option(help="Also write the table as an HTML page here.")] = None,
 ) -> None:
-    """One table across runs: method, average reward, difference, win rate, BLEU-4, perplexity (markdown)."""
+    """One table across runs: method, average reward, difference, win rate, BLEU-1/2/4, perplexity (markdown)."""
     from moalign.atomic import atomic_write_text
     from moalign.report import compare_rows, html_table, markdown_table
 

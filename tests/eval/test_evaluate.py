@@ -148,6 +148,29 @@ def test_evaluate_writes_metrics_and_samples(tiny_llama_dir, prompt_file, tmp_pa
     assert rejudged["objectives"] == ["constraints", "brevity", "structure"]
 
 
+def test_perplexity_on_a_held_out_set_names_its_source(tiny_llama_dir, prompt_file, tmp_path):
+    """Seed 004 sec. 3.5 measures perplexity on the validation set, not on the evaluation prompts."""
+    from moalign.eval.evaluate import reference_perplexity
+
+    held_out = tmp_path / "validation.jsonl"
+    rows = [{"prompt": "Name a fruit.", "chosen": "An apple."}, {"prompt": "Say hi.", "chosen": ""}]
+    held_out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = str(tiny_llama_dir)
+    base = {"dataset": str(prompt_file), "num_samples": 3, "max_new_tokens": 2, "judge": "length"}
+    own = evaluate({"tiny": spec}, spec, EvalSettings(**base), tmp_path / "own", cache=None, progress=False)
+    assert own["perplexity_source"] == {"dataset": str(prompt_file), "split": "test", "responses": 3}
+    settings = EvalSettings(**base, perplexity_dataset=str(held_out), perplexity_split="train")
+    metrics = evaluate({"tiny": spec}, spec, settings, tmp_path / "held", cache=None, progress=False)
+    assert metrics["perplexity_source"] == {"dataset": str(held_out), "split": "train", "responses": 1}
+    expected = reference_perplexity(spec, ["Name a fruit."], ["An apple."])
+    assert metrics["models"]["tiny"]["perplexity"] == pytest.approx(expected, abs=1e-3)
+    assert metrics["models"]["tiny"]["bleu"] == own["models"]["tiny"]["bleu"]  # BLEU stays on the eval set
+    off = evaluate(
+        {"tiny": spec}, spec, EvalSettings(**base, perplexity=False), tmp_path / "off", cache=None, progress=False
+    )
+    assert off["perplexity_source"] is None and off["models"]["tiny"]["perplexity"] is None
+
+
 def test_controllability_sweeps_only_the_models_asked_for(tiny_llama_dir, prompt_file, tmp_path):
     spec = str(tiny_llama_dir)
     control = ControllabilityConfig(num_prompts=1, intensities=[1, 5], pairs=False, models=["tiny"])

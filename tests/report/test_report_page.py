@@ -116,9 +116,8 @@ def test_compare_table_in_the_papers_layout(run_dir, tmp_path):
     assert [r["method"] for r in rows] == ["reference (reference)", f"{run_dir.name}/tiny", "other/tiny"]
     assert warnings == []
     md = markdown_table(rows, warnings)
-    assert (
-        md.splitlines()[0] == "| Method | Avg reward | Diff to reference | Win rate | Wins / N | BLEU-4 | Perplexity |"
-    )
+    header = "| Method | Avg reward | Diff to reference | Win rate | Wins / N | BLEU-1 | BLEU-2 | BLEU-4 | Perplexity |"
+    assert md.splitlines()[0] == header
     assert "| 50.00% | 0/3 (3 ties) |" in md
     check_html(html_table(rows, warnings))
     result = CliRunner().invoke(app, ["compare", str(run_dir), str(other), "--html", str(tmp_path / "c.html")])

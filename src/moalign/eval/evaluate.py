@@ -63,7 +63,13 @@ class EvalSettings(StrictModel):
     reference_column: str | None = None
     """Column holding reference responses (BLEU, perplexity); default: the first of ``REFERENCE_COLUMNS``."""
     perplexity: bool = True
-    """Compute each model's perplexity on the reference responses, where the set has them."""
+    """Compute each model's perplexity on reference responses: the evaluation set's (where it has them),
+    or ``perplexity_dataset``'s."""
+    perplexity_dataset: DatasetSpec | None = None
+    """Where perplexity is measured instead of the evaluation set, e.g. seed 004's held-out validation set
+    (sec. 3.5: "perplexity on a held-out validation set"); its first ``num_samples`` records with a
+    reference response (``reference_column``) are used. ``metrics.json`` names the set in ``perplexity_source``."""
+    perplexity_split: str = "validation"
     controllability: ControllabilityConfig | None = None
     bootstrap_resamples: int = Field(1000, ge=10)
     seed: int = 0
@@ -130,6 +136,25 @@ def reference_texts(records: Sequence[Mapping[str, Any]], column: str | None = N
         except TypeError:
             out.append(None)
     return out
+
+
+def perplexity_set(
+    settings: EvalSettings, prompts: Sequence[str], refs: Sequence[str | None]
+) -> tuple[list[str], list[str], dict[str, Any] | None]:
+    """``(prompts, reference responses, description)`` perplexity is measured on: the evaluation set's
+    records with a reference, or those of ``settings.perplexity_dataset``; empty (and None) without any."""
+    if not settings.perplexity:
+        return [], [], None
+    dataset, split = settings.dataset, settings.split
+    if settings.perplexity_dataset is not None:
+        dataset, split = settings.perplexity_dataset, settings.perplexity_split
+        records = load_eval_records(dataset, split, settings.num_samples)
+        prompts, refs = [str(r["prompt"]) for r in records], reference_texts(records, settings.reference_column)
+    pairs = [(p, str(r)) for p, r in zip(prompts, refs, strict=True) if r]
+    if not pairs:
+        return [], [], None
+    source = {"dataset": describe(dataset), "split": split, "responses": len(pairs)}
+    return [p for p, _ in pairs], [r for _, r in pairs], source
 
 
 def reference_perplexity(spec: str, prompts: Sequence[str], references: Sequence[str], batch_size: int = 8) -> float:
@@ -223,6 +248,7 @@ def evaluate(
 
     refs = reference_texts(records, settings.reference_column)
     with_ref = [i for i, r in enumerate(refs) if r]
+    ppl_prompts, ppl_refs, ppl_source = perplexity_set(settings, prompts, refs)
     perplexity_by_spec: dict[str, float] = {}
     scores: dict[str, dict[str, list[float]]] = {}
     models: dict[str, Any] = {}
@@ -255,13 +281,11 @@ def evaluate(
         if with_ref:
             bleu = bleu_scores([texts[i] for i in with_ref], [str(refs[i]) for i in with_ref])
             entry["bleu"] = {k: _round(v) for k, v in bleu.items()}
-            if settings.perplexity:
-                spec = labels[label]
-                if spec not in perplexity_by_spec:
-                    perplexity_by_spec[spec] = reference_perplexity(
-                        spec, [prompts[i] for i in with_ref], [str(refs[i]) for i in with_ref], settings.batch_size
-                    )
-                entry["perplexity"] = _round(perplexity_by_spec[spec])
+        if ppl_refs:
+            spec = labels[label]
+            if spec not in perplexity_by_spec:
+                perplexity_by_spec[spec] = reference_perplexity(spec, ppl_prompts, ppl_refs, settings.batch_size)
+            entry["perplexity"] = _round(perplexity_by_spec[spec])
         models[label] = entry
 
     ref_total = scores[ref_label]["total"]
@@ -283,6 +307,7 @@ def evaluate(
         "split": settings.split,
         "num_prompts": len(records),
         "num_with_reference_response": len(with_ref),
+        "perplexity_source": ppl_source,
         "decoding": {"preset": settings.decoding, **sampling.__dict__},
         "judge": judge_description(settings.judge, judge),
         "objectives": list(judge.names),
@@ -350,7 +375,7 @@ def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
             "reward/mean": m["reward"]["mean"],
             "reward_diff": m.get("reward_diff"),
             "win_rate": (m.get("win_rate") or {}).get("rate"),
-            "bleu4": (m.get("bleu") or {}).get("bleu4"),
+            **{k: (m.get("bleu") or {}).get(k) for k in ("bleu1", "bleu2", "bleu4")},
             "perplexity": m.get("perplexity"),
             "length/tokens/mean": m["length"]["tokens"]["mean"],
             "repetition": m.get("repetition"),

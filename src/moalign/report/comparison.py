@@ -1,7 +1,7 @@
 """``moalign compare RUN...``: one table across runs in the papers' layout.
 
 Columns (seed 000's results table and seed 004's table 1): method, average judge reward, difference to
-the reference, win rate against the reference (wins / N, ties), BLEU-4, perplexity. One row per
+the reference, win rate against the reference (wins / N, ties), BLEU-1/2/4 (seed 004 sec. 4.5), perplexity. One row per
 candidate model of each run's latest evaluation, plus the first run's reference as the baseline row.
 Runs judged with different judges or prompt sets are not comparable: the table says so beneath it.
 """
@@ -18,7 +18,17 @@ from moalign.errors import UserError
 from moalign.report.page import STYLE, find_evaluations, fmt, results_rows
 
 NUM = ' class="num"'
-HEADER = ("Method", "Avg reward", "Diff to reference", "Win rate", "Wins / N", "BLEU-4", "Perplexity")
+HEADER = (
+    "Method",
+    "Avg reward",
+    "Diff to reference",
+    "Win rate",
+    "Wins / N",
+    "BLEU-1",
+    "BLEU-2",
+    "BLEU-4",
+    "Perplexity",
+)
 
 
 def compare_rows(runs: Sequence[str | Path]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -57,6 +67,8 @@ def _cells(r: dict[str, Any]) -> list[str]:
         fmt(r["reward_diff"]),
         fmt(r["win_rate"], 2, 100, "%"),
         wins,
+        fmt(r["bleu1"], 2),
+        fmt(r["bleu2"], 2),
         fmt(r["bleu4"], 2),
         fmt(r["perplexity"], 2),
     ]

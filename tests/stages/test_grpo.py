@@ -180,7 +180,6 @@ def online_trainer(stage, model_dir, out, temperature, bf16=False):
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.stages.grpo import grpo_args, grpo_trainer_class
     from moalign.stages.rloo import RLOOStageConfig, rloo_trainer_class
-    from moalign.training.args import trainer_kwargs
     from moalign.training.trl_online import online_trainer_kwargs
 
     keys = {"dataset": "x", "per_device_train_batch_size": 4, "num_generations": 2, "max_steps": 1, "bf16": bf16}
@@ -189,7 +188,7 @@ def online_trainer(stage, model_dir, out, temperature, bf16=False):
         cls, args, trl_cls = grpo_trainer_class(config), grpo_args(config, out, 0), GRPOTrainer
     else:
         config = RLOOStageConfig(**keys, temperature=temperature)
-        args = RLOOConfig(**trainer_kwargs(config, out, seed=0, has_eval=False), **online_trainer_kwargs(config))
+        args = RLOOConfig(**online_trainer_kwargs(config, out, 0))
         cls, trl_cls = rloo_trainer_class(config), RLOOTrainer
     trainer = cls(
         model=load_causal_lm(str(model_dir)),
@@ -272,3 +271,31 @@ def test_grpo_samples_each_group_at_its_listed_temperatures(tiny_llama_dir, tmp_
     assert sorted(calls) == [(0.5, 4), (2.0, 4)]  # 8 completions of one prompt: 4 at each temperature
     args = json.loads((run.root / "01-grpo" / "stage.json").read_text())
     assert args["summary"]["steps"] == 1
+
+
+def test_grpo_evaluates_held_out_prompts_and_restores_the_best_checkpoint(tiny_llama_dir, tmp_path, tmp_path_factory):
+    """Seed 004 sec. 4.4: evaluate every N steps on held-out prompts, keep the best."""
+    start = yes_no_model(tiny_llama_dir, tmp_path_factory.getbasetemp() / "toy-sft")
+    held_out = tmp_path / "held_out.jsonl"
+    held_out.write_text(json.dumps({"prompt": "Answer"}) + "\n")
+    stage = {
+        "grpo": {
+            "dataset": str(toy_prompts(tmp_path, n=3)),
+            "eval_dataset": str(held_out),
+            "eval_steps": 1,
+            "max_steps": 3,
+            **GRPO_TOY,
+        }
+    }
+    run = run_toy(start, tmp_path, stage)
+    metrics = run.metrics()
+    rewards = {m["step"]: m["eval/reward"] for m in metrics if "eval/reward" in m}
+    assert sorted(rewards) == [1, 2, 3]
+    # the reward layer logs the held-out batches apart from the training ones
+    assert [m["step"] for m in metrics if "eval/reward/yes/mean" in m] == [1, 2, 3]
+    assert len([m for m in metrics if "reward/yes/mean" in m]) == 3
+    checkpoints = run.root / "01-grpo" / "checkpoints"
+    state = json.loads(max(checkpoints.glob("checkpoint-*/trainer_state.json")).read_text())
+    assert state["best_metric"] == pytest.approx(max(rewards.values()))
+    best = int(state["best_model_checkpoint"].rsplit("-", 1)[1])
+    assert rewards[best] == pytest.approx(max(rewards.values()))

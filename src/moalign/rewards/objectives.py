@@ -9,6 +9,7 @@ and aggregates. It is also a TRL-style reward function: ``reward(prompts=..., co
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -322,10 +323,16 @@ class MultiObjectiveReward:
                 )
         self.train = False
 
-    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Sequence[Any]) -> list[float]:
-        """Score, log and aggregate a batch: one reward per sample (NaN where nothing applies)."""
+    def __call__(
+        self, prompts: Sequence[Any], completions: Sequence[Any], *, frozen: bool = False, **columns: Sequence[Any]
+    ) -> list[float]:
+        """Score, log and aggregate a batch: one reward per sample (NaN where nothing applies).
+
+        ``frozen`` (held-out prompts during training): the MOSLIM statistics are read and left as they
+        are; an intensity they have not seen yet takes the batch's own statistics, for this batch only.
+        """
         matrix = self.score(prompts, completions, **columns)
-        reward = self.aggregate(matrix)
+        reward = self._frozen_aggregate(matrix) if frozen and self.moslim is not None else self.aggregate(matrix)
         if self.log is not None:
             metrics = matrix.metrics()
             defined = reward[~torch.isnan(reward)]
@@ -334,6 +341,15 @@ class MultiObjectiveReward:
                 metrics["reward/std"] = defined.std(correction=0).item()
             self.log(metrics)
         return reward.tolist()
+
+    def _frozen_aggregate(self, matrix: ScoreMatrix) -> torch.Tensor:
+        assert self.moslim is not None
+        saved, train, source = copy.deepcopy(self.moslim.stats), self.train, self.statistics_source
+        try:
+            self.freeze([matrix])
+            return self.aggregate(matrix)
+        finally:
+            self.moslim.stats, self.train, self.statistics_source = saved, train, source
 
     # -- state (the MOSLIM statistics) ------------------------------------------------------------
 

@@ -32,7 +32,6 @@ from pydantic import Field, model_validator
 
 from moalign.losses.policy import centred_rewards
 from moalign.stages.base import StageContext, StageResult, register_stage
-from moalign.training.args import trainer_kwargs
 from moalign.training.trl_online import (
     SharedPromptMixin,
     TRLOnlineStageConfig,
@@ -112,8 +111,7 @@ def grpo_args(config: GRPOStageConfig, output_dir: Any, seed: int) -> Any:
     from trl import GRPOConfig
 
     return GRPOConfig(
-        **trainer_kwargs(config, output_dir, seed=seed, has_eval=False),
-        **online_trainer_kwargs(config),
+        **online_trainer_kwargs(config, output_dir, seed),
         scale_rewards=config.scale_rewards,
         loss_type=config.loss_type,
     )

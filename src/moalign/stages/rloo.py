@@ -15,7 +15,6 @@ from typing import Any
 from pydantic import Field
 
 from moalign.stages.base import StageContext, StageResult, register_stage
-from moalign.training.args import trainer_kwargs
 from moalign.training.trl_online import SharedPromptMixin, TRLOnlineStageConfig, online_trainer_kwargs, run_trl_online
 
 
@@ -55,8 +54,7 @@ def run_rloo(ctx: StageContext, config: RLOOStageConfig) -> StageResult:
     from moalign.training.checkpoint import save_trainer_model
 
     args = RLOOConfig(
-        **trainer_kwargs(config, ctx.checkpoint_dir, seed=ctx.seed, has_eval=False),
-        **online_trainer_kwargs(config),
+        **online_trainer_kwargs(config, ctx.checkpoint_dir, ctx.seed),
         normalize_advantages=config.normalize_advantages,
     )
     trainer, output = run_trl_online(ctx, config, rloo_trainer_class(config), args)

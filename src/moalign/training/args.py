@@ -108,8 +108,11 @@ def stage_accelerator(*, bf16: bool, gradient_accumulation_steps: int = 1) -> An
     )
 
 
-def trainer_kwargs(config: TrainerStageConfig, output_dir: Path, *, seed: int, has_eval: bool) -> dict[str, Any]:
-    """Keyword arguments for a TRL ``*Config`` from the shared stage keys."""
+def trainer_kwargs(
+    config: TrainerStageConfig, output_dir: Path, *, seed: int, has_eval: bool, best_metric: str = "eval_loss"
+) -> dict[str, Any]:
+    """Keyword arguments for a TRL ``*Config`` from the shared stage keys; when validating, the best
+    checkpoint is the one with the lowest ``best_metric`` (the highest for a reward)."""
     evaluating = has_eval and config.eval_steps is not None
     kwargs: dict[str, Any] = {
         "output_dir": str(output_dir),
@@ -145,7 +148,7 @@ def trainer_kwargs(config: TrainerStageConfig, output_dir: Path, *, seed: int, h
             save_strategy="steps",
             save_steps=config.save_steps or config.eval_steps,
             load_best_model_at_end=True,
-            metric_for_best_model="eval_loss",
-            greater_is_better=False,
+            metric_for_best_model=best_metric,
+            greater_is_better="reward" in best_metric,
         )
     return kwargs

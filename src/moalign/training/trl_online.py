@@ -25,7 +25,7 @@ from moalign.cost import count_tokens
 from moalign.data.specs import as_messages, require_prompt
 from moalign.errors import UserError
 from moalign.rewards import MultiObjectiveReward
-from moalign.training.args import TrainerStageConfig
+from moalign.training.args import TrainerStageConfig, trainer_kwargs
 from moalign.training.logprobs import (
     pack_by_prompt,
     packed_logits,
@@ -43,7 +43,12 @@ class TRLOnlineStageConfig(TrainerStageConfig):
     """Keys of TRL's online trainers (GRPOConfig / RLOOConfig names).
 
     As in TRL, ``per_device_train_batch_size`` counts completions, not prompts: each step sees
-    ``per_device_train_batch_size / num_generations`` prompts per device.
+    ``per_device_train_batch_size / num_generations`` prompts per device. With held-out prompts
+    (``eval_dataset`` or ``validation_fraction``) and ``eval_steps``, every ``eval_steps`` steps the
+    policy samples ``num_generations`` completions for each held-out prompt, the recipe's reward scores
+    them (MOSLIM statistics read, not updated), the mean is logged as ``eval/reward``, and the
+    checkpoint with the highest one is restored at the end (seed 004 sec. 4.4: "evaluation interval:
+    every 20 steps", the best kept); ``early_stopping_patience`` counts evaluations without a better one.
     """
 
     max_length: int | None = None
@@ -81,8 +86,6 @@ class TRLOnlineStageConfig(TrainerStageConfig):
     def _check(self) -> TRLOnlineStageConfig:
         if self.max_length is not None:
             raise ValueError("max_length does not apply to online stages; bound max_completion_length instead")
-        if self.eval_dataset or self.validation_fraction or self.eval_steps or self.early_stopping_patience:
-            raise ValueError("online stages do not validate during training; evaluate their checkpoints with eval")
         if self.per_device_train_batch_size % self.num_generations:
             raise ValueError(
                 f"per_device_train_batch_size ({self.per_device_train_batch_size}) counts completions and must be "
@@ -119,14 +122,21 @@ class TRLReward:
         self.reward = reward
         self._log = log
         self._step = 0
-        reward.log = lambda metrics: self._log(metrics, step=self._step)
+        self._prefix = ""
+        self.training: Any = lambda: True
+        """Whether the trainer is training (not evaluating held-out prompts); set once the trainer exists."""
+        reward.log = lambda metrics: self._log({self._prefix + k: v for k, v in metrics.items()}, step=self._step)
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
         state = kwargs.get("trainer_state")
-        self._step = (state.global_step + 1) if state is not None else self._step + 1
+        training = self.training()
+        if training:
+            self._step = (state.global_step + 1) if state is not None else self._step + 1
         columns = {k: v for k, v in kwargs.items() if k not in TRL_ONLY_KWARGS}
         count_tokens(generated=sum(len(ids) for ids in kwargs.get("completion_ids") or []))
-        return [None if math.isnan(r) else r for r in self.reward(prompts, completions, **columns)]
+        self._prefix = "" if training else "eval/"
+        rewards = self.reward(prompts, completions, frozen=not training, **columns)
+        return [None if math.isnan(r) else r for r in rewards]
 
 
 def prompt_records(dataset: Any, source: str) -> Any:
@@ -141,14 +151,17 @@ def prompt_records(dataset: Any, source: str) -> Any:
     return dataset.map(convert, with_indices=True)
 
 
-def online_trainer_kwargs(config: TRLOnlineStageConfig) -> dict[str, Any]:
-    """The online-trainer keys shared by ``GRPOConfig`` and ``RLOOConfig``."""
+def online_trainer_kwargs(config: TRLOnlineStageConfig, output_dir: Any, seed: int) -> dict[str, Any]:
+    """The keys of ``GRPOConfig`` and ``RLOOConfig`` the online stages share, the trainer's keys included
+    (the best checkpoint is the one with the highest held-out reward)."""
     if config.use_vllm:
         from transformers.utils.import_utils import is_vllm_available
 
         if not is_vllm_available():
             raise UserError("use_vllm: true needs vLLM installed (pip install vllm) on a GPU machine")
+    has_eval = bool(config.eval_dataset or config.validation_fraction)
     return {
+        **trainer_kwargs(config, output_dir, seed=seed, has_eval=has_eval, best_metric="eval_reward"),
         "num_generations": config.num_generations,
         "max_completion_length": config.max_completion_length,
         "temperature": 1.0 if isinstance(config.temperature, list) else config.temperature,
@@ -347,10 +360,10 @@ def run_trl_online(ctx: Any, config: TRLOnlineStageConfig, trainer_cls: Any, arg
 
     if not ctx.recipe.objectives:
         raise UserError(f"stage {ctx.index:02d}-{ctx.stage_type} needs the recipe's 'objectives' to score samples")
-    train, _ = train_eval_datasets(config, ctx, prompt_records)
+    train, evaluation = train_eval_datasets(config, ctx, prompt_records)
     reward = TRLReward(MultiObjectiveReward.for_stage(ctx), ctx.log)
     callbacks = trainer_callbacks(
-        ctx, config, False, derive=online_metrics, state=lambda: {"reward": reward.reward.state_dict()}
+        ctx, config, evaluation is not None, derive=online_metrics, state=lambda: {"reward": reward.reward.state_dict()}
     )
     if config.kl_bound is not None:
         callbacks.append(KLBoundCallback(config.kl_bound, ctx.log))
@@ -362,12 +375,14 @@ def run_trl_online(ctx: Any, config: TRLOnlineStageConfig, trainer_cls: Any, arg
         reward_funcs=reward,
         args=args,
         train_dataset=train,
+        eval_dataset=evaluation,
         processing_class=tokenizer,
         peft_config=config.peft.to_peft() if config.peft else None,
         callbacks=callbacks,
     )
     if isinstance(config.temperature, list):
         trainer.sampling_temperatures = list(config.temperature)
+    reward.training = lambda: trainer.model.training
     output = train_resuming(trainer, restore=lambda state: reward.reward.load_state_dict(state["reward"]))
     reward.reward.save_trained_statistics(ctx.dir)
     return trainer, output

@@ -91,7 +91,10 @@ def scaled_down(path, files, tiny_llama, tiny_bert):
         out += [f"{prefix}.{key}={'null' if value is None else value}" for key, value in STAGE_KEYS[kind].items()]
         if "early_stopping_patience" in config:
             out.append(f"{prefix}.early_stopping_patience=null")
-        for key in ("dataset", "eval_dataset"):  # seed 004's 2,000-row validation slice, scaled to the fixture
+        out += dataset_overrides(f"{prefix}.perplexity_dataset", config.get("perplexity_dataset"), files)
+        if isinstance(config.get("temperature"), list):  # one temperature per completion of the tiny group
+            out.append(f"{prefix}.temperature=[{config['temperature'][0]},{config['temperature'][-1]}]")
+        for key in ("dataset", "eval_dataset", "perplexity_dataset"):  # seed 004's validation slices, scaled
             value = config.get(key)
             if isinstance(value, dict) and "[" in value.get("split", ""):
                 out.append(f"{prefix}.{key}.split={re.sub(r'[0-9]+', '4', value['split'])}")
@@ -103,6 +106,9 @@ def scaled_down(path, files, tiny_llama, tiny_bert):
         if kind == "eval":
             if "reference" in config:
                 out.append(f"{prefix}.reference={tiny_llama}")
+            for j, model in enumerate(config.get("models", [])):
+                if not model.startswith("stage:"):  # a hub model row (seed 004's base model)
+                    out.append(f"{prefix}.models.{j}={tiny_llama}")
             judge = config.get("judge")
             if judge and "reward_model" in judge:
                 out += [f"{prefix}.judge.reward_model.model={tiny_bert}", f"{prefix}.judge.reward_model.label=0"]

@@ -86,6 +86,11 @@ def test_cached_generations_are_never_regenerated(tiny_llama_dir, tmp_path):
         str(tiny_llama_dir), ["a"], SamplingConfig(max_new_tokens=3), cache=cache, load=counting_load, progress=False
     )
     assert other.cached == 0 and len(loads) == 2
+    # so is the other precision (bf16 forced: slow without native kernels, but at hidden size 64 it is fast)
+    fresh = GenerationCache(tmp_path / "by-precision")
+    for bf16, cached in ((False, 0), (True, 0), (False, 2), (True, 2)):
+        run = cached_generate(str(tiny_llama_dir), ["a", "b"], sampling, cache=fresh, progress=False, bf16=bf16)
+        assert run.cached == cached
 
 
 def test_reference_texts_read_the_first_reference_column():

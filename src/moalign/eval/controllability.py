@@ -106,6 +106,7 @@ def controllability(
     seed: int = 0,
     batch_size: int = BATCH_SIZE,
     progress: bool = True,
+    bf16: bool | None = None,
 ) -> dict[str, Any]:
     """Sweeps and pair combinations for model ``spec`` (see the module docstring), generated in one pass.
 
@@ -126,7 +127,15 @@ def controllability(
             jobs += [(f"pair:{d1}:{d2}", {d1: a, d2: b}, t) for t in texts]
     tagged = [format_tags(tags, text) for _, tags, text in jobs]
     run = cached_generate(
-        spec, tagged, sampling, cache=cache, seed=seed, batch_size=batch_size, progress=progress, desc="control"
+        spec,
+        tagged,
+        sampling,
+        cache=cache,
+        seed=seed,
+        batch_size=batch_size,
+        progress=progress,
+        desc="control",
+        bf16=bf16,
     )
     matrix = reward.score(tagged, [r.text for r in run.responses])
     levels = {d: matrix.column(d).tolist() for d in config.dimensions}

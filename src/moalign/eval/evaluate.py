@@ -34,6 +34,7 @@ from moalign.eval.metrics import bleu_scores, corpus_perplexity, length_stats, m
 from moalign.eval.presets import DecodingPreset, decoding_preset
 from moalign.generation import BATCH_SIZE
 from moalign.rewards.scorers.repetition import repeated_ngram_share
+from moalign.training.precision import resolve_bf16
 
 if TYPE_CHECKING:
     from moalign.rewards import MultiObjectiveReward
@@ -71,6 +72,9 @@ class EvalSettings(StrictModel):
     reference response (``reference_column``) are used. ``metrics.json`` names the set in ``perplexity_source``."""
     perplexity_split: str = "validation"
     controllability: ControllabilityConfig | None = None
+    bf16: bool | None = None
+    """Decode in bf16 autocast; None: where the device runs it natively. The recipe's run-level
+    ``precision`` sets it like every stage's (:mod:`moalign.training.precision`)."""
     bootstrap_resamples: int = Field(1000, ge=10)
     seed: int = 0
 
@@ -243,6 +247,7 @@ def evaluate(
                 batch_size=settings.batch_size,
                 progress=progress,
                 desc=f"generating ({label})",
+                bf16=settings.bf16,
             )
         runs[label] = by_spec[spec]
 
@@ -308,7 +313,7 @@ def evaluate(
         "num_prompts": len(records),
         "num_with_reference_response": len(with_ref),
         "perplexity_source": ppl_source,
-        "decoding": {"preset": settings.decoding, **sampling.__dict__},
+        "decoding": {"preset": settings.decoding, **sampling.__dict__, "bf16": resolve_bf16(settings.bf16)},
         "judge": judge_description(settings.judge, judge),
         "objectives": list(judge.names),
         "reference": ref_label,
@@ -335,6 +340,7 @@ def evaluate(
                 seed=settings.seed,
                 batch_size=settings.batch_size,
                 progress=progress,
+                bf16=settings.bf16,
             )
         metrics["controllability"] = {label: control_by_spec[labels[label]] for label in swept}
 

@@ -60,9 +60,12 @@ def model_fingerprint(spec: str) -> str:
     return h.hexdigest()[:16]
 
 
-def settings_key(sampling: SamplingConfig, seed: int) -> str:
-    """A short hash of the decoding settings (and the seed, which matters only when sampling)."""
+def settings_key(sampling: SamplingConfig, seed: int, bf16: bool = False) -> str:
+    """A short hash of the decoding settings, the precision (bf16 autocast or float32: their greedy tokens
+    can differ) and the seed (which matters only when sampling)."""
     settings = {**asdict(sampling), "seed": seed if sampling.temperature > 0 else None}
+    if bf16:
+        settings["precision"] = "bf16"
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -99,21 +102,29 @@ class GenerationCache:
             root = moalign_home() / "generations"
         self.root = Path(root)
 
-    def path(self, fingerprint: str, sampling: SamplingConfig, seed: int) -> Path:
-        return self.root / f"{fingerprint}-{settings_key(sampling, seed)}.jsonl"
+    def path(self, fingerprint: str, sampling: SamplingConfig, seed: int, bf16: bool = False) -> Path:
+        return self.root / f"{fingerprint}-{settings_key(sampling, seed, bf16)}.jsonl"
 
-    def lookup(self, fingerprint: str, sampling: SamplingConfig, seed: int) -> dict[str, CachedGeneration]:
+    def lookup(
+        self, fingerprint: str, sampling: SamplingConfig, seed: int, bf16: bool = False
+    ) -> dict[str, CachedGeneration]:
         """Cached responses by prompt (the latest line wins)."""
         return {
             r["prompt"]: CachedGeneration(text=r["text"], num_tokens=int(r["num_tokens"]))
-            for r in read_jsonl(self.path(fingerprint, sampling, seed))
+            for r in read_jsonl(self.path(fingerprint, sampling, seed, bf16))
         }
 
     def store(
-        self, fingerprint: str, sampling: SamplingConfig, seed: int, items: Mapping[str, CachedGeneration]
+        self,
+        fingerprint: str,
+        sampling: SamplingConfig,
+        seed: int,
+        items: Mapping[str, CachedGeneration],
+        bf16: bool = False,
     ) -> None:
         """Append ``{prompt: generation}`` items (one batch, one fsync)."""
-        append_jsonl(self.path(fingerprint, sampling, seed), *({"prompt": p, **asdict(g)} for p, g in items.items()))
+        lines = ({"prompt": p, **asdict(g)} for p, g in items.items())
+        append_jsonl(self.path(fingerprint, sampling, seed, bf16), *lines)
 
 
 ModelLoader = Callable[[str], tuple[Any, Any]]
@@ -139,19 +150,24 @@ def cached_generate(
     progress: bool = True,
     desc: str = "generating",
     load: ModelLoader | None = None,
+    bf16: bool | None = None,
 ) -> GenerationRun:
     """One response per prompt from model ``spec``: cached ones are read back, the rest generated one batch
     at a time (the model is loaded only if something is missing; ``load`` defaults to
     :func:`load_for_generation`), each batch stored as soon as it is done. ``cache=None`` always generates.
 
     Missing prompts are generated shortest first, so each batch pads little; one progress bar counts them.
+    ``bf16`` is the decoding precision (:func:`~moalign.training.precision.resolve_bf16`: None decodes in
+    bf16 where the device runs it natively); it is part of the cache key.
     """
     from tqdm.auto import tqdm
 
     from moalign.generation import generate
+    from moalign.training.precision import resolve_bf16
 
+    bf16 = resolve_bf16(bf16)
     fingerprint = model_fingerprint(spec)
-    known = cache.lookup(fingerprint, sampling, seed) if cache is not None else {}
+    known = cache.lookup(fingerprint, sampling, seed, bf16) if cache is not None else {}
     missing = sorted(dict.fromkeys(p for p in prompts if p not in known), key=len)
     tokens, seconds = 0, 0.0
     if missing:
@@ -163,7 +179,7 @@ def cached_generate(
             for start in range(0, len(missing), batch_size):
                 batch = missing[start : start + batch_size]
                 t0 = time.perf_counter()
-                outputs = generate(model, tokenizer, batch, sampling, batch_size=batch_size, progress=False)
+                outputs = generate(model, tokenizer, batch, sampling, batch_size=batch_size, progress=False, bf16=bf16)
                 seconds += time.perf_counter() - t0
                 done = {
                     p: CachedGeneration(text=g[0].text, num_tokens=g[0].num_tokens)
@@ -172,7 +188,7 @@ def cached_generate(
                 known.update(done)
                 tokens += sum(g.num_tokens for g in done.values())
                 if cache is not None:
-                    cache.store(fingerprint, sampling, seed, done)
+                    cache.store(fingerprint, sampling, seed, done, bf16)
                 bar.update(len(batch))
                 bar.set_postfix(tok_s=f"{tokens / max(seconds, 1e-9):.1f}", refresh=False)
         del model

@@ -125,7 +125,7 @@ def test_dpo_stage_logs_rewards_margins_accuracy_and_kl(tiny_llama_dir, tmp_path
     assert len(logged) == 2
     for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "kl"):
         assert key in logged[-1]
-    model_dir = json.loads(run.summary_path.read_text())["final_model"]
+    model_dir = run.model_spec(json.loads(run.summary_path.read_text())["final_model"])
     assert load_causal_lm(model_dir).config.num_hidden_layers == 2
 
 
@@ -141,7 +141,7 @@ def test_dpo_on_real_smollm2_writes_loadable_checkpoint(smollm2_dir, tmp_path):
         "stages": [{"dpo": stage}],
     }
     run = run_recipe(validate_recipe(YamlSource(data=data, name="test")))
-    model_dir = json.loads(run.summary_path.read_text())["final_model"]
+    model_dir = run.model_spec(json.loads(run.summary_path.read_text())["final_model"])
     assert load_causal_lm(model_dir).config.num_hidden_layers == 30
 
 

@@ -80,7 +80,7 @@ def test_rwr_on_real_smollm2_with_two_objectives_writes_a_loadable_checkpoint(sm
     run = run_recipe(validate_recipe(YamlSource(data=data, name="test")))
     logged = [m for m in run.metrics() if "train/loss" in m]
     assert len(logged) == 1 and any("reward/constraints/mean" in m for m in run.metrics())
-    model_dir = json.loads(run.summary_path.read_text())["final_model"]
+    model_dir = run.model_spec(json.loads(run.summary_path.read_text())["final_model"])
     from moalign.models import load_causal_lm
 
     assert load_causal_lm(model_dir).config.num_hidden_layers == 30

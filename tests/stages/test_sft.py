@@ -112,7 +112,7 @@ def test_sft_stage_trains_validates_and_writes_a_loadable_checkpoint(tiny_llama_
     train_losses = [m["train/loss"] for m in metrics if "train/loss" in m]
     assert len(train_losses) == 4 and all(v > 0 for v in train_losses)
     summary = json.loads(run.summary_path.read_text())
-    model_dir = summary["final_model"]
+    model_dir = run.model_spec(summary["final_model"])
     assert model_dir.endswith("01-sft/model")
     assert load_causal_lm(model_dir).config.num_hidden_layers == 2
 
@@ -126,7 +126,7 @@ def test_sft_stage_with_lora_hands_on_an_adapter_that_loads_merged(tiny_llama_di
         "peft": {"r": 4, "lora_alpha": 8},
     }
     run = run_stage(tmp_path, tiny_llama_dir, cfg, name="lora")
-    model_dir = json.loads(run.summary_path.read_text())["final_model"]
+    model_dir = run.model_spec(json.loads(run.summary_path.read_text())["final_model"])
     from pathlib import Path
 
     assert (Path(model_dir) / "adapter_config.json").exists()
@@ -141,7 +141,7 @@ def test_sft_stage_with_lora_hands_on_an_adapter_that_loads_merged(tiny_llama_di
 def test_sft_on_real_smollm2_writes_loadable_checkpoint(smollm2_dir, tmp_path):
     cfg = {"dataset": str(sft_file(tmp_path, 4)), "max_steps": 2, "per_device_train_batch_size": 2, "max_length": 64}
     run = run_stage(tmp_path, "builtin:smollm2-135m-instruct", cfg, name="real")
-    model_dir = json.loads(run.summary_path.read_text())["final_model"]
+    model_dir = run.model_spec(json.loads(run.summary_path.read_text())["final_model"])
     assert load_causal_lm(model_dir).config.num_hidden_layers == 30
 
 

@@ -130,6 +130,14 @@ def test_scaled_down_paper_recipe_runs_end_to_end(path, fixture_files, tiny_llam
     summary = json.loads((run.root / "summary.json").read_text())
     assert [s["type"] for s in summary["stages"]] == [s.type for s in recipe.stages]
     last = recipe.stages[-1]
+    if last.type == "reward_model":  # seed 002's DataType ablation: the reward models' table
+        from moalign.rm.table import markdown_table, reward_model_rows
+
+        rows = reward_model_rows(run.root)
+        assert [r["dimensions"] for r in rows] == [s.config.dimensions for s in recipe.stages]
+        assert all(r["heads"] and r["validation_samples"] for r in rows)
+        assert len(markdown_table(rows).splitlines()) == 2 + len(rows) + 2
+        return
     assert last.type == "eval"
     metrics = json.loads((run.root / f"{len(recipe.stages):02d}-eval" / "metrics.json").read_text())
     assert metrics["num_prompts"] == 2

@@ -240,3 +240,11 @@ def score(
     else:
         atomic_write_text(output, text)
         typer.echo(f"wrote {len(lines)} scores to {output}", err=True)
+
+
+@rm_app.command("table")
+def table(run: Annotated[Path, typer.Argument(help="A run directory with reward_model stages.")]) -> None:
+    """The run's reward models side by side (seed 002 figure 4: accuracy per DataType), as markdown."""
+    from moalign.rm.table import markdown_table, reward_model_rows
+
+    typer.echo(markdown_table(reward_model_rows(run)), nl=False)

@@ -1,6 +1,6 @@
 import math
 
-from moalign.data.pairs import best_index, best_worst_pair, farthest_index, worst_index
+from moalign.data.pairs import PreferencePair, best_index, best_worst_pair, farthest_index, worst_index
 
 NAN = math.nan
 
@@ -31,3 +31,22 @@ def test_farthest_index_by_level_distance_then_lower_score():
     assert farthest_index(levels, 0, [1.0, 0.5, 0.2, 0.7]) == 2
     assert farthest_index(levels, 0, [1.0, 0.5, 0.9, 0.7]) == 3
     assert farthest_index(levels[:2], 0, [1.0, 0.5]) is None  # same levels: nothing to contrast
+
+
+def test_the_chosen_side_comes_from_the_eligible_samples_the_rejected_from_all():
+    texts, scores = ["a", "b", "c"], [0.9, 0.5, 0.1]
+    # the best sample (0.9) may not be chosen (truncated, say): the next best is, against the worst of all
+    assert best_worst_pair(texts, scores, 0.1, [NAN, 0.5, 0.1]) == PreferencePair(chosen=1, rejected=2, margin=0.4)
+    assert best_worst_pair(texts, scores, 0.1, [NAN, NAN, NAN]) is None
+
+
+def test_target_scores_drop_truncated_and_low_scoring_samples():
+    from moalign.stages.best_of_n import BestOfNConfig, target_scores
+
+    scores, lengths = [0.9, 0.5, 0.2, 0.7], [96, 40, 10, 95]
+    keep_all = target_scores(scores, lengths, BestOfNConfig(max_new_tokens=96))
+    assert keep_all == scores
+    finished = target_scores(scores, lengths, BestOfNConfig(max_new_tokens=96, finished_only=True))
+    assert finished[0] != finished[0] and finished[1:] == [0.5, 0.2, 0.7]  # 96 tokens: cut off by the budget
+    both = target_scores(scores, lengths, BestOfNConfig(max_new_tokens=96, finished_only=True, min_score=0.5))
+    assert [s == s for s in both] == [False, True, False, True]

@@ -95,6 +95,26 @@ def test_stage_writes_sft_pairs_ratings_and_constraint_results(tmp_path, tiny_ll
     assert logged and logged[0]["stage"] == "01-best_of_n"
 
 
+def test_finished_only_never_trains_on_a_cut_off_sample(tmp_path, tiny_llama_dir):
+    """A tiny random model rarely ends within 6 tokens: the cut-off samples are counted and never become
+    an SFT target or a pair's chosen side."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: bon\nmodel: {tiny_llama_dir}\noutput_dir: {tmp_path / 'runs'}\nstages:\n"
+        "  - best_of_n: {dataset: builtin:ifeval-lite-tagged, split: validation, num_prompts: 3,\n"
+        "                num_generations: 3, max_new_tokens: 6, batch_size: 2, min_margin: 0.0,\n"
+        "                finished_only: true}\n"
+    )
+    run = run_recipe(load_recipe(recipe))
+    out = run.root / "01-best_of_n"
+    samples, sft, pairs = (read_jsonl(out / f) for f in ("samples.jsonl", "sft.jsonl", "pairs.jsonl"))
+    finished = {s["response"] for s in samples if s["num_tokens"] < 6}
+    assert all(s["completion"] in finished for s in sft) and all(p["chosen"] in finished for p in pairs)
+    summary = json.loads(run.summary_path.read_text())["stages"][0]["summary"]
+    assert summary["data/truncated"] == sum(s["num_tokens"] >= 6 for s in samples) > 0
+    assert summary["data/eligible_targets"] == len(samples) - summary["data/truncated"]
+
+
 def test_relabelled_tags_match_what_each_sample_measures(tmp_path, tiny_llama_dir):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(

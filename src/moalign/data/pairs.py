@@ -34,12 +34,19 @@ def worst_index(scores: Sequence[float]) -> int | None:
 
 
 def best_worst_pair(
-    completions: Sequence[str], scores: Sequence[float], min_margin: float = 0.0
+    completions: Sequence[str],
+    scores: Sequence[float],
+    min_margin: float = 0.0,
+    chosen_scores: Sequence[float] | None = None,
 ) -> PreferencePair | None:
-    """The best-versus-worst pair of one prompt's samples, or None if the margin or the texts do not allow one."""
+    """The best-versus-worst pair of one prompt's samples, or None if the margin or the texts do not allow one.
+
+    ``chosen_scores`` (default ``scores``): the scores the chosen sample is picked by, NaN for samples that
+    may not be chosen (e.g. truncated ones); the rejected one is the worst of all ``scores``.
+    """
     if len(completions) != len(scores):
         raise ValueError("one score per completion")
-    best, worst = best_index(scores), worst_index(scores)
+    best, worst = best_index(scores if chosen_scores is None else chosen_scores), worst_index(scores)
     if best is None or worst is None:
         return None
     margin = scores[best] - scores[worst]

@@ -63,6 +63,14 @@ class BestOfNConfig(StrictModel):
     overrides it."""
     min_margin: float = Field(0.1, ge=0)
     """Smallest best-minus-worst total score for a preference pair."""
+    finished_only: bool = False
+    """Only samples that ended by themselves (an end-of-turn token within ``max_new_tokens``) become SFT
+    targets or the chosen side of a pair: a response cut off by the budget would teach the policy to stop
+    mid-sentence. A truncated sample may still be a pair's rejected side. Needs a budget in which the
+    model finishes its answers (``data/truncated`` in the stage's summary counts the cut-off samples)."""
+    min_score: float | None = None
+    """Only samples whose total score reaches this become SFT targets or a pair's chosen side (rejection
+    sampling); None keeps the best of each prompt whatever its score."""
     rating_classes: int = Field(5, ge=2, le=10)
     """Intensity classes per rating dimension (5: seed 002's DataType 4; 2: DataType 2)."""
     objectives: list[ObjectiveConfig] | None = None
@@ -176,6 +184,18 @@ def sample_batches(
     return out
 
 
+def target_scores(scores: Sequence[float], num_tokens: Sequence[int], config: BestOfNConfig) -> list[float]:
+    """``scores`` with NaN for the samples that may not be a training target (``finished_only``: a sample
+    that used the whole ``max_new_tokens`` budget was cut off; ``min_score``: a total below it)."""
+    return [
+        math.nan
+        if (config.finished_only and n >= config.max_new_tokens)
+        or (config.min_score is not None and not s >= config.min_score)
+        else s
+        for s, n in zip(scores, num_tokens, strict=True)
+    ]
+
+
 def _relabelled_pair(
     texts: Sequence[str], levels: Sequence[Mapping[str, int]], scores: Sequence[float], best: int | None
 ) -> PreferencePair | None:
@@ -265,19 +285,21 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
         )
 
     sft, pairs, best_results = [], [], []
-    offset = 0
+    offset = targets = 0
     for i, gens in enumerate(generations):
         texts = [g.text for g in gens]
         group = totals[offset : offset + len(gens)]
         record = records[i]
-        best = best_index(group)
+        eligible = target_scores(group, [g.num_tokens for g in gens], config)
+        targets += sum(not math.isnan(e) for e in eligible)
+        best = best_index(eligible)
         # each sample's prompt under the tags it measures; None where the prompt has no brevity/structure tag
         relabelled = [relabel_prompt(record["prompt"], t) for t in texts] if config.relabel_tags else []
         relabel = bool(relabelled) and relabelled[0] is not None
         prompts = relabelled if relabel else [record["prompt"]] * len(texts)
         if best is not None:
             best_results.append(results[offset + best])
-            chosen = range(len(texts)) if relabel else [best]
+            chosen = [j for j in range(len(texts)) if not math.isnan(eligible[j])] if relabel else [best]
             for j in chosen:
                 prompt = prompts[j]
                 sft.append(
@@ -289,7 +311,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
                         "score": _finite(group[j]),
                     }
                 )
-        prompt, pair = record["prompt"], best_worst_pair(texts, group, config.min_margin)
+        prompt, pair = record["prompt"], best_worst_pair(texts, group, config.min_margin, eligible)
         if relabel:
             pair = _relabelled_pair(texts, [parse_tags(p)[1] for p in relabelled], group, best)
             prompt = prompts[best] if best is not None else prompt
@@ -320,6 +342,8 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     summary: dict[str, Any] = {
         "data/prompts": len(records),
         "data/samples": len(rows),
+        "data/truncated": sum(g.num_tokens >= config.max_new_tokens for _, _, g in rows),
+        "data/eligible_targets": targets,
         "data/sft": len(sft),
         "data/pairs": len(pairs),
         "data/ratings": len(ratings),

@@ -131,6 +131,7 @@ def test_evaluate_writes_metrics_and_samples(tiny_llama_dir, prompt_file, tmp_pa
     # the same model against itself: every prompt a tie, no reward difference
     assert tiny["win_rate"]["ties"] == tiny["win_rate"]["n"] == 3 and tiny["win_rate"]["rate"] == 0.5
     assert tiny["reward_diff"] == 0.0 and ref["win_rate"] is None
+    assert tiny["reward_diff_interval"] == [0.0, 0.0] and ref["reward_diff_interval"] is None
     assert set(tiny["bleu"]) == {"bleu1", "bleu2", "bleu4"} and tiny["perplexity"] > 1
     assert metrics["num_with_reference_response"] == 3 and metrics["objectives"] == ["length"]
     assert set(metrics["controllability"]["tiny"]["sweeps"]) == {"brevity", "structure"}

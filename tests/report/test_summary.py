@@ -7,12 +7,14 @@ import json
 from moalign.report.summary import format_table, summary_rows, summary_table, target_checks
 
 
-def model(constraints, tokens, repetition, win=None):
+def model(constraints, tokens, repetition, win=None, diff=None, truncated=5):
     return {
         "objectives": {"verifier": constraints},
         "length": {"tokens": {"mean": tokens}},
         "repetition": repetition,
+        "truncated": truncated,
         "win_rate": None if win is None else {"rate": win},
+        "reward_diff_interval": diff,
     }
 
 
@@ -20,13 +22,13 @@ METRICS = {
     "objectives": ["verifier"],
     "models": {
         "reference": model(0.30, 80.0, 0.05),
-        "sft": model(0.40, 70.0, 0.06, win=0.6),
-        "rwr": model(0.45, 200.0, 0.30, win=0.7),
+        "sft": model(0.40, 70.0, 0.06, win=0.6, diff=[0.02, 0.18], truncated=2),
+        "rwr": model(0.45, 200.0, 0.30, win=0.7, diff=[-0.01, 0.31], truncated=9),
     },
     "controllability": {
         "reference": {"sweeps": {"brevity": {"spearman": 0.1}}},
-        "sft": {"sweeps": {"brevity": {"spearman": 0.85}}},
-        "rwr": {"sweeps": {"brevity": {"spearman": 0.5}}},
+        "sft": {"sweeps": {"brevity": {"spearman": 0.85, "points": [{"mean": 1.5}, {"mean": 2.0}, {"mean": 4.0}]}}},
+        "rwr": {"sweeps": {"brevity": {"spearman": 0.5, "points": [{"mean": 2.0}, {"mean": 1.5}]}}},
     },
 }
 
@@ -53,19 +55,21 @@ def test_rows_per_stage_with_eval_numbers(tmp_path):
 
 
 def test_targets_report_misses_plainly():
-    checks = {name.split(":")[0]: met for name, met, _ in target_checks(METRICS, "rwr")}
-    assert checks["constraint satisfaction above base"] is True
-    assert checks["controllability brevity"] is False  # 0.5 < 0.8
+    checks = {name: met for name, met, _ in target_checks(METRICS, "rwr")}
+    assert checks["constraint satisfaction at least base + 0.10"] is False  # +0.15, but the interval holds 0
+    assert checks["controllability brevity: Spearman >= 0.8"] is False  # 0.5 < 0.8
+    assert checks["controllability brevity: mean level rises with the requested one"] is False  # 2.0 -> 1.5
+    assert checks["fewer cut-off responses than base"] is False  # 9 > 5
     assert checks["mean length within 0.5-2.0x base"] is False  # 200 > 160
-    assert checks["repetition at most base + 0.1"] is False  # 0.30 > 0.15
-    assert all(met for _, met, _ in target_checks(METRICS, "sft"))
+    assert checks["repetition at most base + 0.05"] is False  # 0.30 > 0.10
+    assert all(met for _, met, _ in target_checks(METRICS, "sft"))  # +0.10 with the interval above 0
 
 
 def test_printed_summary_names_the_last_model_and_missed_targets(tmp_path):
     text = summary_table(make_run(tmp_path))
     assert "targets (rwr against the base model)" in text
     assert "[MISSED] controllability brevity: Spearman >= 0.8: 0.500" in text
-    assert "[met] constraint satisfaction above base: 0.450 vs base 0.300" in text
+    assert "[MISSED] constraint satisfaction at least base + 0.10: 0.450 vs base 0.300, difference 95%" in text
 
 
 def test_format_table_aligns_columns():

@@ -4,8 +4,10 @@ Outputs, written atomically into the output directory:
 
 - ``metrics.json``: the settings, and per model its judge reward (mean, per objective), win rate
   against the reference (wins, ties, losses, N, rate, bootstrap 95% interval), mean reward difference
-  to the reference, response length statistics, BLEU-1/2/4 and perplexity where the set has reference
-  responses, generation speed; plus controllability curves when asked for;
+  to the reference with its bootstrap 95% interval over prompts, response length statistics and the
+  number of responses cut off by ``max_new_tokens``,
+  BLEU-1/2/4 and perplexity where the set has reference responses, generation speed; plus
+  controllability curves when asked for;
 - ``samples.jsonl``: one line per prompt with every model's response, token count and judge scores.
 
 The judge is any scorer of the reward layer, configured like an objective's ``scorer``; by default the
@@ -30,7 +32,7 @@ from moalign.data.adapters import DatasetSpec, describe
 from moalign.errors import UserError
 from moalign.eval.controllability import ControllabilityConfig, controllability
 from moalign.eval.generations import GenerationCache, GenerationRun, cached_generate
-from moalign.eval.metrics import bleu_scores, corpus_perplexity, length_stats, mean, win_rate
+from moalign.eval.metrics import bleu_scores, bootstrap_interval, corpus_perplexity, length_stats, mean, win_rate
 from moalign.eval.presets import DecodingPreset, decoding_preset
 from moalign.generation import BATCH_SIZE
 from moalign.rewards.scorers.repetition import repeated_ngram_share
@@ -275,6 +277,7 @@ def evaluate(
                 "words": _stats([len(t.split()) for t in texts]),
             },
             "repetition": _round(mean([repeated_ngram_share(t.lower().split(), 3) for t in texts])),
+            "truncated": sum(g.num_tokens >= sampling.max_new_tokens for g in run.responses),
             "bleu": None,
             "perplexity": None,
             "generation": {
@@ -296,14 +299,18 @@ def evaluate(
     ref_total = scores[ref_label]["total"]
     for label, entry in models.items():
         if label == ref_label:
-            entry["win_rate"], entry["reward_diff"] = None, None
+            entry["win_rate"], entry["reward_diff"], entry["reward_diff_interval"] = None, None, None
             continue
         total = scores[label]["total"]
         wr = win_rate(total, ref_total, num_resamples=settings.bootstrap_resamples, seed=settings.seed)
         entry["win_rate"] = {**wr.to_dict(), "rate": _round(wr.rate)}
         if wr.interval is not None:
             entry["win_rate"]["interval"] = [_round(x) for x in wr.interval]
-        entry["reward_diff"] = _round(mean([c - r for c, r in zip(total, ref_total, strict=True)]))
+        diffs = [c - r for c, r in zip(total, ref_total, strict=True) if not (math.isnan(c) or math.isnan(r))]
+        entry["reward_diff"] = _round(mean(diffs))
+        resamples = settings.bootstrap_resamples
+        interval = bootstrap_interval(diffs, num_resamples=resamples, seed=settings.seed) if diffs else None
+        entry["reward_diff_interval"] = [_round(x) for x in interval] if interval else None
 
     metrics: dict[str, Any] = {
         "kind": EVAL_KIND,

@@ -8,6 +8,7 @@ Everything is read from the run directory (``summary.json`` and the eval stage's
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,9 +18,11 @@ CONSTRAINT_OBJECTIVES = ("constraints", "verifier")
 """Judge objectives that measure constraint satisfaction (by name)."""
 
 SPEARMAN_TARGET = 0.8
+CONSTRAINT_GAIN = 0.10
+"""Constraint satisfaction a trained model should add to the base model's (absolute)."""
 LENGTH_BOUNDS = (0.5, 2.0)
 """Sane mean length of a trained model: this range times the base model's mean length."""
-REPETITION_MARGIN = 0.1
+REPETITION_MARGIN = 0.05
 """Sane repeated-trigram share: at most the base model's plus this margin."""
 
 
@@ -85,9 +88,12 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def target_checks(metrics: Mapping[str, Any], label: str) -> list[tuple[str, bool | None, str]]:
     """The demo's targets for model ``label`` against the reference: ``(target, met, detail)`` each.
 
-    Constraint satisfaction above the base model's; Spearman >= 0.8 for each swept dimension; mean
-    length within :data:`LENGTH_BOUNDS` of the base model's and repeated-trigram share at most the
-    base model's plus :data:`REPETITION_MARGIN` (the reading taken of "within sane bounds").
+    Constraint satisfaction at least :data:`CONSTRAINT_GAIN` above the base model's, with the bootstrap
+    interval of the per-prompt difference above 0 where the judge is the constraint objective alone;
+    Spearman >= 0.8 and a mean measured level that rises with the requested one, for each swept
+    dimension; no more cut-off responses than the base model; mean length within
+    :data:`LENGTH_BOUNDS` of the base model's and repeated-trigram share at most the base model's plus
+    :data:`REPETITION_MARGIN` (the reading taken of "within sane bounds").
     """
     models = metrics["models"]
     model, base = models[label], models["reference"]
@@ -95,14 +101,27 @@ def target_checks(metrics: Mapping[str, Any], label: str) -> list[tuple[str, boo
     for name in CONSTRAINT_OBJECTIVES:
         if name in model["objectives"]:
             got, ref = model["objectives"][name], base["objectives"][name]
-            met = None if got is None or ref is None else got > ref
-            checks.append(("constraint satisfaction above base", met, f"{_fmt(got)} vs base {_fmt(ref)}"))
+            met = None if got is None or ref is None else got >= ref + CONSTRAINT_GAIN
+            detail = f"{_fmt(got)} vs base {_fmt(ref)}"
+            interval = model.get("reward_diff_interval") if metrics.get("objectives") == [name] else None
+            if interval is not None:
+                met = bool(met) and interval[0] > 0
+                detail += f", difference 95% interval [{_fmt(interval[0])}, {_fmt(interval[1])}]"
+            checks.append((f"constraint satisfaction at least base + {CONSTRAINT_GAIN:.2f}", met, detail))
             break
     sweeps = ((metrics.get("controllability") or {}).get(label) or {}).get("sweeps", {})
     for dim, sweep in sorted(sweeps.items()):
         rho = sweep.get("spearman")
         met = None if rho is None else rho >= SPEARMAN_TARGET
         checks.append((f"controllability {dim}: Spearman >= {SPEARMAN_TARGET}", met, _fmt(rho)))
+        means = [p["mean"] for p in sweep.get("points", [])]
+        if len(means) > 1:
+            rising = all(b > a for a, b in itertools.pairwise(means))
+            shown = " ".join(_fmt(m, 2) for m in means)
+            checks.append((f"controllability {dim}: mean level rises with the requested one", rising, shown))
+    cut, cut_ref = model.get("truncated"), base.get("truncated")
+    if cut is not None and cut_ref is not None:
+        checks.append(("fewer cut-off responses than base", cut < cut_ref, f"{cut} vs base {cut_ref}"))
     got, ref = model["length"]["tokens"]["mean"], base["length"]["tokens"]["mean"]
     if got is not None and ref:
         low, high = LENGTH_BOUNDS

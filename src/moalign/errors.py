@@ -17,6 +17,12 @@ class UserError(Exception):
         super().__init__(f"{source}: {message}" if source else message)
 
 
+def exception_summary(exc: BaseException) -> str:
+    """The first non-blank line of ``exc``'s message, or its type name when the message is empty."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def decode_utf8(data: bytes, source: str, *, first_line: int = 1) -> str:
     """``data`` as text; a :class:`UserError` naming ``source:line`` and the offending byte if it is not UTF-8."""
     try:

@@ -39,7 +39,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 
 from moalign.config.base import StrictModel
 from moalign.data.specs import FILE_FORMATS
-from moalign.errors import UserError
+from moalign.errors import UserError, exception_summary
 from moalign.registry import Registry, did_you_mean
 
 log = logging.getLogger(__name__)
@@ -516,10 +516,9 @@ def load_rows(spec: AdapterSpec) -> Any:
     except UserError:
         raise
     except Exception as exc:  # datasets raises many types (FileNotFoundError, ConnectionError, ValueError...)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(
-            f"cannot load '{spec.source}' (split '{split}'): {first}. Offline machines need the dataset in the "
-            "local Hugging Face cache or a local copy (path: FILE)",
+            f"cannot load '{spec.source}' (split '{split}'): {exception_summary(exc)}. Offline machines need the "
+            "dataset in the local Hugging Face cache or a local copy (path: FILE)",
             source=str(spec),
         ) from exc
 

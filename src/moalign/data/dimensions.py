@@ -120,8 +120,8 @@ STRUCTURE_INSTRUCTIONS: dict[int, str] = {
 """The plain-language request for each structure level (the layouts of :data:`STRUCTURE_LEVELS`)."""
 
 
-def _check_level(intensity: int) -> int:
-    if isinstance(intensity, bool) or int(intensity) != intensity or int(intensity) not in LEVELS:
+def _check_level(intensity: Any) -> int:
+    if isinstance(intensity, bool) or not isinstance(intensity, int | float) or intensity not in LEVELS:
         raise ValueError(f"intensity must be an integer from 1 to 5, got {intensity!r}")
     return int(intensity)
 

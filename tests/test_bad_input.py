@@ -301,6 +301,90 @@ def test_malformed_preference_tag(cli, tmp_path, prompt, message):
     run_failing(cli, tagged_recipe(tmp_path, data), "01-best_of_n", f"{data}:2: prompt tags: ", message)
 
 
+# -- data that cannot train: refused before any model loads, by the stage and by the dry run ---------
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    import moalign.models
+
+    monkeypatch.setattr(moalign.models, "load_causal_lm", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr(moalign.models, "load_tokenizer", lambda *a, **k: pytest.fail("tokenizer loaded"))
+
+
+UNTRAINABLE: dict[str, tuple[str, str, bytes | list[dict], str]] = {
+    "empty_file": ("sft", "", b"", "{data}: no records"),
+    "whitespace_only_file": ("grpo", "", b" \n\t\n", "{data}: no records"),
+    "fewer_prompts_than_one_grpo_step": (
+        "grpo",
+        "",
+        [{"prompt": "Say hi."}],
+        "{data}: 1 record(s), but one training step takes 2",
+    ),
+    "fewer_prompts_than_one_rwr_step": (
+        "rwr",
+        ", per_device_train_batch_size: 2",
+        [{"prompt": "Say hi."}],
+        "{data}: 1 record(s), but one training step takes 2",
+    ),
+    "no_step_from_epochs": (
+        "sft",
+        ", num_train_epochs: 0",
+        [{"prompt": "a", "completion": "b"}] * 2,
+        "{data}: 2 record(s), but max_steps -1 and num_train_epochs 0.0 give 0 training steps",
+    ),
+    "out_of_range_tag_in_grpo_data": (
+        "grpo",
+        ", per_device_train_batch_size: 4",
+        [{"prompt": "<brevity 2> Fine."}, {"prompt": "<brevity 9> Say hi."}],
+        "{data}: record 1: prompt tags: tag <brevity 9>: intensity 9 is outside [1, 5]",
+    ),
+    "wrong_column_type": (
+        "dpo",
+        "",
+        [{"prompt": "a", "chosen": "b", "rejected": "c"}, {"prompt": "a", "chosen": 3, "rejected": "c"}],
+        "{data}: record 1: 'chosen' must be a text or a chat",
+    ),
+}
+"""``case -> (stage, its keys besides the dataset, the data file's content, the message)``."""
+
+
+def untrainable(tmp_path: Path, case: str) -> tuple[str, Path, str]:
+    """The case's stage, its recipe and its message."""
+    stage, keys, content, message = UNTRAINABLE[case]
+    data = write(tmp_path / "d.jsonl", content) if isinstance(content, bytes) else jsonl(tmp_path / "d.jsonl", content)
+    recipe = write(
+        tmp_path / "r.yaml",
+        f"name: bad\nmodel: {tmp_path / 'never-loaded'}\noutput_dir: {tmp_path / 'runs'}\n"
+        f"objectives: [{{name: short, scorer: length}}]\nstages:\n  - {stage}: {{dataset: {data}{keys}}}\n",
+    )
+    return stage, recipe, message.format(data=data)
+
+
+@pytest.mark.parametrize("case", list(UNTRAINABLE))
+def test_untrainable_data_before_any_model_loads(case, cli, tmp_path, no_model_loads):
+    stage, recipe, message = untrainable(tmp_path, case)
+    run_failing(cli, recipe, f"01-{stage}", message)
+
+
+@pytest.mark.parametrize("case", list(UNTRAINABLE))
+def test_dry_run_reports_untrainable_data(case, cli, tmp_path, no_model_loads):
+    stage, recipe, message = untrainable(tmp_path, case)
+    assert_user_error(*cli("run", "--dry-run", recipe), f"01-{stage}.dataset: {message}")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_stage_that_trained_nothing_is_not_recorded(cli, tmp_path, tiny_llama_dir, monkeypatch):
+    import moalign.training.checkpoint
+
+    monkeypatch.setattr(moalign.training.checkpoint, "train_and_save", lambda *a, **k: (str(tiny_llama_dir), {}))
+    data = jsonl(tmp_path / "d.jsonl", [{"prompt": "a", "completion": "b"}])
+    recipe = sft_recipe(tmp_path, tiny_llama_dir, data)
+    root = tmp_path / "runs" / "bad"
+    run_failing(cli, recipe, "01-sft", "01-sft: trained 0 tokens, fewer than the 1 its first step needs")
+    assert not (root / "01-sft" / "stage.json").exists()
+
+
 # -- scorers ----------------------------------------------------------------------------------
 
 SCORER_FILE = """

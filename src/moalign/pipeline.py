@@ -82,6 +82,19 @@ def finish_stage_model(ctx: StageContext, config: Any, output: Path) -> None:
     write_card(output, card)
 
 
+def require_trained(ctx: StageContext, config: Any, trained: int) -> None:
+    """A :class:`UserError` (the stage is not recorded as finished) if it trained fewer tokens than its
+    first step needs (:func:`moalign.plan.first_step_tokens`)."""
+    from moalign.plan import first_step_tokens
+
+    needed = first_step_tokens(config)
+    if trained < needed:
+        raise UserError(
+            f"trained {trained} tokens, fewer than the {needed} its first step needs: not recorded as finished",
+            source=ctx.run.stage_name(ctx.index, ctx.stage_type),
+        )
+
+
 def _rewind_stage(ctx: StageContext) -> None:
     """Before resuming an unfinished stage: drop its incomplete checkpoints and the metrics it logged after
     its latest complete one (those steps run again)."""
@@ -159,6 +172,7 @@ def _run_locked(run: RunDir, recipe: Recipe, *, overwrite: bool, resume: bool) -
             result = STAGES.get(spec.type).run(ctx, spec.config)
         wall = round(time.time() - t0, 3)
         wait_for_everyone()  # every process has finished the stage (and its checkpoint is written)
+        require_trained(ctx, spec.config, tokens.trained)
         if is_main_process() and result.model is not None:
             finish_stage_model(ctx, spec.config, Path(result.model))
         record = {

@@ -5,7 +5,9 @@ For a validated recipe it
 1. checks every dataset a stage names: an adapter spec converts a few rows of its source through its
    adapter (the first rows of a local file; a streamed head of a hub dataset; the adapter's shipped
    schema sample when the hub cannot be reached) and must give the record kind the stage consumes;
-   a ``builtin:`` spec loads its first records; a local file must exist;
+   a ``builtin:`` spec loads its first records; a local file must exist, and a stage whose datasets are
+   all local files has them read whole through the checks the stage runs before loading a model
+   (columns, empty prompts, tags, enough records for one step: :func:`stage_data_checks`);
 2. builds the stage graph: every ``stage:TYPE[/FILE]`` reference (datasets, eval models, scorer configs,
    and the recipe's objectives for the stages that score samples) must name an earlier stage;
 3. estimates each stage's token budget, ``steps x sequences per step x tokens per sequence``, an upper
@@ -28,7 +30,7 @@ from typing import Any
 from moalign.config.recipe import Recipe
 from moalign.data.adapters import AdapterSpec, adapt_rows, load_rows
 from moalign.data.specs import FILE_FORMATS, STAGE_PREFIX
-from moalign.errors import UserError
+from moalign.errors import UserError, exception_summary
 
 SCHEMA_ROWS = 5
 """Source rows converted per adapter spec in a dry run."""
@@ -118,7 +120,7 @@ def _head(spec: AdapterSpec) -> tuple[list[Any], str]:
         )
         return list(islice(stream, SCHEMA_ROWS)), "hub, streamed head"
     except Exception as exc:  # offline, not cached, no such dataset: check the shipped schema sample
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:80]
+        reason = exception_summary(exc)[:80]
         return [spec.definition.sample], f"schema sample (hub unavailable: {reason})"
 
 
@@ -175,6 +177,43 @@ def check_datasets(stage_type: str, config: Any, problems: list[str], name: str)
                 detail = "FAILED"
             checks.append(DatasetCheck(key=key, spec=str(item), detail=detail))
     return checks
+
+
+def local_files_only(config: Any) -> bool:
+    """Whether every dataset a stage names is a local file (what the dry run reads whole)."""
+    specs = [item for _, value in dataset_values(config) for item in (value if isinstance(value, list) else [value])]
+    return all(isinstance(s, str) and not s.startswith(STAGE_PREFIX) and Path(s).expanduser().is_file() for s in specs)
+
+
+def stage_data_checks() -> dict[str, Callable[[Any, Any], int]]:
+    """Per stage type: ``check(config, tag_dimensions) -> training records``, the checks the stage itself runs
+    on its whole dataset before loading a model (prompt lengths aside: they need the tokenizer)."""
+    from moalign.data.specs import train_eval_datasets
+    from moalign.stages.dpo import preference_records
+    from moalign.stages.sft import sft_records
+    from moalign.training.online import online_prompt_records
+    from moalign.training.trl_online import prompt_records, prompts_per_step
+
+    def trainer(normalise: Any, per_step: Callable[[Any], int] = lambda config: 1) -> Callable[[Any, Any], int]:
+        return lambda config, dims: len(train_eval_datasets(config, None, normalise, dims, per_step(config))[0])
+
+    def online(config: Any, dims: Any) -> int:
+        return len(online_prompt_records(config, None, dims))
+
+    online_trl = trainer(prompt_records, prompts_per_step)
+    checks = {"sft": trainer(sft_records), "dpo": trainer(preference_records), "grpo": online_trl}
+    return {**checks, "rloo": online_trl, "ppo": online, "rwr": online, "online_dpo": online}
+
+
+def check_stage_data(stage_type: str, config: Any, tag_dimensions: Any, problems: list[str], name: str) -> None:
+    """Read a stage's local data files whole and run its own checks on them; a failure joins ``problems``."""
+    check = stage_data_checks().get(stage_type)
+    if check is None or not local_files_only(config):
+        return
+    try:
+        check(config, tag_dimensions)
+    except UserError as exc:
+        problems.append(f"{name}.dataset: {exc}")
 
 
 # -- the stage graph ------------------------------------------------------------------------------
@@ -308,6 +347,23 @@ def stage_budget(stage_type: str, config: Any) -> Budget | None:
     return None
 
 
+def first_step_tokens(config: Any) -> int:
+    """The fewest tokens a stage's first training step trains, one per sequence it must take (0 for a stage
+    that trains nothing or whose trained tokens are not counted): a TRL online step's completions, a step of
+    the project's loop's samples, one record for TRL's SFT and DPO (they train a shorter last batch)."""
+    from moalign.training.args import TrainerStageConfig
+    from moalign.training.online import OnlineStageConfig
+    from moalign.training.trl_online import TRLOnlineStageConfig, prompts_per_step
+
+    if isinstance(config, TRLOnlineStageConfig):
+        return prompts_per_step(config) * config.num_generations
+    if isinstance(config, TrainerStageConfig):
+        return 1
+    if isinstance(config, OnlineStageConfig):
+        return config.per_device_train_batch_size * config.num_generations
+    return 0
+
+
 # -- the plan ------------------------------------------------------------------------------------------
 
 
@@ -320,6 +376,8 @@ def plan_recipe(recipe: Recipe) -> Plan:
     for index, spec in enumerate(recipe.stages, start=1):
         plan = StagePlan(index=index, type=spec.type)
         plan.datasets = check_datasets(spec.type, spec.config, problems, plan.name)
+        if not any(check.detail == "FAILED" for check in plan.datasets):
+            check_stage_data(spec.type, spec.config, recipe.tag_dimensions, problems, plan.name)
         plan.references = list(stage_references(spec.config))
         if spec.type in SCORING_STAGES:
             plan.references += objective_refs

@@ -16,13 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from moalign.errors import UserError
+from moalign.errors import UserError, exception_summary
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
     from moalign.data.adapters import DatasetSpec
     from moalign.stages.base import StageContext
+    from moalign.tags import TagDimensions
 
 FILE_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 STAGE_PREFIX = "stage:"
@@ -85,12 +86,13 @@ def load_file(path: Path) -> Dataset:
     if path.suffix == ".jsonl":
         from moalign.data.sources import jsonl_values
 
-        for _ in jsonl_values(path):  # a bad line is reported by its number before datasets reads the file
-            pass
+        # a bad line is reported by its number before datasets reads the file
+        if not sum(1 for _ in jsonl_values(path)):
+            raise UserError("no records: the file holds no JSON line", source=str(path))
     try:
         return load_dataset(fmt, data_files=str(path), split="train")
     except Exception as exc:  # datasets raises many types for malformed files
-        raise UserError(f"cannot read dataset: {str(exc).splitlines()[0]}", source=str(path)) from exc
+        raise UserError(f"cannot read dataset: {exception_summary(exc)}", source=str(path)) from exc
 
 
 def load_hub(spec: str, split: str) -> Dataset:
@@ -100,7 +102,7 @@ def load_hub(spec: str, split: str) -> Dataset:
         return load_dataset(spec, split=split)
     except Exception as exc:
         raise UserError(
-            f"cannot load hub dataset '{spec}' (split '{split}'): {str(exc).splitlines()[0]}. Offline machines "
+            f"cannot load hub dataset '{spec}' (split '{split}'): {exception_summary(exc)}. Offline machines "
             "need the dataset in the local Hugging Face cache or as a local file"
         ) from exc
 
@@ -109,11 +111,21 @@ def first(dataset: Dataset, n: int | None) -> Dataset:
     return dataset if n is None or n >= len(dataset) else dataset.select(range(n))
 
 
-def as_messages(value: Any, role: str) -> list[dict[str, str]]:
-    """A string or a chat (list of ``{role, content}``) as a chat."""
+def record_chat(row: dict[str, Any], column: str, role: str, index: int, source: Any) -> list[dict[str, str]]:
+    """``row[column]``, a text or a chat (a list of ``{role, content}`` texts), as a chat (a text becomes one
+    ``role`` message); a :class:`UserError` naming record ``index`` of ``source`` if it is neither."""
+    value = row[column]
     if isinstance(value, str):
         return [{"role": role, "content": value}]
-    return list(value)
+    if isinstance(value, list) and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+    ):
+        return list(value)
+    raise UserError(
+        f"record {index}: '{column}' must be a text or a chat (a list of {{role, content}} texts), "
+        f"got {type(value).__name__}",
+        source=str(source),
+    )
 
 
 def require_prompt(value: Any, index: int, source: Any) -> None:
@@ -142,20 +154,59 @@ def require_prompts_fit(prompts: list[Any], tokenizer: Any, max_length: int | No
             )
 
 
-def train_eval_datasets(config: Any, ctx: StageContext | None, normalise: Any) -> tuple[Dataset, Dataset | None]:
-    """The stage's training set and optional validation set, each mapped through ``normalise``.
+def require_tags(prompts: list[Any], dimensions: TagDimensions, source: Any) -> None:
+    """A :class:`UserError` naming the first prompt (a text, or a chat's last user message) whose preference
+    tags are malformed or outside the declared ``dimensions`` (:func:`moalign.tags.parse_tags`)."""
+    from moalign.rewards.objectives import message_text
+    from moalign.tags import TagError, parse_tags
 
-    ``config`` carries the shared keys ``dataset``, ``split``, ``eval_dataset``, ``validation_fraction``
-    and ``num_samples``; validation comes from ``eval_dataset`` or a seeded held-out fraction.
+    for i, prompt in enumerate(prompts):
+        try:
+            parse_tags(message_text(prompt, "user"), dimensions)
+        except TagError as exc:
+            raise UserError(f"record {i}: prompt tags: {exc}", source=str(source)) from None
+
+
+def require_steps(rows: int, records_per_step: int, max_steps: int, epochs: float, source: Any) -> None:
+    """A :class:`UserError` naming ``source`` if a stage would train nothing: ``rows`` records cannot fill
+    one step of ``records_per_step``, or ``max_steps`` (or, when it is negative, ``epochs``) gives 0 steps."""
+    if rows < records_per_step:
+        raise UserError(
+            f"{rows} record(s), but one training step takes {records_per_step}: the stage would train nothing",
+            source=str(source),
+        )
+    if max_steps == 0 or (max_steps < 0 and epochs <= 0):
+        raise UserError(
+            f"{rows} record(s), but max_steps {max_steps} and num_train_epochs {epochs} give 0 training steps",
+            source=str(source),
+        )
+
+
+def train_eval_datasets(
+    config: Any, ctx: StageContext | None, normalise: Any, tag_dimensions: TagDimensions, records_per_step: int = 1
+) -> tuple[Dataset, Dataset | None]:
+    """The stage's training set and optional validation set, each mapped through ``normalise`` and checked
+    whole before any model loads: prompt tags against ``tag_dimensions``, and enough training records for
+    one step of ``records_per_step`` (:func:`require_steps`).
+
+    ``config`` carries the shared keys ``dataset``, ``split``, ``eval_dataset``, ``validation_fraction``,
+    ``num_samples``, ``max_steps`` and ``num_train_epochs``; validation comes from ``eval_dataset`` or a
+    seeded held-out fraction.
     """
     train = first(load_dataset_spec(config.dataset, split=config.split, ctx=ctx), config.num_samples)
     train = normalise(train, config.dataset)
+    require_tags(list(train["prompt"]), tag_dimensions, config.dataset)
     evaluation = None
     if config.eval_dataset:
         evaluation = normalise(load_dataset_spec(config.eval_dataset, split="validation", ctx=ctx), config.eval_dataset)
+        require_tags(list(evaluation["prompt"]), tag_dimensions, config.eval_dataset)
     elif config.validation_fraction > 0:
-        parts = train.train_test_split(test_size=config.validation_fraction, seed=ctx.seed if ctx else 0)
+        try:
+            parts = train.train_test_split(test_size=config.validation_fraction, seed=ctx.seed if ctx else 0)
+        except ValueError as exc:  # too few records to hold a share out
+            fraction = config.validation_fraction
+            message = f"{len(train)} records, validation_fraction {fraction}: {exception_summary(exc)}"
+            raise UserError(message, source=config.dataset) from None
         train, evaluation = parts["train"], parts["test"]
-    if len(train) == 0:
-        raise UserError("the training set is empty", source=config.dataset)
+    require_steps(len(train), records_per_step, config.max_steps, config.num_train_epochs, config.dataset)
     return train, evaluation

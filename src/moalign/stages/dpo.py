@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from moalign.data.specs import as_messages, require_prompt, require_prompts_fit, train_eval_datasets
+from moalign.data.specs import record_chat, require_prompt, require_prompts_fit, train_eval_datasets
 from moalign.errors import UserError
 from moalign.losses.preference import dpo_loss
 from moalign.stages.base import StageContext, StageResult, register_stage
@@ -50,8 +50,9 @@ def preference_records(dataset: Any, source: str) -> Any:
 
     def convert(row: dict[str, Any], index: int) -> dict[str, Any]:
         require_prompt(row["prompt"], index, source)
-        prompt = as_messages(row["prompt"], "user")
-        chosen, rejected = as_messages(row["chosen"], "assistant"), as_messages(row["rejected"], "assistant")
+        prompt = record_chat(row, "prompt", "user", index, source)
+        chosen = record_chat(row, "chosen", "assistant", index, source)
+        rejected = record_chat(row, "rejected", "assistant", index, source)
         # UltraFeedback-style rows repeat the prompt inside chosen/rejected: keep only the reply
         if len(chosen) > 1 and chosen[:-1] == prompt:
             chosen, rejected = chosen[-1:], rejected[-1:]
@@ -222,7 +223,7 @@ def run_dpo(ctx: StageContext, config: DPOStageConfig) -> StageResult:
     from moalign.training.callbacks import trainer_callbacks
     from moalign.training.checkpoint import train_and_save
 
-    train, evaluation = train_eval_datasets(config, ctx, preference_records)
+    train, evaluation = train_eval_datasets(config, ctx, preference_records, ctx.recipe.tag_dimensions)
     callbacks = trainer_callbacks(ctx, config, evaluation is not None, derive=lambda logs: dpo_kl(logs, config.beta))
     trainer = dpo_trainer(
         config, ctx.model, train, evaluation, output_dir=ctx.checkpoint_dir, seed=ctx.seed, callbacks=callbacks

@@ -13,7 +13,7 @@ import torch
 from pydantic import Field
 
 from moalign.config.base import StrictModel
-from moalign.data.specs import as_messages, require_prompt, require_prompts_fit, train_eval_datasets
+from moalign.data.specs import record_chat, require_prompt, require_prompts_fit, train_eval_datasets
 from moalign.errors import UserError
 from moalign.generation import generate_shared_prefix
 from moalign.losses.length_penalty import length_penalty, length_penalty_surrogate
@@ -72,13 +72,15 @@ def sft_records(dataset: Any, source: str) -> Any:
         )
 
     def convert(row: dict[str, Any], index: int) -> dict[str, Any]:
-        if "messages" in cols and row.get("messages"):
-            messages = list(row["messages"])
-            if not messages or messages[-1].get("role") != "assistant":
+        if "messages" in cols and (row.get("messages") or "prompt" not in cols or answer is None):
+            messages = record_chat(row, "messages", "user", index, source)
+            if not messages or messages[-1]["role"] != "assistant":
                 raise UserError(f"record {index}: the last message must be the assistant's", source=source)
+            require_prompt(messages[:-1], index, source)
             return {"prompt": messages[:-1], "completion": messages[-1:]}
         require_prompt(row["prompt"], index, source)
-        return {"prompt": as_messages(row["prompt"], "user"), "completion": as_messages(row[answer], "assistant")}
+        prompt = record_chat(row, "prompt", "user", index, source)
+        return {"prompt": prompt, "completion": record_chat(row, answer, "assistant", index, source)}
 
     return dataset.map(convert, with_indices=True, remove_columns=dataset.column_names)
 
@@ -189,7 +191,7 @@ def run_sft(ctx: StageContext, config: SFTStageConfig) -> StageResult:
     from moalign.training.callbacks import trainer_callbacks
     from moalign.training.checkpoint import train_and_save
 
-    train, evaluation = train_eval_datasets(config, ctx, sft_records)
+    train, evaluation = train_eval_datasets(config, ctx, sft_records, ctx.recipe.tag_dimensions)
     tokenizer = load_tokenizer(ctx.model, padding_side="right")
     require_prompts_fit(list(train["prompt"]), tokenizer, config.max_length, config.dataset)
     model = load_causal_lm(ctx.model)

@@ -198,6 +198,33 @@ def prompt_batches(records: list[dict[str, Any]], batch_size: int, seed: int):
             yield [records[i] for i in order[start : start + batch_size]]
 
 
+def online_prompt_records(config: OnlineStageConfig, ctx: Any, tag_dimensions: Any) -> list[dict[str, Any]]:
+    """The stage's prompt records, checked whole before any model loads: a ``prompt`` column, no empty
+    prompt, tags within ``tag_dimensions``, and a full batch of prompts for every process (the loop draws
+    only full batches)."""
+    from moalign.data.specs import (
+        first,
+        load_dataset_spec,
+        record_chat,
+        require_prompt,
+        require_steps,
+        require_tags,
+    )
+    from moalign.processes import world_size
+
+    data = first(load_dataset_spec(config.dataset, split=config.split, ctx=ctx), config.num_samples)
+    if "prompt" not in data.column_names:
+        raise UserError(f"prompt records need a 'prompt' column; found {data.column_names}", source=config.dataset)
+    records = data.to_list()
+    for index, record in enumerate(records):
+        require_prompt(record["prompt"], index, config.dataset)
+        record_chat(record, "prompt", "user", index, config.dataset)
+    require_tags([r["prompt"] for r in records], tag_dimensions, config.dataset)
+    needed = config.per_device_train_batch_size * world_size()
+    require_steps(len(records), needed, config.max_steps, 1.0, config.dataset)
+    return records
+
+
 def train_online(
     ctx: Any,
     config: OnlineStageConfig,
@@ -220,7 +247,6 @@ def train_online(
     """
     from transformers import get_scheduler
 
-    from moalign.data.specs import first, load_dataset_spec, require_prompt
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.rewards import MultiObjectiveReward
     from moalign.training.checkpoint import (
@@ -235,16 +261,7 @@ def train_online(
         raise UserError(f"stage {ctx.index:02d}-{ctx.stage_type} needs the recipe's 'objectives' to score samples")
     if config.kl_bound is not None and not reference:
         raise UserError(f"stage {ctx.stage_type} keeps no reference model: kl_bound does not apply")
-    records = first(load_dataset_spec(config.dataset, split=config.split, ctx=ctx), config.num_samples).to_list()
-    if len(records) < config.per_device_train_batch_size:
-        raise UserError(
-            f"{len(records)} prompts, fewer than per_device_train_batch_size={config.per_device_train_batch_size}",
-            source=config.dataset,
-        )
-    if "prompt" not in records[0]:
-        raise UserError(f"prompt records need a 'prompt' column; found {sorted(records[0])}", source=config.dataset)
-    for index, record in enumerate(records):
-        require_prompt(record["prompt"], index, config.dataset)
+    records = online_prompt_records(config, ctx, ctx.recipe.tag_dimensions)
 
     bf16 = resolve_bf16(config.bf16)
     accelerator = stage_accelerator(bf16=bf16, gradient_accumulation_steps=config.gradient_accumulation_steps)

@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 from transformers import TrainerCallback
 
 from moalign.cost import count_tokens
-from moalign.data.specs import as_messages, require_prompt
+from moalign.data.specs import record_chat, require_prompt
 from moalign.errors import UserError
 from moalign.rewards import MultiObjectiveReward
 from moalign.training.args import TrainerStageConfig, trainer_kwargs
@@ -146,9 +146,19 @@ def prompt_records(dataset: Any, source: str) -> Any:
 
     def convert(row: dict[str, Any], index: int) -> dict[str, Any]:
         require_prompt(row["prompt"], index, source)
-        return {"prompt": as_messages(row["prompt"], "user")}
+        return {"prompt": record_chat(row, "prompt", "user", index, source)}
 
     return dataset.map(convert, with_indices=True)
+
+
+def prompts_per_step(config: TRLOnlineStageConfig) -> int:
+    """Prompts one optimisation step takes: its completions (``per_device_train_batch_size`` x
+    ``gradient_accumulation_steps`` on each process) over ``num_generations``; TRL's sampler drops a
+    shorter batch, so fewer prompts train nothing."""
+    from moalign.processes import world_size
+
+    completions = config.per_device_train_batch_size * config.gradient_accumulation_steps * world_size()
+    return completions // config.num_generations
 
 
 def online_trainer_kwargs(config: TRLOnlineStageConfig, output_dir: Any, seed: int) -> dict[str, Any]:
@@ -360,7 +370,8 @@ def run_trl_online(ctx: Any, config: TRLOnlineStageConfig, trainer_cls: Any, arg
 
     if not ctx.recipe.objectives:
         raise UserError(f"stage {ctx.index:02d}-{ctx.stage_type} needs the recipe's 'objectives' to score samples")
-    train, evaluation = train_eval_datasets(config, ctx, prompt_records)
+    dims = ctx.recipe.tag_dimensions
+    train, evaluation = train_eval_datasets(config, ctx, prompt_records, dims, prompts_per_step(config))
     reward = TRLReward(MultiObjectiveReward.for_stage(ctx), ctx.log)
     callbacks = trainer_callbacks(
         ctx, config, evaluation is not None, derive=online_metrics, state=lambda: {"reward": reward.reward.state_dict()}

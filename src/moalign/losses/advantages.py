@@ -8,14 +8,15 @@ import torch
 def leave_one_out_advantages(rewards: torch.Tensor) -> torch.Tensor:
     """``A_i = R_i - mean_{j != i} R_j`` within each group (seed 004 eq. 6; RLOO, Ahmadian et al. 2024).
 
-    rewards: ``[B, k]`` with k >= 2 samples per prompt. Returns ``[B, k]``.
-    Equivalent to ``k / (k - 1) * (R_i - mean_j R_j)``.
+    rewards: ``[B, k]``, k samples per prompt. Returns ``[B, k]``. NaN rewards (nothing scored the
+    sample) are left out of the means and stay NaN; a sample with no valid peer gets NaN. Without NaN,
+    equivalent to ``k / (k - 1) * (R_i - mean_j R_j)``.
     """
-    k = rewards.shape[-1]
-    if k < 2:
-        raise ValueError("leave-one-out needs at least 2 samples per group")
-    others_mean = (rewards.sum(dim=-1, keepdim=True) - rewards) / (k - 1)
-    return rewards - others_mean
+    valid = ~torch.isnan(rewards)
+    filled = torch.where(valid, rewards, torch.zeros_like(rewards))
+    others = valid.sum(-1, keepdim=True) - valid.long()
+    others_mean = (filled.sum(-1, keepdim=True) - filled) / others.clamp(min=1)
+    return torch.where(valid & (others > 0), rewards - others_mean, torch.full_like(rewards, float("nan")))
 
 
 def group_advantages(rewards: torch.Tensor, scale: bool = False, eps: float = 1e-4) -> torch.Tensor:

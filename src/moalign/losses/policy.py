@@ -6,6 +6,8 @@ from typing import Literal
 
 import torch
 
+from moalign.losses.advantages import leave_one_out_advantages
+
 Baseline = Literal["none", "mean", "leave_one_out"]
 
 
@@ -22,10 +24,7 @@ def centred_rewards(rewards: torch.Tensor, baseline: Baseline) -> torch.Tensor:
     if baseline == "mean":
         return rewards - rewards[valid].mean()
     if baseline == "leave_one_out":  # seed 004 eq. 6, over the valid samples of each group
-        filled = torch.where(valid, rewards, torch.zeros_like(rewards))
-        others = valid.sum(-1, keepdim=True) - valid.long()
-        others_mean = (filled.sum(-1, keepdim=True) - filled) / others.clamp(min=1)
-        return torch.where(valid & (others > 0), rewards - others_mean, torch.full_like(rewards, float("nan")))
+        return leave_one_out_advantages(rewards)
     raise ValueError(f"unknown baseline '{baseline}'")
 
 

@@ -5,7 +5,7 @@ Seed 004's variant (eq. 6) is
     L = -E_x [ sum_i ( R(y_i, x) - 1/(k-1) sum_{j != i} R(y_j, x) ) grad log pi(y_i|x) ] + lambda * KL(pi || pi_ref)
 
 ``advantage: leave_one_out`` (the default) implements it: TRL's advantages are replaced by the exact
-leave-one-out ones (:func:`moalign.losses.policy.centred_rewards`, NaN-aware), which differ from
+leave-one-out ones (:func:`moalign.losses.advantages.leave_one_out_advantages`, NaN-aware), which differ from
 TRL's group-mean advantage with ``scale_rewards: none`` by the factor k/(k-1); scaling the rewards
 instead would also scale the logged rewards, and the factor matters because it sets the weight of
 the policy term against ``beta``. ``advantage: group`` keeps TRL's own (``scale_rewards`` group,
@@ -30,7 +30,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, model_validator
 
-from moalign.losses.policy import centred_rewards
+from moalign.losses.advantages import leave_one_out_advantages
 from moalign.stages.base import StageContext, StageResult, register_stage
 from moalign.training.trl_online import (
     SharedPromptMixin,
@@ -70,7 +70,7 @@ def leave_one_out_rewards_advantages(rewards_per_func: torch.Tensor, weights: to
     unscorable = torch.isnan(rewards_per_func).all(dim=1)
     rewards = (rewards_per_func * weights.to(rewards_per_func).unsqueeze(0)).nansum(dim=1)
     rewards[unscorable] = torch.nan
-    return torch.nan_to_num(centred_rewards(rewards.view(-1, k), "leave_one_out").view(-1), nan=0.0)
+    return torch.nan_to_num(leave_one_out_advantages(rewards.view(-1, k)).view(-1), nan=0.0)
 
 
 @cache

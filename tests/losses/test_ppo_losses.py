@@ -94,6 +94,9 @@ def test_masked_statistics_and_entropy():
     assert masked_whiten(x, mask).tolist() == pytest.approx([-1.0, 1.0, 0.0], abs=1e-6)
     uniform = torch.zeros(1, 1, 4)
     assert token_entropy(uniform).item() == pytest.approx(math.log(4))
+    # uniform over 4 tokens: ln 4; one-hot-like: ~0; chunked one position at a time, shape kept
+    logits = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [100.0, 0.0, 0.0, 0.0]]])
+    assert token_entropy(logits, chunk=1).tolist() == [pytest.approx([math.log(4), 0.0], abs=1e-6)]
 
 
 def test_best_worst_pairs_skip_ties_and_unscored():

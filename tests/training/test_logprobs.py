@@ -12,7 +12,6 @@ from moalign.training.logprobs import (
     packed_logits,
     prompt_completion_logps,
     sequence_logps,
-    token_entropy,
     token_logps,
     unpack_completion_rows,
     unpack_preference_batch,
@@ -167,14 +166,6 @@ def test_packed_logits_are_the_full_forward_logits_at_each_predictor(tiny_llama_
         alone = model(input_ids=torch.tensor([[5, 6, 7, 9, 10]])).logits[0]
     assert rows.tolist() == [0, 1, 0]  # 9 and 11 <- the prompt's end (one row of logits), 10 <- position 3
     assert torch.allclose(logits, alone[2:4], atol=1e-5)
-
-
-def test_token_entropy_worked_by_hand():
-    # uniform over 4 tokens: ln 4; one-hot-like: ~0
-    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0], [100.0, 0.0, 0.0, 0.0]])
-    assert token_entropy(logits, chunk=1).tolist() == pytest.approx(
-        [torch.log(torch.tensor(4.0)).item(), 0.0], abs=1e-6
-    )
 
 
 def test_unpack_completion_rows_and_group_by_prompt():

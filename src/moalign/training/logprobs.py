@@ -291,15 +291,6 @@ def sequence_logps(model: Any, packed: PackedCompletions) -> torch.Tensor:
     return out.index_add(0, packed.sequences, logps)
 
 
-def token_entropy(logits: torch.Tensor, chunk: int = ROWS_PER_CHUNK) -> torch.Tensor:
-    """``[N]`` entropy of ``softmax(logits)`` per row of ``[N, V]`` logits, in float32, ``chunk`` rows at a time."""
-    parts = []
-    for start in range(0, logits.shape[0], chunk):
-        rows = logits[start : start + chunk].float()
-        parts.append(torch.logsumexp(rows, dim=-1) - (torch.softmax(rows, dim=-1) * rows).sum(-1))
-    return torch.cat(parts) if parts else logits.new_zeros(0, dtype=torch.float32)
-
-
 def unpack_preference_batch(batch: dict[str, torch.Tensor]) -> tuple[list[list[int]], ...]:
     """``(prompts, chosen, rejected)`` token lists from TRL's preference batch (chosen rows, then rejected rows,
     right-padded, ``completion_mask`` over the completions).

@@ -24,13 +24,13 @@ from transformers import TrainerCallback
 from moalign.cost import count_tokens
 from moalign.data.specs import record_chat, require_prompt
 from moalign.errors import UserError
+from moalign.losses.ppo import token_entropy
 from moalign.rewards import MultiObjectiveReward
 from moalign.training.args import TrainerStageConfig, trainer_kwargs
 from moalign.training.logprobs import (
     pack_by_prompt,
     packed_logits,
     takes_packed_rows,
-    token_entropy,
     token_logps,
     unpack_completion_rows,
 )

@@ -21,6 +21,7 @@ from moalign.cost import count_tokens
 from moalign.data.adapters import DatasetSpec
 from moalign.errors import UserError
 from moalign.generation import SamplingConfig
+from moalign.losses.ppo import kl_estimate
 from moalign.training.args import LoraSpec, stage_accelerator
 from moalign.training.checkpoint import generator_from_text, generator_text
 from moalign.training.logprobs import (
@@ -335,10 +336,10 @@ def train_online(
                 if prepare is not None:
                     samples = prepare(model, samples)
         if samples.ref_logps is not None and samples.old_logps is not None:
-            log_ratio = samples.old_logps - samples.ref_logps  # k1 estimate of KL(pi || pi_ref) per token
-            mask = samples.token_mask.to(log_ratio.dtype)
-            safety["kl"] = ((log_ratio * mask).sum() / mask.sum().clamp(min=1)).item()
-            safety["kl/sequence"] = (log_ratio * mask).sum(-1).mean().item()
+            kl = kl_estimate(samples.old_logps, samples.ref_logps, "k1")  # KL(pi || pi_ref) per token
+            mask = samples.token_mask.to(kl.dtype)
+            safety["kl"] = ((kl * mask).sum() / mask.sum().clamp(min=1)).item()
+            safety["kl/sequence"] = (kl * mask).sum(-1).mean().item()
         model.train()
         metrics: dict[str, float] = {}
         n = len(samples.completions)

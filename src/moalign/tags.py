@@ -86,6 +86,24 @@ def _resolve(name: str, raw: str, dims: Mapping[str, IntensityRange]) -> int:
     return value
 
 
+def strip_tags(text: str) -> str:
+    """``text`` without its leading preference tags, whatever their dimensions and intensities:
+    ``"<helpfulness 4> <harmless max>  Hi <b 2>"`` -> ``"Hi <b 2>"``.
+
+    The grammar is :func:`parse_tags`' (``<name intensity>``, an integer or ``max``), but nothing is
+    checked: a reward model must not fail on, or read, tags for dimensions it has no head for.
+    """
+    pos = len(text) - len(text.lstrip())
+    end = 0
+    while (start := _TAG_START.match(text, pos)) and (intensity := _INTENSITY.match(text, start.end())):
+        close = _CLOSE.match(text, intensity.end())
+        if close is None:
+            break
+        pos = close.end() + len(text[close.end() :]) - len(text[close.end() :].lstrip())
+        end = pos
+    return text[end:]
+
+
 def parse_tags(text: str, dimensions: TagDimensions | None = None) -> tuple[str, dict[str, int]]:
     """Split leading preference tags off ``text``: ``(text without tags, {dimension: intensity})``.
 

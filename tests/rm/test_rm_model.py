@@ -5,7 +5,8 @@ import torch
 
 import moalign.rm as rm
 from moalign.errors import UserError
-from moalign.rm.model import MultiHeadRewardModel, expected_intensity, pool, strip_preference_tags
+from moalign.rm.model import MultiHeadRewardModel, expected_intensity, pool
+from moalign.tags import strip_tags
 
 DIMS = {"helpfulness": 5, "harmless": 2}
 PROMPTS = ["<helpfulness 4><harmless max> How do I boil an egg?", "Name a colour.", "Why?"]
@@ -18,10 +19,12 @@ def model(tiny_bert_dir):
     return MultiHeadRewardModel.from_backbone(str(tiny_bert_dir), DIMS, max_length=64)
 
 
-def test_strip_preference_tags_only_removes_the_leading_tags():
-    assert strip_preference_tags("<helpfulness 4> <harmless max>  Hi <b 2>") == "Hi <b 2>"
-    assert strip_preference_tags("<div> text") == "<div> text"
-    assert strip_preference_tags("plain") == "plain"
+def test_strip_tags_only_removes_the_leading_tags():
+    assert strip_tags("<helpfulness 4> <harmless max>  Hi <b 2>") == "Hi <b 2>"
+    assert strip_tags("<tone 3> Hi") == "Hi"  # any dimension, as parse_tags' grammar reads it
+    assert strip_tags("<brevity 2.5> Hi") == "<brevity 2.5> Hi"  # not a tag in that grammar
+    assert strip_tags("<div> text") == "<div> text"
+    assert strip_tags("plain") == "plain"
 
 
 def test_pool_mean_and_last_by_hand():
@@ -45,7 +48,7 @@ def test_score_shapes_ranges_and_tag_invariance(model):
         assert torch.allclose(scores.probs[dim].sum(-1), torch.ones(3))
         assert scores.expected[dim].shape == (3,)
         assert torch.all((scores.expected[dim] >= 1) & (scores.expected[dim] <= n))
-    untagged = model.score([strip_preference_tags(p) for p in PROMPTS], RESPONSES, batch_size=2)
+    untagged = model.score([strip_tags(p) for p in PROMPTS], RESPONSES, batch_size=2)
     assert torch.equal(scores.probs["helpfulness"], untagged.probs["helpfulness"])
 
 

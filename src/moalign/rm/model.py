@@ -29,25 +29,13 @@ from torch import nn
 
 from moalign.atomic import atomic_directory
 from moalign.errors import UserError
+from moalign.tags import strip_tags
 
 CONFIG_FILE = "reward_model.json"
 HEADS_FILE = "heads.safetensors"
 FORMAT_VERSION = 1
 
-_TAGS = re.compile(r"^\s*(?:<\s*[A-Za-z_][A-Za-z0-9_-]*\s+(?:-?\d+(?:\.\d+)?|max|min)\s*>\s*)+")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-
-
-def strip_preference_tags(prompt: str) -> str:
-    """``"<helpfulness 4><harmless max> How do I...?"`` -> ``"How do I...?"`` (leading tags only).
-
-    The reward model is trained without tags (seed 002, "prompt alignment"), so they are removed
-    before scoring a tagged prompt. The grammar is :mod:`moalign.tags`' (``<name intensity>``,
-    intensity an integer or ``max``), but any tag-shaped prefix is removed whatever its dimension:
-    :func:`moalign.tags.parse_tags` rejects dimensions it was not told about, and a reward model
-    must not fail on (or read) tags for dimensions it has no head for.
-    """
-    return _TAGS.sub("", prompt, count=1)
 
 
 @dataclass
@@ -152,7 +140,7 @@ class MultiHeadRewardModel(nn.Module):
         """Tokenise (prompt, response) pairs, tags stripped, padded to the longest, truncated to max_length."""
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-        questions = [strip_preference_tags(p) for p in prompts]
+        questions = [strip_tags(p) for p in prompts]  # trained without tags (seed 002)
         tok = self.tokenizer
         if self.pooling == "mean":
             enc = tok(

@@ -29,7 +29,7 @@ from typing import Any
 
 from moalign.config.recipe import Recipe
 from moalign.data.adapters import AdapterSpec, adapt_rows, load_rows
-from moalign.data.specs import FILE_FORMATS, STAGE_PREFIX
+from moalign.data.specs import STAGE_PREFIX, names_local_file
 from moalign.errors import UserError, exception_summary
 
 SCHEMA_ROWS = 5
@@ -108,8 +108,7 @@ class Plan:
 
 def _head(spec: AdapterSpec) -> tuple[list[Any], str]:
     """A few source rows of ``spec`` and where they came from (the schema sample if unreachable)."""
-    path = Path(spec.source).expanduser()
-    if path.suffix in FILE_FORMATS or path.exists():
+    if names_local_file(spec.source):
         rows = load_rows(spec)  # a local file: UserError if missing or unreadable
         return [rows[i] for i in range(min(SCHEMA_ROWS, len(rows)))], f"{len(rows):,} rows"
     try:
@@ -146,9 +145,8 @@ def check_string_spec(spec: str, split: str) -> str:
         return f"built-in, split {split}"
     if spec.startswith(STAGE_PREFIX):
         return "written by an earlier stage"
-    path = Path(spec).expanduser()
-    if path.suffix in FILE_FORMATS or path.exists():
-        if not path.exists():
+    if names_local_file(spec):
+        if not Path(spec).expanduser().exists():
             raise UserError("dataset file not found", source=spec)
         return "local file"
     return "hub dataset (read when the stage runs)"

@@ -38,7 +38,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from moalign.config.base import StrictModel
-from moalign.data.specs import FILE_FORMATS
+from moalign.data.specs import FILE_FORMATS, names_local_file
 from moalign.errors import UserError, exception_summary
 from moalign.registry import Registry, did_you_mean
 
@@ -507,7 +507,7 @@ def load_rows(spec: AdapterSpec) -> Any:
     path = Path(spec.source).expanduser()
     split = spec.resolved_split
     try:
-        if path.suffix in FILE_FORMATS or path.exists():
+        if names_local_file(spec.source):
             if not path.is_file():
                 raise UserError("dataset file not found", source=str(path))
             sliced = "train" + split[split.index("[") :] if "[" in split else "train"

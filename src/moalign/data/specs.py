@@ -26,6 +26,16 @@ if TYPE_CHECKING:
     from moalign.tags import TagDimensions
 
 FILE_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def names_local_file(spec: str) -> bool:
+    """Whether a dataset spec (not ``builtin:`` or ``stage:``) names a local file rather than a hub dataset:
+    it exists, or ends in a data file suffix (a missing file is then reported as such, not looked up on
+    the hub)."""
+    path = Path(spec).expanduser()
+    return path.suffix in FILE_FORMATS or path.exists()
+
+
 STAGE_PREFIX = "stage:"
 
 
@@ -69,9 +79,8 @@ def load_dataset_spec(spec: DatasetSpec, *, split: str = "train", ctx: StageCont
         return Dataset.from_list(load_records(spec, split))
     if spec.startswith(STAGE_PREFIX):
         return load_file(stage_output(spec, ctx))
-    path = Path(spec).expanduser()
-    if path.suffix in FILE_FORMATS or path.exists():
-        return load_file(path)
+    if names_local_file(spec):
+        return load_file(Path(spec).expanduser())
     return load_hub(spec, split)
 
 

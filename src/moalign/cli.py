@@ -285,6 +285,34 @@ def eval_command(
 
 
 @app.command()
+def satisfaction(
+    model: Annotated[str, typer.Option(help="Model spec.")] = "builtin:smollm2-135m-instruct",
+    dataset: Annotated[str, typer.Option(help="Prompts with constraints.")] = "builtin:ifeval-lite",
+    split: Annotated[str, typer.Option(help="Split.")] = "test",
+    limit: Annotated[int, typer.Option(help="First N prompts.")] = 100,
+    max_new_tokens: Annotated[int, typer.Option(help="Generation budget.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Prompts decoded together.")] = 8,
+    responses: Annotated[Path | None, typer.Option(help="Write prompts, responses and results here (JSONL).")] = None,
+) -> None:
+    """Constraint-satisfaction rates of a model on task-suite prompts, greedy (IFEval's prompt and constraint
+    levels), as JSON."""
+    import json
+
+    from moalign.data.satisfaction import measure_constraint_satisfaction
+
+    summary = measure_constraint_satisfaction(
+        model,
+        dataset,
+        split,
+        limit=limit,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        responses_path=str(responses) if responses else None,
+    )
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="A run directory or an eval output directory.")]) -> None:
     """(Re)build report.html from a run directory alone (evaluations and training metrics)."""
     from moalign.report import build_report

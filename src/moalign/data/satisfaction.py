@@ -4,13 +4,12 @@ Three rates, as in IFEval: **prompt-level** (share of prompts whose constraints 
 **constraint-level** (share of all constraints satisfied) and the mean **partial** credit, plus the
 constraint-level rate per kind. Records without constraints are left out.
 
-``python -m moalign.data.satisfaction --limit 100`` measures a model with greedy decoding on the
-test split (the number the README reports for the base model).
+``moalign satisfaction --limit 100`` measures a model with greedy decoding on the test split (the
+number the README reports for the base model).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections import defaultdict
@@ -117,29 +116,3 @@ def measure_constraint_satisfaction(
         "truncated": sum(g[0].num_tokens >= max_new_tokens for g in generations),
         **satisfaction_rates(results),
     }
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="builtin:smollm2-135m-instruct")
-    parser.add_argument("--dataset", default="builtin:ifeval-lite")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--limit", type=int, default=100)
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--responses", default=None, help="write prompts, responses and results here (JSONL)")
-    args = parser.parse_args(argv)
-    summary = measure_constraint_satisfaction(
-        args.model,
-        args.dataset,
-        args.split,
-        limit=args.limit,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        responses_path=args.responses,
-    )
-    print(json.dumps(summary, indent=2))
-
-
-if __name__ == "__main__":
-    main()

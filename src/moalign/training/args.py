@@ -112,7 +112,8 @@ def trainer_kwargs(
     config: TrainerStageConfig, output_dir: Path, *, seed: int, has_eval: bool, best_metric: str = "eval_loss"
 ) -> dict[str, Any]:
     """Keyword arguments for a TRL ``*Config`` from the shared stage keys; when validating, the best
-    checkpoint is the one with the lowest ``best_metric`` (the highest for a reward)."""
+    checkpoint is the one with the best ``best_metric`` (transformers' rule: the lowest for a name ending
+    in ``loss``, the highest otherwise, e.g. ``eval_reward``)."""
     evaluating = has_eval and config.eval_steps is not None
     kwargs: dict[str, Any] = {
         "output_dir": str(output_dir),
@@ -149,6 +150,5 @@ def trainer_kwargs(
             save_steps=config.save_steps or config.eval_steps,
             load_best_model_at_end=True,
             metric_for_best_model=best_metric,
-            greater_is_better="reward" in best_metric,
         )
     return kwargs

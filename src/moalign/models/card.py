@@ -39,7 +39,8 @@ def _front_matter(chain: Sequence[str], *, adapter: bool, tags: Sequence[str]) -
     return "\n".join(lines)
 
 
-def _chain_lines(chain: Sequence[str]) -> list[str]:
+def chain_lines(chain: Sequence[str]) -> list[str]:
+    """A chain of models as a numbered markdown list, root first."""
     return [f"{i}. `{model}`" for i, model in enumerate(chain, start=1)]
 
 
@@ -75,7 +76,7 @@ def stage_card(
         f"Trained by moalign's `{stage_type}` stage (`{stage}` of the recipe `{recipe}`), "
         f"as {'a LoRA adapter' if adapter else 'full weights'}, starting from:",
         "",
-        *_chain_lines(chain),
+        *chain_lines(chain),
         "",
         *_load_instructions(adapter),
         "",

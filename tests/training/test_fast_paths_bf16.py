@@ -17,7 +17,7 @@ from moalign.models import load_causal_lm, load_tokenizer
 from moalign.training import precision
 from moalign.training.branch_attention import branch_sdpa
 from moalign.training.logprobs import join_prompt_completion, pack_completions, sequence_logps, token_logps
-from moalign.training.online import ScoredRollout, sample_token_logps
+from moalign.training.online import sample_token_logps
 
 BF16_ATOL = 5e-2
 
@@ -93,21 +93,10 @@ def test_branch_sdpa_equals_sdpa_over_the_packed_mask_in_bf16():
     assert torch.allclose(ours.float(), expected.float(), atol=2e-2)
 
 
-def test_sample_token_logps_equal_the_padded_rows_under_bf16(tiny_llama_dir):
+def test_sample_token_logps_equal_the_padded_rows_under_bf16(tiny_llama_dir, scored_rollout):
     model = load_causal_lm(str(tiny_llama_dir))
-    prompt_ids, completion_ids = [[5, 6, 7], [5, 6, 7], [8, 9]], [[10, 11], [12], [13, 14, 15]]
-    ids, attn, comp = join_prompt_completion(prompt_ids, completion_ids, pad_id=0)
-    samples = ScoredRollout(
-        prompts=["p"] * 3,
-        completions=["c"] * 3,
-        prompt_ids=prompt_ids,
-        completion_ids=completion_ids,
-        columns={},
-        group_size=1,
-        input_ids=ids,
-        attention_mask=attn,
-        completion_mask=comp,
-    )
+    samples = scored_rollout([[5, 6, 7], [5, 6, 7], [8, 9]], [[10, 11], [12], [13, 14, 15]], 1)
+    ids, attn = samples.input_ids, samples.attention_mask
     with bf16():
         ours = sample_token_logps(model, samples)
         logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]

@@ -2,32 +2,16 @@ import pytest
 import torch
 
 from moalign.models import load_causal_lm
-from moalign.training.logprobs import join_prompt_completion, token_logps
-from moalign.training.online import ScoredRollout, sample_token_logps
-
-
-def _samples(prompt_ids, completion_ids):
-    ids, attn, comp = join_prompt_completion(prompt_ids, completion_ids, pad_id=0)
-    n = len(prompt_ids)
-    return ScoredRollout(
-        prompts=["p"] * n,
-        completions=["c"] * n,
-        prompt_ids=prompt_ids,
-        completion_ids=completion_ids,
-        columns={},
-        group_size=2,
-        input_ids=ids,
-        attention_mask=attn,
-        completion_mask=comp,
-    )
+from moalign.training.logprobs import token_logps
+from moalign.training.online import sample_token_logps
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_sample_token_logps_equal_the_padded_rows_values_and_gradients(tiny_llama_dir, attention):
+def test_sample_token_logps_equal_the_padded_rows_values_and_gradients(tiny_llama_dir, attention, scored_rollout):
     model = load_causal_lm(str(tiny_llama_dir))
     model.set_attn_implementation(attention)
     # 2 samples of each of 2 prompts, one of them empty; packed, each prompt is computed once
-    samples = _samples([[5, 6, 7], [5, 6, 7], [8, 9], [8, 9]], [[10, 11], [12], [13, 14, 15], []])
+    samples = scored_rollout([[5, 6, 7], [5, 6, 7], [8, 9], [8, 9]], [[10, 11], [12], [13, 14, 15], []], 2)
     for part in (samples, samples.rows([3, 0, 2])):  # a minibatch keeps the full width
         ours = sample_token_logps(model, part)
         logits = model(input_ids=part.input_ids, attention_mask=part.attention_mask).logits[:, :-1]

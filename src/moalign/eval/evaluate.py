@@ -4,10 +4,9 @@ Outputs, written atomically into the output directory:
 
 - ``metrics.json``: the settings, and per model its judge reward (mean, per objective), win rate
   against the reference (wins, ties, losses, N, rate, bootstrap 95% interval), mean reward difference
-  to the reference with its bootstrap 95% interval over prompts, response length statistics and the
-  number of responses cut off by ``max_new_tokens``,
-  BLEU-1/2/4 and perplexity where the set has reference responses, generation speed; plus
-  controllability curves when asked for;
+  to the reference with its bootstrap 95% interval over prompts, response length statistics, the
+  number of responses cut off by ``max_new_tokens``, BLEU-1/2/4 and perplexity where the set has
+  reference responses, generation speed; plus controllability curves when asked for;
 - ``samples.jsonl``: one line per prompt with every model's response, token count and judge scores.
 
 The judge is any scorer of the reward layer, configured like an objective's ``scorer``; by default the

@@ -1,6 +1,7 @@
 import pytest
 
 from moalign.data import dimensions as D
+from moalign.tags import parse_tags
 
 
 def words(n):
@@ -80,3 +81,34 @@ def test_relabel_prompt_sets_each_tag_to_the_measured_level():
     assert D.relabel_prompt("<brevity 5> Explain tides.", "Tides rise.") == "<brevity 5> Explain tides."
     assert D.relabel_prompt("Explain tides.", forty_words) is None
     assert D.measured_tags("<structure 2> Hi", "- a\n- b") == {"structure": 3}
+
+
+def test_spread_tags_moves_each_dimension_by_its_own_stride():
+    # brevity (1st alphabetically) moves by shift, structure (2nd) by 2 * shift, wrapping 5 -> 1
+    assert D.spread_tags("<brevity 2><structure 5> Hi", 0) == "<brevity 2><structure 5> Hi"
+    assert D.spread_tags("<brevity 2><structure 5> Hi", 1) == "<brevity 3> <structure 2> Hi"
+    assert D.spread_tags("<brevity 5> Hi", 1) == "<brevity 1> Hi"
+    assert D.spread_tags("Hi", 3) == "Hi"
+    # five consecutive shifts ask for every level of each dimension
+    levels = [parse_tags(D.spread_tags("<brevity 4><structure 1> Hi", j))[1] for j in range(5)]
+    assert sorted(t["brevity"] for t in levels) == [1, 2, 3, 4, 5]
+    assert sorted(t["structure"] for t in levels) == [1, 2, 3, 4, 5]
+
+
+def test_sentence_prefixes_keep_the_longest_cut_of_each_other_level():
+    first = "Tides are caused by the Moon."  # 6 words: brevity 5
+    second = " " + words(12) + "."  # 18 words in all: brevity 4
+    third = " " + words(20) + "!"  # 39 words: brevity 3
+    text = first + second + third + "\n\n" + words(30) + "."  # 70 words, two paragraphs: brevity 2, structure 2
+    prefixes = D.sentence_prefixes(text)
+    assert prefixes == [first, first + second, first + second + third]
+    assert [D.brevity_level(p) for p in prefixes] == [5, 4, 3]
+
+
+def test_sentence_prefixes_never_end_on_a_header_or_a_colon_and_skip_code():
+    text = "Intro sentence here.\n## Causes\nThe Moon pulls:\n- gravity\n- rotation"
+    prefixes = D.sentence_prefixes(text)
+    # cuts after "here." (level 5/1), "Causes" (a header) and "pulls:" are no answers; "- gravity" is the
+    # longest cut at level 5/1 (one bullet is no list)
+    assert prefixes == ["Intro sentence here.\n## Causes\nThe Moon pulls:\n- gravity"]
+    assert D.sentence_prefixes("One. Two.\n```\ncode\n```") == []

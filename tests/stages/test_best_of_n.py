@@ -228,3 +228,29 @@ def test_stage_killed_while_sampling_resumes_with_the_same_samples(tmp_path, tin
         s["response"] for s in read_jsonl(straight / "samples.jsonl")
     ]
     assert not (resumed / B.SAMPLED_SO_FAR).exists()
+
+
+def test_relabelled_pairs_contrast_each_eligible_sample_with_its_farthest_level():
+    texts = ["a", "b", "c", "d"]
+    levels = [{"brevity": 5}, {"brevity": 4}, {"brevity": 1}, {"brevity": 5}]
+    scores = [0.9, 0.8, 0.7, 0.1]
+    eligible = [0.9, 0.8, float("nan"), 0.1]  # sample 2 (e.g. cut off) may be rejected, never chosen
+    pairs = B.relabelled_pairs(texts, levels, scores, eligible, k=3)
+    assert [(p.chosen, p.rejected, p.margin) for p in pairs] == [(0, 2, 4.0), (1, 2, 3.0), (3, 2, 4.0)]
+    assert len(B.relabelled_pairs(texts, levels, scores, eligible, k=1)) == 1
+    # one level everywhere: nothing to contrast
+    assert B.relabelled_pairs(texts, [{"brevity": 3}] * 4, scores, scores, k=4) == []
+
+
+def test_level_histogram_counts_every_level_of_each_tagged_dimension():
+    hist = B.level_histogram(["<brevity 2> a", "<brevity 2><structure 5> b", "c"])
+    assert hist["data/levels/brevity/2"] == 2 and hist["data/levels/brevity/1"] == 0
+    assert hist["data/levels/structure/5"] == 1 and len(hist) == 10
+    assert B.level_histogram(["no tags"]) == {}
+
+
+def test_with_prefixes_adds_new_sentence_cuts_marked_as_augmented():
+    gens = [B.CachedGeneration("One short answer. " + "word " * 20 + "end.", 30), B.CachedGeneration("Two.", 2)]
+    out, augmented = B.with_prefixes(gens, count_tokens=lambda text: len(text.split()))
+    assert out[:2] == gens and augmented == [False, False, True]
+    assert out[2].text == "One short answer." and out[2].num_tokens == 3

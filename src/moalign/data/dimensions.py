@@ -183,6 +183,49 @@ def relabel_prompt(prompt: str, response: str) -> str | None:
     return None if tags is None else format_tags(tags, parse_tags(prompt)[0])
 
 
+def spread_tags(prompt: str, shift: int) -> str:
+    """``prompt`` with each brevity/structure tag moved ``shift`` levels on (wrapping from 5 to 1), the k-th
+    such dimension (alphabetical) by ``shift * k``, so the samples ``shift = 0..4`` of one prompt ask for
+    every level of each dimension in different combinations. Other tags and untagged prompts stay as they are."""
+    text, tags = parse_tags(prompt)
+    order = {name: k for k, name in enumerate(sorted(DIMENSIONS), start=1)}
+    moved = {
+        name: (level - 1 + shift * order[name]) % len(LEVELS) + 1 if name in DIMENSIONS else level
+        for name, level in tags.items()
+    }
+    return format_tags(moved, text) if moved != tags else prompt
+
+
+def sentence_prefixes(response: str) -> list[str]:
+    """The longest prefix of ``response`` at each brevity/structure level other than the whole response's,
+    cut where a sentence or a line ends (augmentation for hindsight relabelling: a long answer's first
+    sentences are an answer of a shorter level). A cut never leaves a header or a line ending in ``:`` last;
+    a response with a code block gives none. Shortest first.
+    """
+    if any(tf.FENCE_RE.match(line) for line in response.splitlines()):
+        return []
+    ends = {m.start() for m in tf.SENTENCE_END_RE.finditer(response)} | {
+        i for i, ch in enumerate(response) if ch == "\n"
+    }
+    whole = _levels(response)
+    best: dict[tuple[int, int], str] = {}
+    for end in sorted(ends):
+        prefix = response[:end].rstrip()
+        last = prefix.rsplit("\n", 1)[-1].strip()
+        if not tf.WORD_RE.search(prefix) or not last or last.endswith(":"):
+            continue
+        if tf.HEADER_RE.match(last) or tf.BOLD_LINE_RE.match(last):
+            continue
+        levels = _levels(prefix)
+        if levels != whole:
+            best[levels] = prefix  # later cuts are longer: keep the longest of each level
+    return sorted(best.values(), key=len)
+
+
+def _levels(response: str) -> tuple[int, int]:
+    return brevity_level(response), structure_level(response)
+
+
 def requested_intensity(dimension: str, row: Mapping[str, Any]) -> int | None:
     """The intensity a record asks for in ``dimension``, or None if it does not ask.
 

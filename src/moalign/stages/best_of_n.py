@@ -32,7 +32,14 @@ from moalign.atomic import append_jsonl, atomic_write_json, atomic_write_text, r
 from moalign.config.base import StrictModel
 from moalign.config.recipe import ObjectiveConfig, PluginSpec, plugin_spec
 from moalign.data.constraints import check_constraints, parse_constraints
-from moalign.data.dimensions import DIMENSIONS, LEVELS, relabel_prompt, spell_out_tags
+from moalign.data.dimensions import (
+    DIMENSIONS,
+    LEVELS,
+    relabel_prompt,
+    sentence_prefixes,
+    spell_out_tags,
+    spread_tags,
+)
 from moalign.data.pairs import PreferencePair, best_index, best_worst_pair, farthest_index, level_distance
 from moalign.data.ratings import bin_score, rating_record, rebin_level
 from moalign.data.satisfaction import satisfaction_rates
@@ -87,6 +94,18 @@ class BestOfNConfig(StrictModel):
     best one; the prompt's pair contrasts its best sample with the sample whose levels differ most, under
     the best sample's measured tags (``margin`` is then that level distance). Untagged prompts keep
     best/worst."""
+    spread_levels: bool = False
+    """With ``spell_out_tags``: sample ``j`` of a tagged prompt asks for levels moved ``j`` steps on
+    (:func:`moalign.data.dimensions.spread_tags`), so one prompt's samples cover different levels and the
+    relabelled pairs contrast responses of one prompt that really differ in what the tags measure."""
+    sentence_prefixes: bool = False
+    """With ``relabel_tags``: each sample of a tagged prompt also contributes its sentence-end prefixes, one
+    per level it passes through (:func:`moalign.data.dimensions.sentence_prefixes`), as extra candidates
+    marked ``"augmented": "sentence_prefix"``. This is augmentation: the model wrote the words but did not
+    stop there; a truncated sample's prefixes are finished by construction."""
+    pairs_per_prompt: int = Field(1, ge=1)
+    """With ``relabel_tags``: contrastive pairs per tagged prompt: each of the best-scoring eligible
+    candidates against the candidate whose levels differ most, under its own measured tags."""
 
     @field_validator("aggregator", mode="before")
     @classmethod
@@ -196,16 +215,54 @@ def target_scores(scores: Sequence[float], num_tokens: Sequence[int], config: Be
     ]
 
 
-def _relabelled_pair(
-    texts: Sequence[str], levels: Sequence[Mapping[str, int]], scores: Sequence[float], best: int | None
-) -> PreferencePair | None:
-    """The best sample against the one whose measured ``levels`` differ most (see ``relabel_tags``)."""
-    if best is None:
-        return None
-    far = farthest_index(levels, best, scores)
-    if far is None or texts[far].strip() == texts[best].strip():
-        return None
-    return PreferencePair(chosen=best, rejected=far, margin=float(level_distance(levels[best], levels[far])))
+def relabelled_pairs(
+    texts: Sequence[str],
+    levels: Sequence[Mapping[str, int]],
+    scores: Sequence[float],
+    eligible: Sequence[float],
+    k: int,
+) -> list[PreferencePair]:
+    """Up to ``k`` contrastive pairs of one relabelled prompt: the eligible samples, best first, each against
+    the sample whose measured ``levels`` differ most (``margin``: that level distance); no pair twice, none
+    between equal texts (see ``relabel_tags`` and ``pairs_per_prompt``)."""
+    order = sorted((i for i, e in enumerate(eligible) if not math.isnan(e)), key=lambda i: (-eligible[i], i))
+    pairs: list[PreferencePair] = []
+    seen: set[tuple[int, int]] = set()
+    for chosen in order:
+        if len(pairs) == k:
+            break
+        far = farthest_index(levels, chosen, scores)
+        if far is None or (chosen, far) in seen or texts[far].strip() == texts[chosen].strip():
+            continue
+        seen.add((chosen, far))
+        pairs.append(PreferencePair(chosen, far, float(level_distance(levels[chosen], levels[far]))))
+    return pairs
+
+
+def level_histogram(prompts: Sequence[str]) -> dict[str, int]:
+    """How many of ``prompts`` carry each level of each brevity/structure tag:
+    ``{"data/levels/brevity/1": count, ...}`` (every level present, zeros included, once any prompt is tagged)."""
+    tags = [parse_tags(p)[1] for p in prompts]
+    return {
+        f"data/levels/{d}/{level}": sum(t.get(d) == level for t in tags)
+        for d in DIMENSIONS
+        if any(d in t for t in tags)
+        for level in LEVELS
+    }
+
+
+def with_prefixes(
+    gens: list[CachedGeneration], count_tokens: Callable[[str], int]
+) -> tuple[list[CachedGeneration], list[bool]]:
+    """``gens`` followed by the sentence-end prefixes of each (new texts only), and which of them are prefixes."""
+    texts = {g.text.strip() for g in gens}
+    extra = []
+    for g in gens:
+        for prefix in sentence_prefixes(g.text):
+            if prefix.strip() not in texts:
+                texts.add(prefix.strip())
+                extra.append(CachedGeneration(text=prefix, num_tokens=count_tokens(prefix)))
+    return gens + extra, [False] * len(gens) + [True] * len(extra)
 
 
 @register_stage("best_of_n", BestOfNConfig)
@@ -223,29 +280,49 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     reward = build_reward(ctx, config)
     tokenizer, model = load_tokenizer(ctx.model), load_causal_lm(ctx.model)
     sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p)
-    inputs = [spell_out_tags(r["prompt"]) if config.spell_out_tags else r["prompt"] for r in records]
+    n = config.num_generations
+    spread = config.spread_levels and config.spell_out_tags
+    # the model's input for each sample of each prompt (spread: one per sample; otherwise shared by all n)
+    inputs = [
+        [spell_out_tags(spread_tags(r["prompt"], j)) for j in range(n)]
+        if spread
+        else [spell_out_tags(r["prompt"]) if config.spell_out_tags else r["prompt"]]
+        for r in records
+    ]
     bar = tqdm(total=len(inputs), desc="best-of-n", unit="prompt")
 
     def generate_batch(indices: list[int]) -> list[list[CachedGeneration]]:
         set_seed(batch_seed(ctx.seed, indices[0] // config.batch_size))
+        flat = [text for i in indices for text in inputs[i]]
         drawn = generate(
             model,
             tokenizer,
-            [inputs[i] for i in indices],
+            flat,
             sampling,
-            num_return_sequences=config.num_generations,
-            batch_size=config.batch_size,
+            num_return_sequences=1 if spread else n,
+            batch_size=config.batch_size * (n if spread else 1),
             progress=False,
             bf16=config.bf16,
         )
         bar.update(len(indices))
-        return [[CachedGeneration(text=g.text, num_tokens=g.num_tokens) for g in gens] for gens in drawn]
+        gens = [[CachedGeneration(text=g.text, num_tokens=g.num_tokens) for g in row] for row in drawn]
+        return [sum(gens[k * n : (k + 1) * n], []) for k in range(len(indices))] if spread else gens
 
     t0 = time.time()
     progress = ctx.dir / SAMPLED_SO_FAR
     generations = sample_batches(generate_batch, len(inputs), config.batch_size, progress)
     bar.close()
     gen_s = time.time() - t0
+
+    augmented = [[False] * len(gens) for gens in generations]
+    if config.relabel_tags and config.sentence_prefixes:
+
+        def count_tokens(text: str) -> int:
+            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+        for i, record in enumerate(records):
+            if relabel_prompt(record["prompt"], "") is not None:
+                generations[i], augmented[i] = with_prefixes(generations[i], count_tokens)
 
     # one row per sample, with its record's columns
     rows = [(i, j, g) for i, gens in enumerate(generations) for j, g in enumerate(gens)]
@@ -273,6 +350,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
                 "scores": {k: _finite(v) for k, v in scores.items()},
                 "total": _finite(totals[row]),
                 "constraints": [c.to_dict() for c in checked],
+                **({"augmented": "sentence_prefix"} if augmented[i][j] else {}),
             }
         )
         ratings.append(
@@ -309,17 +387,20 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
                         "completion": texts[j],
                         "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": texts[j]}],
                         "score": _finite(group[j]),
+                        **({"augmented": "sentence_prefix"} if augmented[i][j] else {}),
                     }
                 )
-        prompt, pair = record["prompt"], best_worst_pair(texts, group, config.min_margin, eligible)
         if relabel:
-            pair = _relabelled_pair(texts, [parse_tags(p)[1] for p in relabelled], group, best)
-            prompt = prompts[best] if best is not None else prompt
-        if pair is not None:
+            levels = [parse_tags(p)[1] for p in relabelled]
+            chosen_pairs = relabelled_pairs(texts, levels, group, eligible, config.pairs_per_prompt)
+        else:
+            pair = best_worst_pair(texts, group, config.min_margin, eligible)
+            chosen_pairs = [] if pair is None else [pair]
+        for pair in chosen_pairs:
             pairs.append(
                 {
                     "id": record.get("id"),
-                    "prompt": prompt,
+                    "prompt": prompts[pair.chosen],
                     "chosen": texts[pair.chosen],
                     "rejected": texts[pair.rejected],
                     "margin": round(pair.margin, 4),
@@ -334,15 +415,20 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     atomic_write_text(out / "sft.jsonl", _jsonl(sft))
     atomic_write_text(out / "pairs.jsonl", _jsonl(pairs))
     atomic_write_text(out / "ratings.jsonl", _jsonl(ratings))
-    constraint_rates = {"samples": satisfaction_rates(results), "best": satisfaction_rates(best_results)}
+    drawn = [not augmented[i][j] for i, j, _ in rows]
+    drawn_results = [r for r, keep in zip(results, drawn, strict=True) if keep]
+    constraint_rates = {"samples": satisfaction_rates(drawn_results), "best": satisfaction_rates(best_results)}
     atomic_write_json(out / "constraints.json", constraint_rates)
     progress.unlink()
 
-    tokens = sum(g.num_tokens for _, _, g in rows)
+    tokens = sum(g.num_tokens for (_, _, g), keep in zip(rows, drawn, strict=True) if keep)
     summary: dict[str, Any] = {
         "data/prompts": len(records),
-        "data/samples": len(rows),
-        "data/truncated": sum(g.num_tokens >= config.max_new_tokens for _, _, g in rows),
+        "data/samples": sum(drawn),
+        "data/augmented": len(rows) - sum(drawn),
+        "data/truncated": sum(
+            g.num_tokens >= config.max_new_tokens for (_, _, g), keep in zip(rows, drawn, strict=True) if keep
+        ),
         "data/eligible_targets": targets,
         "data/sft": len(sft),
         "data/pairs": len(pairs),
@@ -353,6 +439,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
         "constraints/satisfied": constraint_rates["samples"]["constraint_level"],
         "constraints/best_satisfied": constraint_rates["best"]["constraint_level"],
         "pairs/margin/mean": _mean([p["margin"] for p in pairs]),
+        **level_histogram([r["prompt"] for r in sft]),
         "gen/tokens_per_s": round(tokens / gen_s, 2) if gen_s > 0 else None,
     }
     ctx.log({k: v for k, v in summary.items() if v is not None})

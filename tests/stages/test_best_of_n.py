@@ -240,6 +240,9 @@ def test_relabelled_pairs_contrast_each_eligible_sample_with_its_farthest_level(
     assert len(B.relabelled_pairs(texts, levels, scores, eligible, k=1)) == 1
     # one level everywhere: nothing to contrast
     assert B.relabelled_pairs(texts, [{"brevity": 3}] * 4, scores, scores, k=4) == []
+    # mirrored: only eligible samples on both sides, each pair followed by its swap
+    mirrored = B.relabelled_pairs(texts, levels, scores, eligible, k=4, mirror=True)
+    assert [(p.chosen, p.rejected, p.margin) for p in mirrored] == [(0, 1, 1.0), (1, 0, 1.0), (1, 3, 1.0), (3, 1, 1.0)]
 
 
 def test_level_histogram_counts_every_level_of_each_tagged_dimension():

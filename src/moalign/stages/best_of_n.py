@@ -106,6 +106,9 @@ class BestOfNConfig(StrictModel):
     pairs_per_prompt: int = Field(1, ge=1)
     """With ``relabel_tags``: contrastive pairs per tagged prompt: each of the best-scoring eligible
     candidates against the candidate whose levels differ most, under its own measured tags."""
+    mirror_pairs: bool = False
+    """With ``relabel_tags``: each contrastive pair comes with its mirror (the same two responses swapped,
+    under the other's measured tags), so a pair can only be told from its mirror by the tags."""
 
     @field_validator("aggregator", mode="before")
     @classmethod
@@ -221,21 +224,31 @@ def relabelled_pairs(
     scores: Sequence[float],
     eligible: Sequence[float],
     k: int,
+    mirror: bool = False,
 ) -> list[PreferencePair]:
     """Up to ``k`` contrastive pairs of one relabelled prompt: the eligible samples, best first, each against
     the sample whose measured ``levels`` differ most (``margin``: that level distance); no pair twice, none
-    between equal texts (see ``relabel_tags`` and ``pairs_per_prompt``)."""
+    between equal texts (see ``relabel_tags`` and ``pairs_per_prompt``).
+
+    ``mirror``: only pairs of two eligible samples, each followed by its mirror (the same two responses
+    with chosen and rejected swapped, under the other one's tags), so only the tags tell the two pairs
+    apart: a preference learner cannot fit them by the responses' content alone.
+    """
     order = sorted((i for i, e in enumerate(eligible) if not math.isnan(e)), key=lambda i: (-eligible[i], i))
     pairs: list[PreferencePair] = []
     seen: set[tuple[int, int]] = set()
     for chosen in order:
-        if len(pairs) == k:
+        if len(pairs) >= k:
             break
-        far = farthest_index(levels, chosen, scores)
+        # mirrored: an ineligible sample counts as measuring the anchor's levels, so it is never picked
+        options = [lv if not mirror or not math.isnan(eligible[i]) else levels[chosen] for i, lv in enumerate(levels)]
+        far = farthest_index(options, chosen, scores)
         if far is None or (chosen, far) in seen or texts[far].strip() == texts[chosen].strip():
             continue
-        seen.add((chosen, far))
-        pairs.append(PreferencePair(chosen, far, float(level_distance(levels[chosen], levels[far]))))
+        margin = float(level_distance(levels[chosen], levels[far]))
+        for a, b in [(chosen, far), (far, chosen)] if mirror else [(chosen, far)]:
+            seen.add((a, b))
+            pairs.append(PreferencePair(a, b, margin))
     return pairs
 
 
@@ -392,7 +405,8 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
                 )
         if relabel:
             levels = [parse_tags(p)[1] for p in relabelled]
-            chosen_pairs = relabelled_pairs(texts, levels, group, eligible, config.pairs_per_prompt)
+            k, mirror = config.pairs_per_prompt, config.mirror_pairs
+            chosen_pairs = relabelled_pairs(texts, levels, group, eligible, k, mirror)
         else:
             pair = best_worst_pair(texts, group, config.min_margin, eligible)
             chosen_pairs = [] if pair is None else [pair]

@@ -98,6 +98,10 @@ def demo(
     set_: SetOption = None,
     fast: Annotated[bool, typer.Option("--fast", help="A few minutes: the recipe's 'fast' profile.")] = False,
     full: Annotated[bool, typer.Option("--full", help="Longer and stronger: the recipe's 'full' profile.")] = False,
+    ablate: Annotated[
+        bool,
+        typer.Option("--ablate", help="Evaluate every stage's model (the 'ablate' profile): per-stage contribution."),
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing demo run.")] = True,
 ) -> None:
     """Run the main job: recipes/demo.yaml on the embedded models, offline; print the summary table."""
@@ -110,8 +114,8 @@ def demo(
     path = _repo_recipes() / "demo.yaml"
     if not path.exists():
         raise UserError(f"demo recipe not found at {path} (run from a source checkout)")
-    profile = "fast" if fast else ("full" if full else None)
-    result = run_recipe(load_recipe(path, set_ or [], profile), overwrite=overwrite)
+    profiles = (["fast"] if fast else (["full"] if full else [])) + (["ablate"] if ablate else [])
+    result = run_recipe(load_recipe(path, set_ or [], profiles), overwrite=overwrite)
     typer.echo(summary_table(result.root))
     typer.echo(f"run written to {result.root}; report: {result.root / 'report.html'}")
 

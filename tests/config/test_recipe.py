@@ -152,6 +152,13 @@ def test_profile_applies_its_overrides_before_set(tmp_path):
     assert recipe.stages[0].config.note == "base"
 
 
+def test_several_profiles_apply_in_order(tmp_path):
+    path = write(tmp_path, PROFILED + "  later: [seed=6, stages.0.test_echo.note=later]\n")
+    recipe = load_recipe(path, profile=["quick", "later"])
+    assert (recipe.seed, recipe.stages[0].config.note) == (6, "later")
+    assert recipe.stages[0].config.learning_rate == pytest.approx(3e-4)
+
+
 def test_unknown_or_malformed_profile_is_a_recipe_error(tmp_path):
     path = write(tmp_path, PROFILED)
     with pytest.raises(RecipeError, match="unknown profile 'quik'.*did you mean 'quick'.*has: quick"):

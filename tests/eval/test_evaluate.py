@@ -6,6 +6,8 @@ import math
 import pytest
 import torch
 
+from moalign.atomic import read_jsonl
+from moalign.data.sources import load_records
 from moalign.errors import UserError
 from moalign.eval import ControllabilityConfig, EvalSettings, GenerationCache, evaluate, model_fingerprint
 from moalign.eval.controllability import intensity_curve
@@ -13,6 +15,7 @@ from moalign.eval.evaluate import labelled_models, reference_perplexity, referen
 from moalign.eval.generations import cached_generate, load_for_generation
 from moalign.eval.presets import DECODING_PRESETS, decoding_preset
 from moalign.generation import SamplingConfig
+from moalign.tags import format_tags, parse_tags
 
 
 @pytest.fixture()
@@ -191,6 +194,14 @@ def test_controllability_sweeps_only_the_models_asked_for(tiny_llama_dir, prompt
     )
     metrics = evaluate({"tiny": spec}, spec, settings, tmp_path / "out", cache=None, progress=False)
     assert set(metrics["controllability"]) == {"tiny"}
+    # the sweeps' prompts from their own dataset: the tagged suite's first test prompt, its tags removed
+    own = control.model_copy(update={"dataset": "builtin:ifeval-lite-tagged", "split": "test"})
+    cache = GenerationCache(tmp_path / "cache")
+    evaluate({"tiny": spec}, spec, settings.model_copy(update={"controllability": own}), tmp_path / "own", cache=cache)
+    cached = {r["prompt"] for path in (tmp_path / "cache").glob("*.jsonl") for r in read_jsonl(path)}
+    first = parse_tags(load_records("builtin:ifeval-lite-tagged", "test", limit=1)[0]["prompt"])[0].strip()
+    swept = {format_tags({d: n}, first) for d in ("brevity", "structure") for n in (1, 5)}
+    assert swept <= cached and not any(p.startswith("<") for p in cached - swept)
     wrong = settings.model_copy(update={"controllability": control.model_copy(update={"models": ["sft"]})})
     with pytest.raises(UserError, match=r"controllability.models names \['sft'\]"):
         evaluate({"tiny": spec}, spec, wrong, tmp_path / "wrong", cache=None, progress=False)

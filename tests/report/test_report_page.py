@@ -145,3 +145,26 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     ).stdout
     for sid, _ in SECTIONS:
         assert f'id="{sid}"' in dom
+
+
+def test_report_shows_data_levels_reward_heads_and_learning_curves(tmp_path):
+    for step in (1, 2):
+        append_jsonl(
+            tmp_path / "metrics.jsonl",
+            {"stage": "05-grpo", "step": step, "time": step, "train/loss": 0.5, "eval/reward": 0.2 * step},
+        )
+    summary = {"data/samples": 40, "data/augmented": 12, "data/levels/brevity/1": 3, "data/levels/brevity/5": 7}
+    summary |= {f"data/levels/brevity/{n}": 0 for n in (2, 3, 4)}
+    (tmp_path / "01-best_of_n").mkdir()
+    (tmp_path / "01-best_of_n" / "stage.json").write_text(
+        json.dumps({"stage": "01-best_of_n", "type": "best_of_n", "summary": summary})
+    )
+    (tmp_path / "04-reward_model").mkdir()
+    heads = {"brevity": {"support": 9, "intensity_accuracy": 0.8, "spearman": 0.9}, "structure": {"spearman": 0.1}}
+    (tmp_path / "04-reward_model" / "rm_eval.json").write_text(json.dumps({"heads": heads}))
+    text = build_report(tmp_path).read_text()
+    checker = check_html(text)
+    assert len(checker.images) == 2  # learning curves (eval/reward) and training curves (train/loss)
+    assert "<td>brevity</td><td class=\"num\">3</td><td class=\"num\">0</td>" in text  # SFT rows per level 1, 2
+    assert "<td>brevity</td><td class=\"num\">9</td>" in text and "usable" in text
+    assert text.count("too weak to steer") == 1  # structure's Spearman 0.1

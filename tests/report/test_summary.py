@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from moalign.report.summary import format_table, summary_rows, summary_table, target_checks
+from moalign.report.summary import contribution_rows, format_table, summary_rows, summary_table, target_checks
 
 
 def model(constraints, tokens, repetition, win=None, diff=None, truncated=5):
@@ -74,3 +74,12 @@ def test_printed_summary_names_the_last_model_and_missed_targets(tmp_path):
 
 def test_format_table_aligns_columns():
     assert format_table(["a", "bb"], [["xyz", "1"]]).splitlines() == ["a    bb", "---  --", "xyz   1"]
+
+
+def test_contribution_rows_give_each_stage_its_change_from_the_model_before_it(tmp_path):
+    header, rows = contribution_rows(METRICS)
+    assert header == ["model", "constraint satisfaction", "change", "rho brevity", "change"]
+    assert rows[0] == ["reference", "0.300", "", "0.100", ""]
+    assert rows[1] == ["sft", "0.400", "+0.100", "0.850", "+0.750"]
+    assert rows[2] == ["rwr", "0.450", "+0.050", "0.500", "-0.350"]
+    assert "per-stage contribution" in summary_table(make_run(tmp_path))

@@ -58,3 +58,13 @@ def test_head_metrics_ignore_unlabelled_samples_and_report_writes_json_and_png(t
     saved = json.loads(json_path.read_text())
     assert saved["heads"]["b"]["intensity_accuracy"] is None  # NaN -> null
     assert png_path.stat().st_size > 1000
+
+
+def test_head_spearman_ranks_expected_intensity_against_the_labels():
+    # expected intensities 1.2, 2.0, 2.8 against labels 1, 3, 3 (ranks 1, 2.5, 2.5): rho = 0.866
+    probs = {"a": torch.tensor([[0.8, 0.2, 0.0], [0.0, 1.0, 0.0], [0.0, 0.2, 0.8]])}
+    head = head_metrics(probs, {"a": [1, 3, 3]}, {"a": 3})["heads"]["a"]
+    assert head["spearman"] == pytest.approx(0.8660254)
+    reversed_head = head_metrics(probs, {"a": [3, 2, 1]}, {"a": 3})["heads"]["a"]
+    assert reversed_head["spearman"] == pytest.approx(-1.0)
+    assert head_metrics(probs, {"a": [2, None, None]}, {"a": 3})["heads"]["a"]["spearman"] is None

@@ -23,6 +23,7 @@ against the scorer and aggregator registries (imported on first use, so this mod
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -347,12 +348,13 @@ def sweep_problems(recipe: Recipe) -> list[tuple[Loc, str]]:
 
 
 def load_recipe(
-    path: str | Path, overrides: list[str] | tuple[str, ...] = (), profile: str | None = None
+    path: str | Path, overrides: list[str] | tuple[str, ...] = (), profile: str | Sequence[str] | None = None
 ) -> Recipe:
-    """Load a recipe file, apply its ``profile`` (if named), then the ``--set a.b=c`` overrides; validate."""
+    """Load a recipe file, apply its ``profile`` (if named; several are applied in order), then the
+    ``--set a.b=c`` overrides; validate."""
     source = load_yaml(path)
-    if profile is not None:
-        for expr in profile_overrides(source, profile):
+    for name in [profile] if isinstance(profile, str) else list(profile or []):
+        for expr in profile_overrides(source, name):
             apply_override(source, expr)
     for expr in overrides:
         apply_override(source, expr)

@@ -40,6 +40,12 @@ class ControllabilityConfig(StrictModel):
     """Requested intensities (default: the dimension's whole range from ``tag_dimensions``)."""
     num_prompts: int = Field(8, ge=1)
     """Base prompts (the evaluation set's first prompts, their own tags removed)."""
+    dataset: str | None = None
+    """Where the base prompts come from (default: the evaluation's own prompts). A prompt that brings its
+    own length or layout constraint fights the tags; the tagged suite's prompts (``builtin:ifeval-lite-tagged``)
+    carry none."""
+    split: str = "test"
+    """The split of ``dataset``."""
     pairs: bool = True
     """Also evaluate every low/high combination for each pair of dimensions (the radar chart)."""
     models: list[str] | None = None

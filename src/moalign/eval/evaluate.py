@@ -334,11 +334,17 @@ def evaluate(
             raise UserError(
                 f"controllability.models names {unknown}, which are not evaluated here; models: {sorted(labels)}"
             )
+        ctrl = settings.controllability
+        control_prompts = prompts
+        if ctrl.dataset is not None:
+            # four records per base prompt leave room for prompts that differ only in their tags
+            control_records = load_eval_records(ctrl.dataset, ctrl.split, 4 * ctrl.num_prompts)
+            control_prompts = [str(r["prompt"]) for r in control_records]
         control_by_spec: dict[str, dict[str, Any]] = {}
         for spec in dict.fromkeys(labels[label] for label in swept):
             control_by_spec[spec] = controllability(
                 spec,
-                prompts,
+                control_prompts,
                 settings.controllability,
                 sampling,
                 cache=cache,

@@ -5,7 +5,8 @@ Sources, all optional: every evaluation's ``metrics.json`` + ``samples.jsonl`` (
 ``metrics.jsonl``, the stages' ``stage.json`` (their cost) and ``pareto.json`` (a sweep's or
 ``moalign pareto``'s fronts). Plots are embedded PNGs, so the page needs no network. Sections (each
 always present, with a note when it has no data): results table, win rate, objectives,
-controllability, response lengths, training curves, Pareto fronts, cost, responses side by side.
+controllability, per-stage contribution, response lengths, training data (best-of-n level histograms),
+reward model heads (``rm_eval.json``), learning and training curves, Pareto fronts, cost, responses.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from moalign.errors import UserError
 from moalign.eval.evaluate import EVAL_KIND, METRICS_FILE, SAMPLES_FILE
 from moalign.report import plots
 from moalign.report.fronts import PARETO_FILE
+from moalign.report.summary import contribution_rows
+
+WEAK_HEAD_SPEARMAN = 0.5
+"""A reward-model head whose expected intensity correlates less than this with the held-out labels is
+flagged as too weak to steer a policy (weight it down or replace it by the programmatic measure)."""
 
 REPORT_FILE = "report.html"
 SECTIONS = (
@@ -30,8 +36,11 @@ SECTIONS = (
     ("win-rate", "Win rate against the reference"),
     ("objectives", "Per-objective scores"),
     ("controllability", "Controllability"),
+    ("contribution", "Per-stage contribution"),
     ("lengths", "Response lengths"),
-    ("training", "Training curves"),
+    ("data", "Training data"),
+    ("reward-model", "Reward model heads"),
+    ("training", "Learning and training curves"),
     ("pareto", "Pareto fronts"),
     ("cost", "Cost"),
     ("responses", "Responses side by side"),
@@ -207,6 +216,59 @@ def controllability_section(ev: Evaluation) -> str:
     return out
 
 
+def contribution_section(ev: Evaluation) -> str:
+    if len(ev.metrics["models"]) < 3:
+        return '<p class="note">One trained model evaluated: evaluate every stage\'s model (moalign demo --ablate).</p>'
+    header, rows = contribution_rows(ev.metrics)
+    note = "<p>Each model against the one before it in the chain: what that stage added.</p>"
+    return note + _table(header, [[escape(r[0]), *r[1:]] for r in rows])
+
+
+def data_section(stages: Sequence[Mapping[str, Any]]) -> str:
+    """Each best-of-n stage's data: samples drawn, augmented, cut off, SFT rows, pairs, and the SFT set's
+    tags per level and dimension (``data/levels/DIM/LEVEL`` in its summary)."""
+    parts = []
+    for r in stages:
+        summary = r.get("summary") or {}
+        if r.get("type") != "best_of_n":
+            continue
+        keys = ("data/samples", "data/augmented", "data/truncated", "data/sft", "data/pairs")
+        counts = _table(
+            ["Stage", *(k.split("/")[1] for k in keys)], [[escape(r["stage"]), *(fmt(summary.get(k), 0) for k in keys)]]
+        )
+        dims = sorted({k.split("/")[2] for k in summary if k.startswith("data/levels/")})
+        levels = sorted({int(k.split("/")[3]) for k in summary if k.startswith("data/levels/")})
+        rows = [[escape(d), *(fmt(summary.get(f"data/levels/{d}/{n}"), 0) for n in levels)] for d in dims]
+        hist = _table(["SFT rows per tag level", *map(str, levels)], rows) if dims else ""
+        parts.append(counts + hist)
+    return "".join(parts) or '<p class="note">No best_of_n stage in this run.</p>'
+
+
+def reward_model_section(root: Path) -> str:
+    """Each reward model's heads on its held-out samples: accuracy, Spearman of expected intensity vs label."""
+    parts = []
+    for path in sorted(root.glob("[0-9][0-9]-*/rm_eval.json")):
+        heads = (_read_json(path) or {}).get("heads", {})
+        rows = []
+        for dim, h in heads.items():
+            rho = h.get("spearman")
+            weak = rho is None or rho < WEAK_HEAD_SPEARMAN
+            rows.append(
+                [
+                    escape(dim),
+                    fmt(h.get("support"), 0),
+                    fmt(h.get("intensity_accuracy")),
+                    fmt(h.get("chance_intensity_accuracy")),
+                    fmt(h.get("preference_accuracy")),
+                    fmt(rho),
+                    f"too weak to steer (Spearman < {WEAK_HEAD_SPEARMAN})" if weak else "usable",
+                ]
+            )
+        header = ["Head", "Held-out", "Accuracy", "Chance", "Preference acc.", "Spearman", "Verdict"]
+        parts.append(f"<h3>{escape(path.parent.name)}</h3>" + _table(header, rows))
+    return "".join(parts) or '<p class="note">No reward model (rm_eval.json) in this run.</p>'
+
+
 def lengths_section(ev: Evaluation) -> str:
     labels = list(ev.metrics["models"])
     lengths = {
@@ -313,6 +375,7 @@ def render_report(
     *,
     pareto: Mapping[str, Any] | None = None,
     stages: Sequence[Mapping[str, Any]] = (),
+    root: Path | None = None,
 ) -> str:
     """The whole page as a string (see the module docstring)."""
     none = '<p class="note">No evaluation in this run.</p>'
@@ -322,6 +385,7 @@ def render_report(
         "win-rate": lambda ev: _img(plots.win_rate_bars(ev.metrics["models"]), "win rate"),
         "objectives": objectives_section,
         "controllability": controllability_section,
+        "contribution": contribution_section,
         "lengths": lengths_section,
         "responses": responses_section,
     }
@@ -329,12 +393,12 @@ def render_report(
         heading = len(evaluations) > 1 and key != "results"
         parts = [(f"<h3>{escape(ev.name)}</h3>" if heading else "") + build(ev) for ev in evaluations]
         bodies[key] = "".join(parts) or none
-    training_png = plots.training_curves(training)
-    bodies["training"] = (
-        _img(training_png, "training curves")
-        if training_png
-        else ('<p class="note">No training metrics (metrics.jsonl) in this run.</p>')
-    )
+    curves = [(plots.training_curves(training, held_out=True), "learning curves on held-out prompts")]
+    curves.append((plots.training_curves(training), "training curves"))
+    bodies["training"] = "".join(f"<p>{escape(alt.capitalize())}:</p>" + _img(png, alt) for png, alt in curves if png)
+    bodies["training"] = bodies["training"] or '<p class="note">No training metrics (metrics.jsonl) in this run.</p>'
+    bodies["data"] = data_section(stages)
+    bodies["reward-model"] = reward_model_section(root) if root is not None else ""
     bodies["pareto"] = pareto_section(pareto)
     bodies["cost"] = cost_section(pareto, stages)
     nav = "".join(f'<a href="#{sid}">{escape(t)}</a>' for sid, t in SECTIONS)
@@ -362,5 +426,5 @@ def build_report(root: str | Path) -> Path:
         )
     title = f"moalign report: {root.resolve().name}"
     path = root / REPORT_FILE
-    atomic_write_text(path, render_report(title, evaluations, training, pareto=pareto, stages=stages))
+    atomic_write_text(path, render_report(title, evaluations, training, pareto=pareto, stages=stages, root=root))
     return path

@@ -129,15 +129,18 @@ def length_histograms(lengths: Mapping[str, Sequence[int]]) -> str | None:
     return png_data_uri(fig)
 
 
-def training_series(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    """``{metric: {stage: [(step, value), ...]}}`` for numeric training metrics logged with a step."""
+def training_series(
+    records: Sequence[Mapping[str, Any]], held_out: bool = False
+) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """``{metric: {stage: [(step, value), ...]}}`` for numeric training metrics logged with a step; with
+    ``held_out``, the periodic evaluations on held-out prompts (``eval/...``) instead (learning curves)."""
     out: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for r in records:
         step = r.get("step")
         if step is None:
             continue
         for key, value in r.items():
-            if key in ("stage", "step", "time") or key.startswith(("eval/", "stage/")):
+            if key in ("stage", "step", "time") or key.startswith("stage/") or key.startswith("eval/") != held_out:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
                 continue
@@ -145,9 +148,10 @@ def training_series(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str,
     return out
 
 
-def training_curves(records: Sequence[Mapping[str, Any]]) -> str | None:
-    """One panel per training metric (loss first, at most 12 panels), one line per stage."""
-    series = training_series(records)
+def training_curves(records: Sequence[Mapping[str, Any]], held_out: bool = False) -> str | None:
+    """One panel per training metric (loss first, at most 12 panels), one line per stage; ``held_out``:
+    the learning curves on held-out prompts (see :func:`training_series`)."""
+    series = training_series(records, held_out)
     if not series:
         return None
     keys = sorted(series, key=lambda k: (not k.endswith("loss"), k))[:MAX_TRAINING_PANELS]
@@ -188,9 +192,7 @@ def pareto_fronts(
             front = sorted((x, y) for x, y, on in pts if on)
             if len(objectives) == 2 and front:  # the boundary of the dominated region, a staircase
                 ax.step([x for x, _ in front], [y for _, y in front], where="pre", color=colour, linewidth=1)
-            ax.scatter(
-                [x for x, _ in front], [y for _, y in front], color=colour, s=30, label=f"{m['name']}", zorder=3
-            )
+            ax.scatter([x for x, _ in front], [y for _, y in front], color=colour, s=30, label=f"{m['name']}", zorder=3)
         ax.scatter([reference[i]], [reference[j]], color="grey", marker="x", label="reference")
         ax.set_xlabel(objectives[i])
         ax.set_ylabel(objectives[j])

@@ -85,6 +85,35 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
+def contribution_rows(metrics: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Per-stage contribution (the ablation table): each evaluated model in chain order (the reference
+    first), its constraint satisfaction and controllability Spearman per swept dimension, each followed
+    by its change from the model before it (the stage's contribution along the chain)."""
+    models: Mapping[str, Any] = metrics["models"]
+    control = metrics.get("controllability") or {}
+    constraint = next((n for n in CONSTRAINT_OBJECTIVES if n in metrics.get("objectives", [])), None)
+    dims = sorted({d for result in control.values() for d in result.get("sweeps", {})})
+    columns: list[tuple[str, Any]] = []
+    if constraint is not None:
+        columns.append(("constraint satisfaction", lambda label: models[label]["objectives"].get(constraint)))
+    for d in dims:
+        columns.append(
+            (f"rho {d}", lambda label, d=d: ((control.get(label) or {}).get("sweeps", {}).get(d) or {}).get("spearman"))
+        )
+    header = ["model"] + [h for name, _ in columns for h in (name, "change")]
+    rows, previous = [], None
+    for label in models:
+        row = [label]
+        for _, value in columns:
+            now = value(label)
+            before = None if previous is None else value(previous)
+            change = None if now is None or before is None else now - before
+            row += [_fmt(now), "" if previous is None else (_fmt(change) if change is None else f"{change:+.3f}")]
+        rows.append(row)
+        previous = label
+    return header, rows
+
+
 def target_checks(metrics: Mapping[str, Any], label: str) -> list[tuple[str, bool | None, str]]:
     """The demo's targets for model ``label`` against the reference: ``(target, met, detail)`` each.
 
@@ -153,4 +182,7 @@ def summary_table(run_root: str | Path) -> str:
             verdict = "n/a" if met is None else ("met" if met else "MISSED")
             lines.append(f"  [{verdict}] {target}: {detail}")
         text += "\n\n" + "\n".join(lines)
+        if len(candidates) > 1:
+            text += "\n\nper-stage contribution (change from the model before it):\n"
+            text += format_table(*contribution_rows(metrics))
     return text

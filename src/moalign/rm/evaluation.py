@@ -9,6 +9,8 @@ Per head (intensities are 1-based):
   this is the reading the issue asks for. Using the expected intensity, the quantity the reward
   mapping sees, keeps it meaningful for 3 classes, where an argmax reading would equal intensity
   accuracy.)
+- **Spearman** of the expected intensity against the label: whether the head orders responses the way the
+  labels (for brevity/structure, the measured levels) do, the quantity a MOSLIM reward climbs;
 - the **confusion matrix** ``C[true - 1, predicted - 1]``.
 
 On (prompt, chosen, rejected) sets, **pairwise accuracy** is the share of pairs whose chosen response
@@ -18,6 +20,7 @@ combination of the heads' expected intensities normalised to ``[0, 1]``.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +28,7 @@ import torch
 
 from moalign.atomic import atomic_write_json
 from moalign.errors import UserError
+from moalign.eval.metrics import spearman
 
 if TYPE_CHECKING:
     from moalign.rm.data import PairExample, RatedExample
@@ -99,7 +103,9 @@ def head_metrics(
         p = probs[dim][keep] if keep else torch.empty(0, n)
         predicted = p.argmax(-1) + 1
         levels = torch.arange(1, n + 1, dtype=p.dtype)
-        pref, pref_support = preference_accuracy(p @ levels, y, n)
+        expected = p @ levels
+        pref, pref_support = preference_accuracy(expected, y, n)
+        rho = spearman(expected.tolist(), y.double().tolist()) if len(keep) > 1 else math.nan
         heads[dim] = {
             "classes": n,
             "support": len(keep),
@@ -107,6 +113,7 @@ def head_metrics(
             "preference_accuracy": pref,
             "preference_support": pref_support,
             "chance_intensity_accuracy": 1.0 / n,
+            "spearman": None if math.isnan(rho) else rho,
             "confusion_matrix": confusion_matrix(predicted, y, n).tolist() if keep else [[0] * n for _ in range(n)],
         }
     scored = [h for h in heads.values() if h["support"]]

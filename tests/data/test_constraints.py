@@ -29,7 +29,7 @@ def test_at_least_fifteen_kinds_all_registered_with_instructions_and_samplers():
         assert name not in kind.conflicts
 
 
-@pytest.mark.parametrize("name", sorted(C._CHECKS))
+@pytest.mark.parametrize("name", C.CONSTRAINTS.names())
 def test_every_kind_fails_an_empty_or_blank_response(name):
     import random
 
@@ -210,3 +210,18 @@ def test_conflicts_are_symmetric():
     assert not C.compatible(["lowercase"], "uppercase")
     assert not C.compatible(["lowercase"], "lowercase")
     assert C.compatible(["lowercase"], "no_commas")
+
+
+def test_a_kind_reads_its_parameters_from_its_check_signature():
+    assert C.CONSTRAINTS.get("word_count").params == {"min_words": (int, False), "max_words": (int, False)}
+    assert C.CONSTRAINTS.get("keyword_frequency").params == {"keyword": (str, True), "min_count": (int, True)}
+    assert C.CONSTRAINTS.get("include_keywords").params == {"keywords": (list, True)}
+    assert C.CONSTRAINTS.get("json_format").params == {"keys": (list, False)}
+    assert C.CONSTRAINTS.get("title").params == {"open": (str, False), "close": (str, False)}
+    assert C.CONSTRAINTS.get("lowercase").params == {}
+
+
+def test_declared_conflicts_name_registered_kinds():
+    names = set(C.CONSTRAINTS.names())
+    for name in names:
+        assert C.CONSTRAINTS.get(name).declared_conflicts <= names

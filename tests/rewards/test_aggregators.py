@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 from moalign.errors import UserError
 from moalign.rewards import aggregate
 from moalign.rewards.aggregators import (
+    AGGREGATORS,
+    SoftChebyshevConfig,
     chebyshev,
     gap_to_ideal,
     group_zscore,
@@ -140,6 +142,18 @@ def test_aggregate_errors():
         aggregate("weighted_sum", torch.ones(3))
     with pytest.raises(ValueError, match="mask shape"):
         aggregate("weighted_sum", scores, mask=torch.ones(2, 2, dtype=torch.bool))
+
+
+def test_aggregate_takes_the_method_config_or_its_fields():
+    scores = t([[1.0, 2.0]])
+    expected = [-math.log(math.exp(0.5) + math.exp(1.0)) * 2.0]  # tau 2: -2 log(e^(1/2) + e^(2/2))
+    assert_close(aggregate("soft_chebyshev", scores, ideals=[0, 0], config=SoftChebyshevConfig(tau=2.0)), expected)
+    entry = AGGREGATORS.get("soft_chebyshev")
+    assert_close(entry.reward(scores, None, [0, 0], None, None, SoftChebyshevConfig(tau=2.0)), expected)
+    with pytest.raises(TypeError, match="tau"):
+        aggregate("weighted_sum", scores, tau=2.0)
+    with pytest.raises(TypeError, match="tau"):
+        aggregate("soft_chebyshev", scores, ideals=[0, 0], config=SoftChebyshevConfig(), tau=2.0)
 
 
 # --- properties --------------------------------------------------------------------------------

@@ -8,9 +8,11 @@ from moalign.training.logprobs import (
     completion_logps,
     group_by_prompt,
     join_prompt_completion,
+    pack_by_prompt,
     pack_completions,
     packed_logits,
     prompt_completion_logps,
+    scatter_packed,
     sequence_logps,
     token_logps,
     unpack_completion_rows,
@@ -196,3 +198,29 @@ def test_prompt_completion_logps_pack_repeated_prompts_in_row_order(tiny_llama_d
             model.config._attn_implementation = "sdpa"
         expected = full_logits_completion_logps(model, *join_prompt_completion(prompts, completions, pad_id=0))
     assert torch.allclose(ours, expected, atol=1e-5)
+
+
+def test_scatter_packed_puts_each_token_value_at_its_row_and_column_worked_by_hand():
+    # rows 0 and 2 share a prompt, so they pack as one group: packed completions are rows 0, 2, 1 in that order
+    prompts, completions = [[5, 6], [3], [5, 6]], [[7, 8], [4, 4, 4], [9]]
+    packed, order = pack_by_prompt(prompts, completions, pad_id=0)
+    assert order.tolist() == [0, 2, 1]
+    values = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])  # row 0's two tokens, row 2's one, row 1's three
+    completion_columns = [[0, 1], [0, 1, 2], [0]]  # [prompt | completion] rows: the completion's columns
+    assert scatter_packed(values, packed, order, completion_columns, 3).tolist() == [
+        [1.0, 2.0, 0.0],
+        [4.0, 5.0, 6.0],
+        [3.0, 0.0, 0.0],
+    ]
+    predicting_columns = [[1, 2], [0, 1, 2], [1]]  # predicted-token rows: prompt length - 1 + offset
+    assert scatter_packed(values, packed, order, predicting_columns, 3).tolist() == [
+        [0.0, 1.0, 2.0],
+        [4.0, 5.0, 6.0],
+        [0.0, 3.0, 0.0],
+    ]
+    gaps = [[0, 3], [1, 2, 4], [2]]  # any layout: columns need not be contiguous
+    assert scatter_packed(values, packed, order, gaps, 5).tolist() == [
+        [1.0, 0.0, 0.0, 2.0, 0.0],
+        [0.0, 4.0, 5.0, 0.0, 6.0],
+        [0.0, 0.0, 3.0, 0.0, 0.0],
+    ]

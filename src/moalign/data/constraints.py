@@ -1,8 +1,9 @@
 """Verifiable constraints: small pure functions ``check(response, **params) -> (score, reason)``.
 
 A record carries its constraints as JSON, e.g. ``[{"kind": "word_count", "min_words": 20, "max_words": 60}]``.
-Every kind is registered in :data:`CONSTRAINTS` with its parameters, the sentence that asks for it in a
-prompt, the kinds it cannot be combined with and a sampler of parameters.
+Every kind registers with :func:`register_constraint` beside its check: its parameters are read from the
+check's signature, and the decorator names the sentence that asks for it in a prompt, a sampler of
+parameters and the kinds it cannot be combined with.
 
 Scores lie in [0, 1]; a constraint is *satisfied* when its score is 1. Count constraints give partial
 credit (a denser reward signal for RL), format constraints are all-or-nothing. Shared readings:
@@ -17,12 +18,15 @@ credit (a denser reward signal for RL), format constraints are all-or-nothing. S
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import math
 import random
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from moalign.data import text_features as tf
@@ -30,6 +34,9 @@ from moalign.errors import UserError
 from moalign.registry import Registry, did_you_mean
 
 Check = Callable[..., tuple[float, str]]
+Sampler = Callable[[random.Random, Mapping[str, Any]], dict[str, Any]]
+"""``sample(rng, context) -> params``; ``context`` carries the topic's ``keywords`` so keyword constraints fit
+the prompt."""
 
 
 @dataclass(frozen=True)
@@ -60,10 +67,18 @@ class ConstraintKind:
     name: str
     check: Check
     instruction: Callable[..., str]
-    sample: Callable[[random.Random, Mapping[str, Any]], dict[str, Any]]
-    params: dict[str, tuple[type, bool]] = field(default_factory=dict)
-    conflicts: frozenset[str] = frozenset()
+    sample: Sampler
+    params: dict[str, tuple[type, bool]]
+    declared_conflicts: frozenset[str] = frozenset()
     shapes_response: bool = False
+    needs_a_bound: bool = False
+    """At least one of its (optional) parameters must be given."""
+
+    @property
+    def conflicts(self) -> frozenset[str]:
+        """The kinds it cannot be combined with: those it declares and those that declare it (symmetric)."""
+        declaring = {n for n in CONSTRAINTS.names() if self.name in CONSTRAINTS.get(n).declared_conflicts}
+        return self.declared_conflicts | declaring
 
 
 CONSTRAINTS: Registry[ConstraintKind] = Registry("constraint kind")
@@ -79,6 +94,55 @@ def _nonempty(check: Check) -> Check:
         return check(response, **params)
 
     return wrapped
+
+
+def _param_type(hint: Any) -> type:
+    """``int``, ``str`` or ``list`` from a parameter's annotation (``X | None`` read as ``X``)."""
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    (only,) = [typing.get_origin(t) or t for t in (typing.get_args(hint) if union else (hint,)) if t is not type(None)]
+    return only
+
+
+def signature_params(check: Check) -> dict[str, tuple[type, bool]]:
+    """``{name: (type, required)}`` of a check's parameters after ``response``, read from its signature: the
+    annotated type (:func:`_param_type`), required where the parameter has no default."""
+    hints = typing.get_type_hints(check)
+    parameters = list(inspect.signature(check).parameters.values())[1:]
+    return {p.name: (_param_type(hints[p.name]), p.default is inspect.Parameter.empty) for p in parameters}
+
+
+def register_constraint(
+    instruction: Callable[..., str],
+    sample: Sampler,
+    *,
+    conflicts: Iterable[str] = (),
+    shapes_response: bool = False,
+    needs_a_bound: bool = False,
+) -> Callable[[Check], Check]:
+    """Register the decorated check as the constraint kind of its function's name, its parameters read from its
+    signature (:func:`signature_params`); the check is wrapped to fail an empty response.
+
+    ``instruction(**params)`` is the sentence that asks for the constraint in a prompt; ``sample`` draws its
+    parameters; ``conflicts`` names kinds it cannot (or can hardly) be satisfied together with (the relation is
+    symmetric: :attr:`ConstraintKind.conflicts`).
+    """
+
+    def decorator(check: Check) -> Check:
+        wrapped = _nonempty(check)
+        kind = ConstraintKind(
+            name=check.__name__,
+            check=wrapped,
+            instruction=instruction,
+            sample=sample,
+            params=signature_params(check),
+            declared_conflicts=frozenset(conflicts),
+            shapes_response=shapes_response,
+            needs_a_bound=needs_a_bound,
+        )
+        CONSTRAINTS.add(kind.name, kind)
+        return wrapped
+
+    return decorator
 
 
 def _bounds_score(n: int, low: int | None, high: int | None, unit: str) -> tuple[float, str]:
@@ -112,16 +176,60 @@ def _quote_list(items: Sequence[str], conjunction: str = "and") -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" {conjunction} " + quoted[-1]
 
 
+def _bounds_text(noun: str, low: int | None, high: int | None) -> str:
+    if low is not None and high is not None:
+        return f"between {low} and {high} {noun}"
+    if low is not None:
+        return f"at least {low} {noun}"
+    return f"at most {high} {noun}"
+
+
+def _sample_bounds(rng: random.Random, choices: Sequence[tuple[int | None, int | None]], lo: str, hi: str) -> dict:
+    low, high = rng.choice(choices)
+    return {k: v for k, v in ((lo, low), (hi, high)) if v is not None}
+
+
+OPENING_PHRASES = ("Here is my answer:", "In short,", "Great question!", "To begin with,", "Let me explain.")
+CLOSING_PHRASES = (
+    "Is there anything else I can help with?",
+    "That is all.",
+    "Thank you for reading.",
+    "Any questions?",
+)
+FILLER_WORDS = ("very", "really", "basically", "actually", "just", "thing", "important", "good")
+JSON_KEY_SETS = (("answer",), ("title", "summary"), ("topic", "facts"), ("question", "answer"), ("name", "description"))
+
+
 # --- length and layout ------------------------------------------------------------------------
 
 
-@_nonempty
+@register_constraint(
+    lambda min_words=None, max_words=None: f"Your answer must be {_bounds_text('words', min_words, max_words)} long.",
+    lambda rng, ctx: _sample_bounds(
+        rng,
+        [(None, 25), (None, 40), (10, 30), (20, 50), (30, 60), (40, 80), (50, 100), (60, None)],
+        "min_words",
+        "max_words",
+    ),
+    conflicts={"sentence_count"},
+    shapes_response=True,
+    needs_a_bound=True,
+)
 def word_count(response: str, min_words: int | None = None, max_words: int | None = None) -> tuple[float, str]:
     """Word count within ``[min_words, max_words]`` (either bound optional)."""
     return _bounds_score(tf.word_count(response), min_words, max_words, "words")
 
 
-@_nonempty
+@register_constraint(
+    lambda min_sentences=None, max_sentences=None: (
+        f"Your answer must contain {_bounds_text('sentences', min_sentences, max_sentences)}."
+    ),
+    lambda rng, ctx: _sample_bounds(
+        rng, [(None, 2), (None, 3), (1, 2), (2, 4), (3, 5), (4, 6), (3, None)], "min_sentences", "max_sentences"
+    ),
+    shapes_response=True,
+    needs_a_bound=True,
+)
 def sentence_count(
     response: str, min_sentences: int | None = None, max_sentences: int | None = None
 ) -> tuple[float, str]:
@@ -129,19 +237,34 @@ def sentence_count(
     return _bounds_score(len(tf.sentences(response)), min_sentences, max_sentences, "sentences")
 
 
-@_nonempty
+@register_constraint(
+    lambda count: f'Your answer must contain exactly {count} bullet points, each starting with "- ".',
+    lambda rng, ctx: {"count": rng.randint(2, 5)},
+    shapes_response=True,
+)
 def bullet_count(response: str, count: int) -> tuple[float, str]:
     """Exactly ``count`` Markdown bullet points outside code blocks."""
     return _exact_score(len(tf.bullet_lines(response)), count, "bullet points")
 
 
-@_nonempty
+@register_constraint(
+    lambda count: f"Write exactly {count} paragraphs, separated from each other by a blank line.",
+    lambda rng, ctx: {"count": rng.randint(2, 4)},
+    conflicts={"bullet_count", "sections", "sentence_count"},
+    shapes_response=True,
+)
 def paragraph_count(response: str, count: int) -> tuple[float, str]:
     """Exactly ``count`` paragraphs separated by blank lines."""
     return _exact_score(len(tf.paragraphs(response)), count, "paragraphs")
 
 
-@_nonempty
+@register_constraint(
+    lambda count: (
+        f'Divide your answer into exactly {count} sections, each starting with a Markdown header such as "## Title".'
+    ),
+    lambda rng, ctx: {"count": rng.randint(2, 4)},
+    shapes_response=True,
+)
 def sections(response: str, count: int) -> tuple[float, str]:
     """Exactly ``count`` sections, each opened by a Markdown header line (``## Title``)."""
     return _exact_score(len(tf.header_lines(response)), count, "section headers")
@@ -150,7 +273,10 @@ def sections(response: str, count: int) -> tuple[float, str]:
 # --- content ----------------------------------------------------------------------------------
 
 
-@_nonempty
+@register_constraint(
+    lambda keywords: f"Include the words {_quote_list(keywords)} in your answer.",
+    lambda rng, ctx: {"keywords": rng.sample(list(ctx["keywords"]), rng.randint(1, 2))},
+)
 def include_keywords(response: str, keywords: list[str]) -> tuple[float, str]:
     """Every keyword appears at least once; the score is the share that does."""
     missing = [k for k in keywords if not _phrase_re(k).search(response)]
@@ -161,7 +287,10 @@ def include_keywords(response: str, keywords: list[str]) -> tuple[float, str]:
     return 1.0, "all keywords present"
 
 
-@_nonempty
+@register_constraint(
+    lambda keyword, min_count: f'Use the word "{keyword}" at least {min_count} times.',
+    lambda rng, ctx: {"keyword": rng.choice(list(ctx["keywords"])), "min_count": rng.randint(2, 3)},
+)
 def keyword_frequency(response: str, keyword: str, min_count: int) -> tuple[float, str]:
     """``keyword`` appears at least ``min_count`` times (whole words)."""
     n = len(_phrase_re(keyword).findall(response))
@@ -170,7 +299,10 @@ def keyword_frequency(response: str, keyword: str, min_count: int) -> tuple[floa
     return n / min_count, f'"{keyword}" appears {n} times, fewer than {min_count}'
 
 
-@_nonempty
+@register_constraint(
+    lambda words: f"Do not use the words {_quote_list(words, 'or')} anywhere in your answer.",
+    lambda rng, ctx: {"words": rng.sample(FILLER_WORDS, rng.randint(1, 3))},
+)
 def forbidden_words(response: str, words: list[str]) -> tuple[float, str]:
     """None of ``words`` appears; the score is the share that is absent."""
     found = [w for w in words if _phrase_re(w).search(response)]
@@ -179,7 +311,14 @@ def forbidden_words(response: str, words: list[str]) -> tuple[float, str]:
     return 1.0, "no forbidden words"
 
 
-@_nonempty
+@register_constraint(
+    lambda min_count: (
+        f"Include at least {min_count} placeholders in square brackets, such as [name]."
+        if min_count > 1
+        else "Include at least one placeholder in square brackets, such as [name]."
+    ),
+    lambda rng, ctx: {"min_count": rng.randint(1, 3)},
+)
 def placeholders(response: str, min_count: int) -> tuple[float, str]:
     """At least ``min_count`` placeholders in square brackets, e.g. ``[address]`` (Markdown links excluded)."""
     n = len(re.findall(r"\[[^\[\]\n]+\](?!\()", response))
@@ -191,7 +330,11 @@ def placeholders(response: str, min_count: int) -> tuple[float, str]:
 # --- case and punctuation ---------------------------------------------------------------------
 
 
-@_nonempty
+@register_constraint(
+    lambda: "Write your entire answer in lowercase letters; no capital letters are allowed.",
+    lambda rng, ctx: {},
+    conflicts={"uppercase"},
+)
 def lowercase(response: str) -> tuple[float, str]:
     """No capital letters; the score is the share of cased letters in lower case (none cased: satisfied)."""
     letters = tf.cased_letters(response)
@@ -201,7 +344,7 @@ def lowercase(response: str) -> tuple[float, str]:
     return 1.0 - len(upper) / len(letters), f"{len(upper)} capital letters"
 
 
-@_nonempty
+@register_constraint(lambda: "Write your entire answer in English capital letters only.", lambda rng, ctx: {})
 def uppercase(response: str) -> tuple[float, str]:
     """No lower-case letters; the score is the share of cased letters in upper case."""
     letters = tf.cased_letters(response)
@@ -214,7 +357,7 @@ def uppercase(response: str) -> tuple[float, str]:
 COMMAS = ",，、،"
 
 
-@_nonempty
+@register_constraint(lambda: "Do not use any commas in your answer.", lambda rng, ctx: {})
 def no_commas(response: str) -> tuple[float, str]:
     """No commas (ASCII, full-width, ideographic or Arabic); the score is ``1 / (1 + commas)``."""
     n = sum(response.count(c) for c in COMMAS)
@@ -224,21 +367,33 @@ def no_commas(response: str) -> tuple[float, str]:
 # --- framing ----------------------------------------------------------------------------------
 
 
-@_nonempty
+@register_constraint(
+    lambda phrase: f'Start your answer with the exact phrase "{phrase}".',
+    lambda rng, ctx: {"phrase": rng.choice(OPENING_PHRASES)},
+    conflicts={"title"},
+)
 def starts_with(response: str, phrase: str) -> tuple[float, str]:
     """The response begins with ``phrase`` (case and whitespace insensitive)."""
     ok = _normal(response).startswith(_normal(phrase))
     return (1.0, "starts with the phrase") if ok else (0.0, f'does not start with "{phrase}"')
 
 
-@_nonempty
+@register_constraint(
+    lambda phrase: f'End your answer with the exact phrase "{phrase}". No other words should follow it.',
+    lambda rng, ctx: {"phrase": rng.choice(CLOSING_PHRASES)},
+    conflicts={"postscript"},
+)
 def ends_with(response: str, phrase: str) -> tuple[float, str]:
     """The response ends with ``phrase``, nothing after it but whitespace (case insensitive)."""
     ok = _normal(response).endswith(_normal(phrase))
     return (1.0, "ends with the phrase") if ok else (0.0, f'does not end with "{phrase}"')
 
 
-@_nonempty
+@register_constraint(
+    lambda marker: f'At the end of your answer, add a postscript starting with "{marker}".',
+    lambda rng, ctx: {"marker": rng.choice(("P.S.", "P.P.S."))},
+    shapes_response=True,
+)
 def postscript(response: str, marker: str) -> tuple[float, str]:
     """A postscript: a line starting with ``marker`` (e.g. ``P.S.``) after some other content."""
     lines = [ln.strip() for ln in response.strip().splitlines()]
@@ -248,7 +403,13 @@ def postscript(response: str, marker: str) -> tuple[float, str]:
     return 0.0, f'no postscript starting with "{marker}"'
 
 
-@_nonempty
+@register_constraint(
+    lambda open="<<", close=">>": (
+        f"Give your answer a title wrapped in {open} and {close}, such as {open}a title{close}."
+    ),
+    lambda rng, ctx: {},
+    shapes_response=True,
+)
 def title(response: str, open: str = "<<", close: str = ">>") -> tuple[float, str]:
     """A title wrapped in ``open``/``close`` markers, e.g. ``<<My title>>``, on one line."""
     pattern = re.escape(open) + r"[^\n]*?\w[^\n]*?" + re.escape(close)
@@ -260,7 +421,12 @@ def title(response: str, open: str = "<<", close: str = ">>") -> tuple[float, st
 QUOTE_PAIRS = (('"', '"'), ("“", "”"), ("«", "»"), ("„", "“"))
 
 
-@_nonempty
+@register_constraint(
+    lambda: "Wrap your entire answer in double quotation marks.",
+    lambda rng, ctx: {},
+    conflicts={"starts_with", "ends_with", "postscript", "sections", "bullet_count", "title"},
+    shapes_response=True,
+)
 def quoted(response: str) -> tuple[float, str]:
     """The whole response is wrapped in double quotation marks (straight, curly or guillemets)."""
     text = response.strip()
@@ -276,7 +442,29 @@ def _json_body(response: str) -> str:
     return fenced.group(2) if fenced else text
 
 
-@_nonempty
+@register_constraint(
+    lambda keys=None: (
+        f"Format your entire answer as a JSON object with the keys {_quote_list(keys)}."
+        if keys
+        else "Format your entire answer as valid JSON."
+    ),
+    lambda rng, ctx: {"keys": list(rng.choice(JSON_KEY_SETS))} if rng.random() < 0.7 else {},
+    conflicts={
+        "sentence_count",
+        "bullet_count",
+        "paragraph_count",
+        "sections",
+        "starts_with",
+        "ends_with",
+        "postscript",
+        "title",
+        "quoted",
+        "no_commas",
+        "uppercase",
+        "placeholders",
+    },
+    shapes_response=True,
+)
 def json_format(response: str, keys: list[str] | None = None) -> tuple[float, str]:
     """The whole response is valid JSON (a single fenced block is accepted); with ``keys``, an object having them.
 
@@ -294,205 +482,6 @@ def json_format(response: str, keys: list[str] | None = None) -> tuple[float, st
     if missing:
         return 0.5 + 0.5 * (1 - len(missing) / len(keys)), f"JSON object missing keys {_quote_list(missing)}"
     return 1.0, "valid JSON object with the required keys"
-
-
-# --- instructions -----------------------------------------------------------------------------
-
-
-def _bounds_text(noun: str, low: int | None, high: int | None) -> str:
-    if low is not None and high is not None:
-        return f"between {low} and {high} {noun}"
-    if low is not None:
-        return f"at least {low} {noun}"
-    return f"at most {high} {noun}"
-
-
-INSTRUCTIONS: dict[str, Callable[..., str]] = {
-    "word_count": lambda min_words=None, max_words=None: (
-        f"Your answer must be {_bounds_text('words', min_words, max_words)} long."
-    ),
-    "sentence_count": lambda min_sentences=None, max_sentences=None: (
-        f"Your answer must contain {_bounds_text('sentences', min_sentences, max_sentences)}."
-    ),
-    "bullet_count": lambda count: f'Your answer must contain exactly {count} bullet points, each starting with "- ".',
-    "paragraph_count": lambda count: f"Write exactly {count} paragraphs, separated from each other by a blank line.",
-    "sections": lambda count: (
-        f'Divide your answer into exactly {count} sections, each starting with a Markdown header such as "## Title".'
-    ),
-    "include_keywords": lambda keywords: f"Include the words {_quote_list(keywords)} in your answer.",
-    "keyword_frequency": lambda keyword, min_count: f'Use the word "{keyword}" at least {min_count} times.',
-    "forbidden_words": lambda words: f"Do not use the words {_quote_list(words, 'or')} anywhere in your answer.",
-    "placeholders": lambda min_count: (
-        f"Include at least {min_count} placeholders in square brackets, such as [name]."
-        if min_count > 1
-        else "Include at least one placeholder in square brackets, such as [name]."
-    ),
-    "lowercase": lambda: "Write your entire answer in lowercase letters; no capital letters are allowed.",
-    "uppercase": lambda: "Write your entire answer in English capital letters only.",
-    "no_commas": lambda: "Do not use any commas in your answer.",
-    "starts_with": lambda phrase: f'Start your answer with the exact phrase "{phrase}".',
-    "ends_with": lambda phrase: f'End your answer with the exact phrase "{phrase}". No other words should follow it.',
-    "postscript": lambda marker: f'At the end of your answer, add a postscript starting with "{marker}".',
-    "title": lambda open="<<", close=">>": (
-        f"Give your answer a title wrapped in {open} and {close}, such as {open}a title{close}."
-    ),
-    "quoted": lambda: "Wrap your entire answer in double quotation marks.",
-    "json_format": lambda keys=None: (
-        f"Format your entire answer as a JSON object with the keys {_quote_list(keys)}."
-        if keys
-        else "Format your entire answer as valid JSON."
-    ),
-}
-
-
-# --- parameter samplers -----------------------------------------------------------------------
-# ``context`` carries the topic's keywords (``keywords``) so keyword constraints fit the prompt.
-
-OPENING_PHRASES = ("Here is my answer:", "In short,", "Great question!", "To begin with,", "Let me explain.")
-CLOSING_PHRASES = (
-    "Is there anything else I can help with?",
-    "That is all.",
-    "Thank you for reading.",
-    "Any questions?",
-)
-FILLER_WORDS = ("very", "really", "basically", "actually", "just", "thing", "important", "good")
-JSON_KEY_SETS = (("answer",), ("title", "summary"), ("topic", "facts"), ("question", "answer"), ("name", "description"))
-
-
-def _sample_bounds(rng: random.Random, choices: Sequence[tuple[int | None, int | None]], lo: str, hi: str) -> dict:
-    low, high = rng.choice(choices)
-    return {k: v for k, v in ((lo, low), (hi, high)) if v is not None}
-
-
-SAMPLERS: dict[str, Callable[[random.Random, Mapping[str, Any]], dict[str, Any]]] = {
-    "word_count": lambda rng, ctx: _sample_bounds(
-        rng,
-        [(None, 25), (None, 40), (10, 30), (20, 50), (30, 60), (40, 80), (50, 100), (60, None)],
-        "min_words",
-        "max_words",
-    ),
-    "sentence_count": lambda rng, ctx: _sample_bounds(
-        rng, [(None, 2), (None, 3), (1, 2), (2, 4), (3, 5), (4, 6), (3, None)], "min_sentences", "max_sentences"
-    ),
-    "bullet_count": lambda rng, ctx: {"count": rng.randint(2, 5)},
-    "paragraph_count": lambda rng, ctx: {"count": rng.randint(2, 4)},
-    "sections": lambda rng, ctx: {"count": rng.randint(2, 4)},
-    "include_keywords": lambda rng, ctx: {"keywords": rng.sample(list(ctx["keywords"]), rng.randint(1, 2))},
-    "keyword_frequency": lambda rng, ctx: {
-        "keyword": rng.choice(list(ctx["keywords"])),
-        "min_count": rng.randint(2, 3),
-    },
-    "forbidden_words": lambda rng, ctx: {"words": rng.sample(FILLER_WORDS, rng.randint(1, 3))},
-    "placeholders": lambda rng, ctx: {"min_count": rng.randint(1, 3)},
-    "lowercase": lambda rng, ctx: {},
-    "uppercase": lambda rng, ctx: {},
-    "no_commas": lambda rng, ctx: {},
-    "starts_with": lambda rng, ctx: {"phrase": rng.choice(OPENING_PHRASES)},
-    "ends_with": lambda rng, ctx: {"phrase": rng.choice(CLOSING_PHRASES)},
-    "postscript": lambda rng, ctx: {"marker": rng.choice(("P.S.", "P.P.S."))},
-    "title": lambda rng, ctx: {},
-    "quoted": lambda rng, ctx: {},
-    "json_format": lambda rng, ctx: {"keys": list(rng.choice(JSON_KEY_SETS))} if rng.random() < 0.7 else {},
-}
-
-# Pairs that cannot (or can hardly) be satisfied together; the relation is made symmetric below.
-_CONFLICTS: dict[str, set[str]] = {
-    "json_format": {
-        "sentence_count",
-        "bullet_count",
-        "paragraph_count",
-        "sections",
-        "starts_with",
-        "ends_with",
-        "postscript",
-        "title",
-        "quoted",
-        "no_commas",
-        "uppercase",
-        "placeholders",
-    },
-    "quoted": {"starts_with", "ends_with", "postscript", "sections", "bullet_count", "title"},
-    "lowercase": {"uppercase"},
-    "word_count": {"sentence_count"},
-    "paragraph_count": {"bullet_count", "sections", "sentence_count"},
-    "starts_with": {"title"},
-    "ends_with": {"postscript"},
-}
-
-_SHAPES = {
-    "word_count",
-    "sentence_count",
-    "bullet_count",
-    "paragraph_count",
-    "sections",
-    "json_format",
-    "quoted",
-    "title",
-    "postscript",
-}
-
-_PARAMS: dict[str, dict[str, tuple[type, bool]]] = {
-    "word_count": {"min_words": (int, False), "max_words": (int, False)},
-    "sentence_count": {"min_sentences": (int, False), "max_sentences": (int, False)},
-    "bullet_count": {"count": (int, True)},
-    "paragraph_count": {"count": (int, True)},
-    "sections": {"count": (int, True)},
-    "include_keywords": {"keywords": (list, True)},
-    "keyword_frequency": {"keyword": (str, True), "min_count": (int, True)},
-    "forbidden_words": {"words": (list, True)},
-    "placeholders": {"min_count": (int, True)},
-    "lowercase": {},
-    "uppercase": {},
-    "no_commas": {},
-    "starts_with": {"phrase": (str, True)},
-    "ends_with": {"phrase": (str, True)},
-    "postscript": {"marker": (str, True)},
-    "title": {"open": (str, False), "close": (str, False)},
-    "quoted": {},
-    "json_format": {"keys": (list, False)},
-}
-
-_CHECKS: dict[str, Check] = {
-    "word_count": word_count,
-    "sentence_count": sentence_count,
-    "bullet_count": bullet_count,
-    "paragraph_count": paragraph_count,
-    "sections": sections,
-    "include_keywords": include_keywords,
-    "keyword_frequency": keyword_frequency,
-    "forbidden_words": forbidden_words,
-    "placeholders": placeholders,
-    "lowercase": lowercase,
-    "uppercase": uppercase,
-    "no_commas": no_commas,
-    "starts_with": starts_with,
-    "ends_with": ends_with,
-    "postscript": postscript,
-    "title": title,
-    "quoted": quoted,
-    "json_format": json_format,
-}
-
-
-def _conflicts_of(name: str) -> frozenset[str]:
-    mine = set(_CONFLICTS.get(name, set()))
-    mine |= {other for other, theirs in _CONFLICTS.items() if name in theirs}
-    return frozenset(mine)
-
-
-for _name, _check in _CHECKS.items():
-    CONSTRAINTS.add(
-        _name,
-        ConstraintKind(
-            name=_name,
-            check=_check,
-            instruction=INSTRUCTIONS[_name],
-            sample=SAMPLERS[_name],
-            params=_PARAMS[_name],
-            conflicts=_conflicts_of(_name),
-            shapes_response=_name in _SHAPES,
-        ),
-    )
 
 
 # --- records ----------------------------------------------------------------------------------
@@ -532,7 +521,7 @@ def validate_constraint(raw: Any, *, source: str = "constraint") -> dict[str, An
     missing = [k for k, (_, required) in kind.params.items() if required and k not in spec]
     if missing:
         raise UserError(f"constraint '{kind_name}' needs {', '.join(missing)}", source=source)
-    if kind.params and not any(k in spec for k in kind.params) and kind_name in ("word_count", "sentence_count"):
+    if kind.needs_a_bound and not any(k in spec for k in kind.params):
         raise UserError(f"constraint '{kind_name}' needs at least one bound", source=source)
     return {"kind": kind_name, **spec}
 

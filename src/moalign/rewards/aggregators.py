@@ -15,9 +15,9 @@ The stateful MOSLIM mapping (seed 002, eq. 11) keeps moving statistics; its pure
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -258,23 +258,40 @@ class MoslimConfig(StrictModel):
     """Floor of the std."""
 
 
+Groups = Sequence[Hashable] | torch.Tensor
+AggregatorReward = Callable[
+    [torch.Tensor, Vector | None, Vector | None, torch.Tensor | None, Groups | None, Any], torch.Tensor
+]
+"""``reward(scores, weights, ideals, mask, groups, config) -> [B]``: a stateless aggregator applied with its typed
+config (each takes the inputs it needs and ignores the rest)."""
+
+
 @dataclass(frozen=True)
 class AggregatorDef:
     name: str
     config_cls: type[StrictModel]
+    reward: AggregatorReward | None
+    """None for an aggregator that keeps state (MOSLIM: :class:`moalign.rewards.MoslimMapper`)."""
     needs_ideals: bool = False
     needs_tags: bool = False
     """Every objective must name a tag dimension (the stateful MOSLIM mapping)."""
 
 
 AGGREGATORS: Registry[AggregatorDef] = Registry("aggregator")
-for _def in (
-    AggregatorDef("weighted_sum", NoConfig),
-    AggregatorDef("gap_to_ideal", NoConfig, needs_ideals=True),
-    AggregatorDef("chebyshev", NoConfig, needs_ideals=True),
-    AggregatorDef("soft_chebyshev", SoftChebyshevConfig, needs_ideals=True),
-    AggregatorDef("normalize_then_sum", NormalizeThenSumConfig),
-    AggregatorDef("moslim", MoslimConfig, needs_tags=True),
+for _def in (  # reward(s: scores, w: weights, i: ideals, m: mask, g: groups, c: config)
+    AggregatorDef("weighted_sum", NoConfig, lambda s, w, i, m, g, c: weighted_sum(s, w, m)),
+    AggregatorDef("gap_to_ideal", NoConfig, lambda s, w, i, m, g, c: gap_to_ideal(s, i, w, m), needs_ideals=True),
+    AggregatorDef("chebyshev", NoConfig, lambda s, w, i, m, g, c: chebyshev(s, i, w, m), needs_ideals=True),
+    AggregatorDef(
+        "soft_chebyshev",
+        SoftChebyshevConfig,
+        lambda s, w, i, m, g, c: soft_chebyshev(s, i, w, m, c.tau),
+        needs_ideals=True,
+    ),
+    AggregatorDef(
+        "normalize_then_sum", NormalizeThenSumConfig, lambda s, w, i, m, g, c: normalize_then_sum(s, w, m, g, c.eps)
+    ),
+    AggregatorDef("moslim", MoslimConfig, None, needs_tags=True),
 ):
     AGGREGATORS.add(_def.name, _def)
 
@@ -286,28 +303,22 @@ def aggregate(
     weights: Vector | None = None,
     ideals: Vector | None = None,
     mask: torch.Tensor | None = None,
-    tau: float = 1.0,
-    groups: Sequence[Hashable] | torch.Tensor | None = None,
-    eps: float = 1e-6,
+    groups: Groups | None = None,
+    config: StrictModel | None = None,
+    **params: Any,
 ) -> torch.Tensor:
-    """One reward per sample, ``[B]``, from ``scores [B, k]`` by a stateless method.
+    """One reward per sample, ``[B]``, from ``scores [B, k]`` by a stateless method (its registry entry's ``reward``).
 
-    Methods: ``weighted_sum``, ``gap_to_ideal``, ``chebyshev``, ``soft_chebyshev`` (uses ``tau``),
-    ``normalize_then_sum`` (uses ``groups`` and ``eps``). ``moslim`` keeps state: use
-    :class:`moalign.rewards.MoslimMapper`.
+    ``config`` is the method's typed config (a recipe's); without it, ``params`` set its fields (``tau`` of
+    ``soft_chebyshev``, ``eps`` of ``normalize_then_sum``), the others keeping their defaults. ``moslim`` keeps
+    state: use :class:`moalign.rewards.MoslimMapper`.
     """
-    scores = torch.as_tensor(scores)
-    if method == "weighted_sum":
-        return weighted_sum(scores, weights, mask)
-    if method == "gap_to_ideal":
-        return gap_to_ideal(scores, ideals, weights, mask)
-    if method == "chebyshev":
-        return chebyshev(scores, ideals, weights, mask)
-    if method == "soft_chebyshev":
-        return soft_chebyshev(scores, ideals, weights, mask, tau)
-    if method == "normalize_then_sum":
-        return normalize_then_sum(scores, weights, mask, groups, eps)
-    if method == "moslim":
-        raise ValueError("'moslim' keeps moving statistics: use moalign.rewards.MoslimMapper")
-    AGGREGATORS.get(method)  # raises UserError with the known names and a did-you-mean
-    raise AssertionError(f"aggregator '{method}' is registered but has no implementation")
+    entry = AGGREGATORS.get(method)  # raises UserError with the known names and a did-you-mean
+    if entry.reward is None:
+        raise ValueError(f"'{method}' keeps moving statistics: use moalign.rewards.MoslimMapper")
+    unknown = set(params) - set(entry.config_cls.model_fields)
+    if unknown or (config is not None and params):
+        raise TypeError(f"aggregator '{method}' takes a config or its fields, not {', '.join(sorted(params))}")
+    if config is None:
+        config = entry.config_cls.model_construct(**params)
+    return entry.reward(torch.as_tensor(scores), weights, ideals, mask, groups, config)

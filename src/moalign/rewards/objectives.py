@@ -262,16 +262,14 @@ class MultiObjectiveReward:
         values = self._normalised(matrix)
         if self.moslim is not None:
             return self._moslim_reward(matrix, values)
-        cfg = self.aggregator.config
         needs_ideals = AGGREGATORS.get(self.aggregator.type).needs_ideals
         return aggregate(
             self.aggregator.type,
             values,
             weights=[o.weight for o in self.objectives],
             ideals=[float(o.ideal) for o in self.objectives] if needs_ideals else None,  # type: ignore[arg-type]
-            tau=getattr(cfg, "tau", 1.0),
             groups=matrix.groups,
-            eps=getattr(cfg, "eps", 1e-6),
+            config=self.aggregator.config,
         )
 
     def _moslim_reward(self, matrix: ScoreMatrix, values: torch.Tensor) -> torch.Tensor:

@@ -342,6 +342,24 @@ def pack_by_prompt(
     return packed, torch.tensor([i for g in groups for i in g])
 
 
+def scatter_packed(
+    values: torch.Tensor, packed: PackedCompletions, order: torch.Tensor, columns: list[list[int]], width: int
+) -> torch.Tensor:
+    """``[N, width]``: per-token ``values`` of packed completions put back into their rows, 0 elsewhere.
+
+    ``values`` ``[K]`` holds one value per scored token of ``packed``, in its order; token ``o`` of packed
+    completion ``s`` goes to row ``r = order[s]`` (:func:`pack_by_prompt`'s ``order``), column ``columns[r][o]``.
+    ``columns`` states the rows' layout: ``[prompt | completion]`` rows scored at the completion's columns
+    (TRL's online batches, :func:`unpack_completion_rows`), or predicted-token rows, where the token ``o`` of a
+    completion after a prompt of length ``P`` sits at column ``P - 1 + o``.
+    """
+    rows = order[packed.sequences]
+    longest = max((len(c) for c in columns), default=0)
+    table = torch.tensor([c + [0] * (longest - len(c)) for c in columns], device=values.device)
+    at = (rows, table[rows, packed.offsets])
+    return torch.zeros((len(columns), width), dtype=values.dtype, device=values.device).index_put(at, values)
+
+
 def prompt_completion_logps(
     model: Any, prompts: list[list[int]], completions: list[list[int]], pad_id: int
 ) -> torch.Tensor:

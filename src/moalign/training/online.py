@@ -28,6 +28,7 @@ from moalign.training.logprobs import (
     join_prompt_completion,
     pack_by_prompt,
     packed_logits,
+    scatter_packed,
     takes_packed_rows,
     token_logps,
 )
@@ -158,11 +159,10 @@ def sample_token_logps(model: Any, samples: ScoredRollout) -> torch.Tensor:
     packed, order = packed.to(device), order.to(device)
     logits, rows = packed_logits(model, packed)
     logps = token_logps(logits, packed.targets, rows=rows)
-    samples_of = order[packed.sequences]
-    prompt_lengths = torch.tensor([len(p) for p in samples.prompt_ids], device=device)
-    at = (samples_of, prompt_lengths[samples_of] + packed.offsets - 1)  # the position predicting each token
-    shape = (samples.input_ids.shape[0], samples.input_ids.shape[1] - 1)
-    return torch.zeros(shape, dtype=logps.dtype, device=device).index_put(at, logps)
+    # a token's column is the position predicting it: its prompt's last position, then the completion's own
+    pairs = zip(samples.prompt_ids, samples.completion_ids, strict=True)
+    columns = [list(range(len(p) - 1, len(p) - 1 + len(c))) for p, c in pairs]
+    return scatter_packed(logps, packed, order, columns, samples.input_ids.shape[1] - 1)
 
 
 def clipped_ratio(completion_ids: list[list[int]], max_length: int, eos_ids: set[int]) -> float:

@@ -30,6 +30,7 @@ from moalign.training.args import TrainerStageConfig, trainer_kwargs
 from moalign.training.logprobs import (
     pack_by_prompt,
     packed_logits,
+    scatter_packed,
     takes_packed_rows,
     token_logps,
     unpack_completion_rows,
@@ -304,18 +305,12 @@ class SharedPromptMixin:
             logits, predicting = packed_logits(model, packed)
         if self.temperature != 1.0:
             logits = logits / self.temperature
-        rows = order[packed.sequences]
-        longest = max((len(c) for c in columns), default=0)
-        table = torch.tensor([c + [0] * (longest - len(c)) for c in columns], device=device)
-        at = (rows, table[rows, packed.offsets])  # each scored token's row and completion column
-        shape = (input_ids.shape[0], width)
-        logps = token_logps(logits, packed.targets, rows=predicting)
-        logps = torch.zeros(shape, device=device).index_put(at, logps)
+        logps = scatter_packed(token_logps(logits, packed.targets, rows=predicting), packed, order, columns, width)
         if not entropy:
             return logps, None
         bonus = getattr(self, "_entropy_bonus_enabled", False)
         entropies = token_entropy(logits if bonus else logits.detach())[predicting]
-        return logps, torch.zeros(shape, device=device).index_put(at, entropies)
+        return logps, scatter_packed(entropies, packed, order, columns, width)
 
 
 def online_metrics(logs: dict[str, Any]) -> dict[str, float]:

@@ -26,6 +26,11 @@ def test_at_least_fifteen_kinds_all_registered_with_instructions_and_samplers():
         params = kind.sample(random.Random(0), {"keywords": ("lava", "magma")})
         text = C.constraint_instruction({"kind": name, **params})
         assert text.endswith((".", "?")) and len(text) > 10
+        held_out = C.constraint_instruction({"kind": name, **params}, held_out=True)
+        assert held_out.endswith((".", "?")) and len(held_out) > 10
+        # another wording, not the same sentence with a word changed: at most half the words shared
+        words, other = set(text.lower().split()), set(held_out.lower().split())
+        assert len(words & other) <= len(words) / 2, (text, held_out)
         assert name not in kind.conflicts
 
 

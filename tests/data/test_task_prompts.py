@@ -19,6 +19,17 @@ def test_splits_are_topic_disjoint_in_generated_records():
         assert found <= set(P.split_topics(split))
 
 
+def test_splits_ask_for_constraints_in_disjoint_wordings():
+    from moalign.data.constraints import constraint_instruction
+
+    for split in P.SPLITS:
+        for record in P.generate_prompts(split, 100):
+            for c in record["constraints"]:
+                train, held_out = constraint_instruction(c), constraint_instruction(c, held_out=True)
+                assert (held_out if split == "train" else train) not in record["prompt"]
+                assert (train if split == "train" else held_out) in record["prompt"]
+
+
 def test_deterministic_for_a_seed_prefix_stable_and_seed_dependent():
     a = P.generate_prompts("train", 200, seed=3)
     assert a == P.generate_prompts("train", 200, seed=3)

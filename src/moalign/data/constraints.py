@@ -67,6 +67,9 @@ class ConstraintKind:
     name: str
     check: Check
     instruction: Callable[..., str]
+    held_out_instruction: Callable[..., str]
+    """Another wording of the same request, used by the held-out splits (validation, test), so a test prompt
+    asks in words training never showed (the gain has to transfer, not follow one phrasing)."""
     sample: Sampler
     params: dict[str, tuple[type, bool]]
     declared_conflicts: frozenset[str] = frozenset()
@@ -115,6 +118,7 @@ def register_constraint(
     instruction: Callable[..., str],
     sample: Sampler,
     *,
+    held_out: Callable[..., str],
     conflicts: Iterable[str] = (),
     shapes_response: bool = False,
     needs_a_bound: bool = False,
@@ -122,7 +126,8 @@ def register_constraint(
     """Register the decorated check as the constraint kind of its function's name, its parameters read from its
     signature (:func:`signature_params`); the check is wrapped to fail an empty response.
 
-    ``instruction(**params)`` is the sentence that asks for the constraint in a prompt; ``sample`` draws its
+    ``instruction(**params)`` is the sentence that asks for the constraint in a training prompt, ``held_out``
+    its other wording for held-out prompts (:attr:`ConstraintKind.held_out_instruction`); ``sample`` draws its
     parameters; ``conflicts`` names kinds it cannot (or can hardly) be satisfied together with (the relation is
     symmetric: :attr:`ConstraintKind.conflicts`).
     """
@@ -133,6 +138,7 @@ def register_constraint(
             name=check.__name__,
             check=wrapped,
             instruction=instruction,
+            held_out_instruction=held_out,
             sample=sample,
             params=signature_params(check),
             declared_conflicts=frozenset(conflicts),
@@ -184,6 +190,14 @@ def _bounds_text(noun: str, low: int | None, high: int | None) -> str:
     return f"at most {high} {noun}"
 
 
+def _held_out_bounds_text(noun: str, low: int | None, high: int | None) -> str:
+    if low is not None and high is not None:
+        return f"no fewer than {low} and no more than {high} {noun}"
+    if low is not None:
+        return f"no fewer than {low} {noun}"
+    return f"no more than {high} {noun}"
+
+
 def _sample_bounds(rng: random.Random, choices: Sequence[tuple[int | None, int | None]], lo: str, hi: str) -> dict:
     low, high = rng.choice(choices)
     return {k: v for k, v in ((lo, low), (hi, high)) if v is not None}
@@ -214,6 +228,9 @@ JSON_KEY_SETS = (("answer",), ("title", "summary"), ("topic", "facts"), ("questi
     conflicts={"sentence_count"},
     shapes_response=True,
     needs_a_bound=True,
+    held_out=lambda min_words=None, max_words=None: (
+        f"Keep the response to {_held_out_bounds_text('words', min_words, max_words)}."
+    ),
 )
 def word_count(response: str, min_words: int | None = None, max_words: int | None = None) -> tuple[float, str]:
     """Word count within ``[min_words, max_words]`` (either bound optional)."""
@@ -229,6 +246,9 @@ def word_count(response: str, min_words: int | None = None, max_words: int | Non
     ),
     shapes_response=True,
     needs_a_bound=True,
+    held_out=lambda min_sentences=None, max_sentences=None: (
+        f"Write {_held_out_bounds_text('sentences', min_sentences, max_sentences)} in total."
+    ),
 )
 def sentence_count(
     response: str, min_sentences: int | None = None, max_sentences: int | None = None
@@ -241,6 +261,7 @@ def sentence_count(
     lambda count: f'Your answer must contain exactly {count} bullet points, each starting with "- ".',
     lambda rng, ctx: {"count": rng.randint(2, 5)},
     shapes_response=True,
+    held_out=lambda count: f'Format the response as a Markdown list with {count} items; begin every line with "- ".',
 )
 def bullet_count(response: str, count: int) -> tuple[float, str]:
     """Exactly ``count`` Markdown bullet points outside code blocks."""
@@ -252,6 +273,7 @@ def bullet_count(response: str, count: int) -> tuple[float, str]:
     lambda rng, ctx: {"count": rng.randint(2, 4)},
     conflicts={"bullet_count", "sections", "sentence_count"},
     shapes_response=True,
+    held_out=lambda count: f"Your response should consist of {count} paragraphs, with an empty line between them.",
 )
 def paragraph_count(response: str, count: int) -> tuple[float, str]:
     """Exactly ``count`` paragraphs separated by blank lines."""
@@ -264,6 +286,9 @@ def paragraph_count(response: str, count: int) -> tuple[float, str]:
     ),
     lambda rng, ctx: {"count": rng.randint(2, 4)},
     shapes_response=True,
+    held_out=lambda count: (
+        f'Organise the response in {count} parts, and open every part with its own "## " heading line.'
+    ),
 )
 def sections(response: str, count: int) -> tuple[float, str]:
     """Exactly ``count`` sections, each opened by a Markdown header line (``## Title``)."""
@@ -276,6 +301,7 @@ def sections(response: str, count: int) -> tuple[float, str]:
 @register_constraint(
     lambda keywords: f"Include the words {_quote_list(keywords)} in your answer.",
     lambda rng, ctx: {"keywords": rng.sample(list(ctx["keywords"]), rng.randint(1, 2))},
+    held_out=lambda keywords: f"Make sure the response mentions {_quote_list(keywords)}.",
 )
 def include_keywords(response: str, keywords: list[str]) -> tuple[float, str]:
     """Every keyword appears at least once; the score is the share that does."""
@@ -290,6 +316,9 @@ def include_keywords(response: str, keywords: list[str]) -> tuple[float, str]:
 @register_constraint(
     lambda keyword, min_count: f'Use the word "{keyword}" at least {min_count} times.',
     lambda rng, ctx: {"keyword": rng.choice(list(ctx["keywords"])), "min_count": rng.randint(2, 3)},
+    held_out=lambda keyword, min_count: (
+        f'The word "{keyword}" should appear {min_count} or more times in the response.'
+    ),
 )
 def keyword_frequency(response: str, keyword: str, min_count: int) -> tuple[float, str]:
     """``keyword`` appears at least ``min_count`` times (whole words)."""
@@ -302,6 +331,7 @@ def keyword_frequency(response: str, keyword: str, min_count: int) -> tuple[floa
 @register_constraint(
     lambda words: f"Do not use the words {_quote_list(words, 'or')} anywhere in your answer.",
     lambda rng, ctx: {"words": rng.sample(FILLER_WORDS, rng.randint(1, 3))},
+    held_out=lambda words: f"Never write {_quote_list(words, 'or')} in the response.",
 )
 def forbidden_words(response: str, words: list[str]) -> tuple[float, str]:
     """None of ``words`` appears; the score is the share that is absent."""
@@ -318,6 +348,11 @@ def forbidden_words(response: str, words: list[str]) -> tuple[float, str]:
         else "Include at least one placeholder in square brackets, such as [name]."
     ),
     lambda rng, ctx: {"min_count": rng.randint(1, 3)},
+    held_out=lambda min_count: (
+        f"Put {min_count} or more bracketed placeholders, for example [address], in the response."
+        if min_count > 1
+        else "Put a bracketed placeholder, for example [address], somewhere in the response."
+    ),
 )
 def placeholders(response: str, min_count: int) -> tuple[float, str]:
     """At least ``min_count`` placeholders in square brackets, e.g. ``[address]`` (Markdown links excluded)."""
@@ -334,6 +369,7 @@ def placeholders(response: str, min_count: int) -> tuple[float, str]:
     lambda: "Write your entire answer in lowercase letters; no capital letters are allowed.",
     lambda rng, ctx: {},
     conflicts={"uppercase"},
+    held_out=lambda: "Use only small letters throughout the response: no uppercase at all.",
 )
 def lowercase(response: str) -> tuple[float, str]:
     """No capital letters; the score is the share of cased letters in lower case (none cased: satisfied)."""
@@ -344,7 +380,11 @@ def lowercase(response: str) -> tuple[float, str]:
     return 1.0 - len(upper) / len(letters), f"{len(upper)} capital letters"
 
 
-@register_constraint(lambda: "Write your entire answer in English capital letters only.", lambda rng, ctx: {})
+@register_constraint(
+    lambda: "Write your entire answer in English capital letters only.",
+    lambda rng, ctx: {},
+    held_out=lambda: "Reply entirely in uppercase English letters.",
+)
 def uppercase(response: str) -> tuple[float, str]:
     """No lower-case letters; the score is the share of cased letters in upper case."""
     letters = tf.cased_letters(response)
@@ -357,7 +397,11 @@ def uppercase(response: str) -> tuple[float, str]:
 COMMAS = ",，、،"
 
 
-@register_constraint(lambda: "Do not use any commas in your answer.", lambda rng, ctx: {})
+@register_constraint(
+    lambda: "Do not use any commas in your answer.",
+    lambda rng, ctx: {},
+    held_out=lambda: "Avoid commas completely in the response.",
+)
 def no_commas(response: str) -> tuple[float, str]:
     """No commas (ASCII, full-width, ideographic or Arabic); the score is ``1 / (1 + commas)``."""
     n = sum(response.count(c) for c in COMMAS)
@@ -371,6 +415,7 @@ def no_commas(response: str) -> tuple[float, str]:
     lambda phrase: f'Start your answer with the exact phrase "{phrase}".',
     lambda rng, ctx: {"phrase": rng.choice(OPENING_PHRASES)},
     conflicts={"title"},
+    held_out=lambda phrase: f'Begin the response with the exact words "{phrase}", with nothing before them.',
 )
 def starts_with(response: str, phrase: str) -> tuple[float, str]:
     """The response begins with ``phrase`` (case and whitespace insensitive)."""
@@ -382,6 +427,7 @@ def starts_with(response: str, phrase: str) -> tuple[float, str]:
     lambda phrase: f'End your answer with the exact phrase "{phrase}". No other words should follow it.',
     lambda rng, ctx: {"phrase": rng.choice(CLOSING_PHRASES)},
     conflicts={"postscript"},
+    held_out=lambda phrase: f'Finish the response with the words "{phrase}" and write nothing after them.',
 )
 def ends_with(response: str, phrase: str) -> tuple[float, str]:
     """The response ends with ``phrase``, nothing after it but whitespace (case insensitive)."""
@@ -393,6 +439,7 @@ def ends_with(response: str, phrase: str) -> tuple[float, str]:
     lambda marker: f'At the end of your answer, add a postscript starting with "{marker}".',
     lambda rng, ctx: {"marker": rng.choice(("P.S.", "P.P.S."))},
     shapes_response=True,
+    held_out=lambda marker: f'Close the response with a postscript that begins with "{marker}".',
 )
 def postscript(response: str, marker: str) -> tuple[float, str]:
     """A postscript: a line starting with ``marker`` (e.g. ``P.S.``) after some other content."""
@@ -409,6 +456,7 @@ def postscript(response: str, marker: str) -> tuple[float, str]:
     ),
     lambda rng, ctx: {},
     shapes_response=True,
+    held_out=lambda open="<<", close=">>": f"Put a title at the top, enclosed like this: {open}title{close}.",
 )
 def title(response: str, open: str = "<<", close: str = ">>") -> tuple[float, str]:
     """A title wrapped in ``open``/``close`` markers, e.g. ``<<My title>>``, on one line."""
@@ -426,6 +474,7 @@ QUOTE_PAIRS = (('"', '"'), ("“", "”"), ("«", "»"), ("„", "“"))
     lambda rng, ctx: {},
     conflicts={"starts_with", "ends_with", "postscript", "sections", "bullet_count", "title"},
     shapes_response=True,
+    held_out=lambda: "Put the whole response inside a pair of double quotes.",
 )
 def quoted(response: str) -> tuple[float, str]:
     """The whole response is wrapped in double quotation marks (straight, curly or guillemets)."""
@@ -464,6 +513,11 @@ def _json_body(response: str) -> str:
         "placeholders",
     },
     shapes_response=True,
+    held_out=lambda keys=None: (
+        f"Reply with nothing but a JSON object whose keys are {_quote_list(keys)}."
+        if keys
+        else "Reply with nothing but valid JSON."
+    ),
 )
 def json_format(response: str, keys: list[str] | None = None) -> tuple[float, str]:
     """The whole response is valid JSON (a single fenced block is accepted); with ``keys``, an object having them.
@@ -554,11 +608,11 @@ def check_constraints(response: str, constraints: Sequence[Mapping[str, Any]]) -
     return [check_constraint(response, c) for c in constraints]
 
 
-def constraint_instruction(constraint: Mapping[str, Any]) -> str:
-    """The sentence that asks for ``constraint`` in a prompt."""
+def constraint_instruction(constraint: Mapping[str, Any], held_out: bool = False) -> str:
+    """The sentence that asks for ``constraint`` in a prompt; ``held_out``: the held-out splits' wording."""
     spec = validate_constraint(constraint)
-    kind = spec.pop("kind")
-    return CONSTRAINTS.get(kind).instruction(**spec)
+    kind = CONSTRAINTS.get(spec.pop("kind"))
+    return (kind.held_out_instruction if held_out else kind.instruction)(**spec)
 
 
 def compatible(kinds: Sequence[str], candidate: str) -> bool:

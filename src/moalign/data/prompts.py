@@ -3,7 +3,10 @@
 Prompts are drawn deterministically from ``(variant, seed, split)``: the same arguments always give
 the same records in the same order, and asking for fewer records gives a prefix of a longer list.
 Topics are partitioned into train / validation / test by a fixed hash of the topic (70 / 15 / 15 %),
-independent of the seed, so the test split always measures generalisation to unseen topics.
+independent of the seed, so the test split always measures generalisation to unseen topics. The
+phrasings are disjoint too: each constraint is asked for in one wording in the train split and in
+another in the validation and test splits (:attr:`~moalign.data.constraints.ConstraintKind.held_out_instruction`),
+so a gain on the test split is a gain in following the request, not in recognising its words.
 
 Two variants:
 
@@ -59,7 +62,7 @@ def _sample_tags(rng: random.Random) -> dict[str, int | None]:
     return {name: (rng.choice(LEVELS) if name in chosen else None) for name in names}
 
 
-def _draw(rng: random.Random, topics: list[str], variant: Variant) -> dict[str, Any]:
+def _draw(rng: random.Random, topics: list[str], variant: Variant, held_out: bool) -> dict[str, Any]:
     topic = rng.choice(topics)
     task = rng.choice(sorted(TASK_TEMPLATES))
     tagged = variant == "tagged"
@@ -69,7 +72,8 @@ def _draw(rng: random.Random, topics: list[str], variant: Variant) -> dict[str, 
     else:
         tags = dict.fromkeys(sorted(DIMENSIONS))
         constraints = _sample_constraints(rng, TOPICS[topic], rng.choice((1, 1, 2, 2, 3)), tagged=False)
-    text = " ".join([TASK_TEMPLATES[task].format(topic=topic), *map(constraint_instruction, constraints)])
+    requests = [constraint_instruction(c, held_out=held_out) for c in constraints]
+    text = " ".join([TASK_TEMPLATES[task].format(topic=topic), *requests])
     prefix = format_tags({name: level for name, level in tags.items() if level is not None})
     return {
         "prompt": f"{prefix} {text}" if prefix else text,
@@ -88,7 +92,7 @@ def iter_prompts(split: str, *, seed: int = 0, variant: Variant = "constraints")
     seen: set[str] = set()
     misses = 0
     while misses < 1000:
-        record = _draw(rng, topics, variant)
+        record = _draw(rng, topics, variant, held_out=split != "train")
         if record["prompt"] in seen:
             misses += 1
             continue

@@ -112,3 +112,17 @@ def test_sentence_prefixes_never_end_on_a_header_or_a_colon_and_skip_code():
     # longest cut at level 5/1 (one bullet is no list)
     assert prefixes == ["Intro sentence here.\n## Causes\nThe Moon pulls:\n- gravity"]
     assert D.sentence_prefixes("One. Two.\n```\ncode\n```") == []
+
+
+def test_spelled_chat_template_renders_tags_as_spell_out_tags_does(tiny_llama_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    plain = tokenizer.apply_chat_template([{"role": "user", "content": "X"}], tokenize=False)
+    tokenizer.chat_template = D.spelled_chat_template(tokenizer.chat_template)
+    for prompt in ("<brevity 5> <structure 3> Explain tides.", "<structure 1>Why? Say 'hi'.", "No tags."):
+        chat = [{"role": "user", "content": prompt}]
+        rendered = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        assert rendered == plain.replace("X", D.spell_out_tags(prompt)) + "<|im_start|>assistant\n"
+    with pytest.raises(ValueError, match="does not read"):
+        D.spelled_chat_template("{{ messages[0].content }}")

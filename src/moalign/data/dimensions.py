@@ -162,6 +162,37 @@ def spell_out_tags(prompt: str) -> str:
     return format_tags(others, " ".join([text, *requests]))
 
 
+CONTENT_EXPRESSION = "message['content']"
+"""How a chat template reads a message's text (SmolLM2's, Qwen2.5's and Llama's templates all do)."""
+
+
+def spelled_chat_template(template: str) -> str:
+    """``template`` with each message's brevity/structure tags rendered as the plain requests they stand for,
+    as :func:`spell_out_tags` does (the tags removed, the requests appended, brevity first), inside the
+    template itself: every tokenizer that applies it (transformers, TRL, vLLM, moalign) shows the model the
+    same words for a tag, and a saved model carries its own reading of its tags.
+
+    Tags are matched in their canonical form (``<brevity 4>``, as :func:`moalign.tags.format_tags` writes
+    them). Raises ValueError if the template does not read ``message['content']``.
+    """
+    if CONTENT_EXPRESSION not in template:
+        raise ValueError(f"the chat template does not read {CONTENT_EXPRESSION}; its tags cannot be rendered")
+    steps = []
+    for name, dim in DIMENSIONS.items():
+        for level, request in dim.instructions.items():
+            tag, said = format_tags({name: level}), request.replace("'", "\\'")
+            steps.append(
+                f"{{%- if '{tag}' in ns.c -%}}{{%- set ns.c = ns.c | replace('{tag}', '') -%}}"
+                f"{{%- set ns.r = ns.r ~ ' {said}' -%}}{{%- endif -%}}"
+            )
+    macro = (
+        "{%- macro moalign_tags(c) -%}{%- if c is string -%}{%- set ns = namespace(c=c, r='') -%}"
+        + "".join(steps)
+        + "{{- (ns.c | trim) ~ ns.r -}}{%- else -%}{{- c -}}{%- endif -%}{%- endmacro -%}"
+    )
+    return macro + template.replace(CONTENT_EXPRESSION, f"moalign_tags({CONTENT_EXPRESSION})")
+
+
 def measured_tags(prompt: str, response: str) -> dict[str, int] | None:
     """The prompt's tags with each brevity/structure intensity replaced by the level ``response`` measures,
     or None if the prompt has no brevity/structure tag (hindsight relabelling: see :func:`relabel_prompt`)."""

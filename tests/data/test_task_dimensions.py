@@ -95,22 +95,22 @@ def test_spread_tags_moves_each_dimension_by_its_own_stride():
     assert sorted(t["structure"] for t in levels) == [1, 2, 3, 4, 5]
 
 
-def test_sentence_prefixes_keep_the_longest_cut_of_each_other_level():
+def test_sentence_prefixes_keep_the_longest_cut_of_each_other_brevity_level():
     first = "Tides are caused by the Moon."  # 6 words: brevity 5
     second = " " + words(12) + "."  # 18 words in all: brevity 4
     third = " " + words(20) + "!"  # 39 words: brevity 3
-    text = first + second + third + "\n\n" + words(30) + "."  # 70 words, two paragraphs: brevity 2, structure 2
+    text = first + second + third + " " + words(30) + "."  # 70 words in one paragraph: brevity 2, structure 1
     prefixes = D.sentence_prefixes(text)
     assert prefixes == [first, first + second, first + second + third]
     assert [D.brevity_level(p) for p in prefixes] == [5, 4, 3]
+    # a cut that changes the layout (two paragraphs -> one) is left out
+    assert D.sentence_prefixes(first + "\n\n" + words(30) + ".") == []
 
 
 def test_sentence_prefixes_never_end_on_a_header_or_a_colon_and_skip_code():
-    text = "Intro sentence here.\n## Causes\nThe Moon pulls:\n- gravity\n- rotation"
-    prefixes = D.sentence_prefixes(text)
-    # cuts after "here." (level 5/1), "Causes" (a header) and "pulls:" are no answers; "- gravity" is the
-    # longest cut at level 5/1 (one bullet is no list)
-    assert prefixes == ["Intro sentence here.\n## Causes\nThe Moon pulls:\n- gravity"]
+    # cuts after "here." keep; after "## Causes" (a header) and "pulls:" they would be no answers
+    text = "First short sentence here.\n## Causes\nThe Moon pulls:\n" + words(20) + "."
+    assert D.sentence_prefixes(text) == ["First short sentence here."]
     assert D.sentence_prefixes("One. Two.\n```\ncode\n```") == []
 
 

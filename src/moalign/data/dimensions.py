@@ -228,10 +228,11 @@ def spread_tags(prompt: str, shift: int) -> str:
 
 
 def sentence_prefixes(response: str) -> list[str]:
-    """The longest prefix of ``response`` at each brevity/structure level other than the whole response's,
-    cut where a sentence or a line ends (augmentation for hindsight relabelling: a long answer's first
-    sentences are an answer of a shorter level). A cut never leaves a header or a line ending in ``:`` last;
-    a response with a code block gives none. Shortest first.
+    """The longest prefix of ``response`` at each brevity level other than the whole response's, cut where a
+    sentence or a line ends, among the prefixes of the same structure level (augmentation for hindsight
+    relabelling: a long answer's first sentences are an answer of a shorter level; cuts that change the
+    layout would flood the data with single paragraphs). A cut never leaves a header or a line ending in
+    ``:`` last; a response with a code block gives none. Shortest first.
     """
     if any(tf.FENCE_RE.match(line) for line in response.splitlines()):
         return []
@@ -248,7 +249,7 @@ def sentence_prefixes(response: str) -> list[str]:
         if tf.HEADER_RE.match(last) or tf.BOLD_LINE_RE.match(last):
             continue
         levels = _levels(prefix)
-        if levels != whole:
+        if levels[1] == whole[1] and levels != whole:
             best[levels] = prefix  # later cuts are longer: keep the longest of each level
     return sorted(best.values(), key=len)
 

@@ -42,7 +42,8 @@ class EvalStageConfig(EvalSettings):
     """Candidate models: specs, or ``stage:TYPE`` for the model the latest earlier stage of that type
     wrote. Empty: the model this stage receives."""
     reference: str | None = None
-    """The model every candidate is judged against; default: the recipe's start model."""
+    """The model every candidate is judged against (a spec, or ``stage:TYPE``); default: the recipe's start
+    model."""
     cache: bool = True
     """Reuse cached generations (``$MOALIGN_HOME/generations``)."""
 
@@ -91,7 +92,7 @@ def run(ctx: StageContext, config: EvalStageConfig) -> StageResult:
     from moalign.rewards import MultiObjectiveReward
 
     candidates = candidate_labels(config.models or [ctx.model], ctx)
-    reference = config.reference or ctx.recipe.model
+    reference = stage_model(config.reference, ctx) if config.reference else ctx.recipe.model
     settings = EvalSettings.model_validate(  # stage:TYPE/FILE references (judge, measure scorers) resolved
         resolve_stage_refs(config.model_dump(mode="json", exclude={"models", "reference", "cache"}), ctx)
     )

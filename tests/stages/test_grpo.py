@@ -8,7 +8,8 @@ from toy import SEEN, p_first_token, run_toy, toy_prompts, yes_no_model
 from moalign.errors import UserError
 from moalign.losses.advantages import group_advantages, leave_one_out_advantages
 from moalign.rewards import MultiObjectiveReward
-from moalign.stages.grpo import GRPOStageConfig, leave_one_out_rewards_advantages
+from moalign.stages.grpo import GRPOStageConfig
+from moalign.training.trl_fence import leave_one_out_rewards_advantages
 from moalign.training.trl_online import TRLReward, online_metrics
 
 NAN = float("nan")
@@ -205,7 +206,7 @@ def online_trainer(stage, model_dir, out, temperature, bf16=False):
     [("grpo", 1.0, False), ("grpo", 0.7, False), ("rloo", 0.7, False), ("grpo", 0.7, True), ("rloo", 1.0, True)],
 )
 def test_shared_prompt_log_probs_and_entropies_equal_trl_forward(tiny_llama_dir, tmp_path, stage, temperature, bf16):
-    from moalign.training.trl_online import SharedPromptMixin
+    from moalign.training.trl_fence import SharedPromptMixin
 
     trainer, trl_cls = online_trainer(stage, tiny_llama_dir, tmp_path / "out", temperature, bf16)
     atol = 5e-2 if bf16 else 1e-5  # bf16 autocast (forced, on any CPU): 8 significant bits
@@ -240,7 +241,7 @@ def test_shared_prompt_log_probs_and_entropies_equal_trl_forward(tiny_llama_dir,
 
 
 def test_group_temperatures_spread_the_list_over_a_group():
-    from moalign.training.trl_online import group_temperatures
+    from moalign.training.trl_fence import group_temperatures
 
     assert group_temperatures([0.7, 1.0, 1.3], 4) == [0.7, 0.7, 1.0, 1.3]
     assert group_temperatures([0.7, 1.0, 1.3], 3) == [0.7, 1.0, 1.3]

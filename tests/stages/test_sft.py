@@ -7,7 +7,7 @@ from moalign.config.recipe import validate_recipe
 from moalign.config.yaml_source import YamlSource
 from moalign.models import load_causal_lm, load_tokenizer
 from moalign.pipeline import run_recipe
-from moalign.stages.sft import LengthPenaltyConfig, _make_trainer_class, sft_records
+from moalign.stages.sft import LengthPenaltyConfig, sft_records
 
 
 def sft_file(tmp_path, n=8):
@@ -27,6 +27,8 @@ def trainer_for(model_dir, tmp_path, dataset, model=None, **kwargs):
     from datasets import Dataset
     from trl import SFTConfig
 
+    from moalign.training.trl_fence import LengthPenaltySFTTrainer
+
     tok = load_tokenizer(str(model_dir), padding_side="right")
     args = SFTConfig(
         output_dir=str(tmp_path / "t"),
@@ -38,7 +40,7 @@ def trainer_for(model_dir, tmp_path, dataset, model=None, **kwargs):
     )
     ds = sft_records(Dataset.from_list(dataset), "test")
     model = model if model is not None else load_causal_lm(str(model_dir))
-    return _make_trainer_class()(model=model, args=args, train_dataset=ds, processing_class=tok, **kwargs), tok
+    return LengthPenaltySFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, **kwargs), tok
 
 
 def test_completion_only_mask_excludes_prompt_and_its_special_tokens(tiny_llama_dir, tmp_path):

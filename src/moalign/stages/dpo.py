@@ -3,23 +3,19 @@
 The reference model is a frozen copy of the stage's starting checkpoint; with LoRA it is the same
 model with its adapters disabled (no second copy in memory). ``precompute_ref_log_probs`` computes
 the reference log-probabilities once before training. ``shared_prompt`` (the default) scores each
-pair from one ``prompt + chosen + rejected`` segment (:func:`moalign.training.logprobs.pack_completions`):
+pair from one ``prompt + chosen + rejected`` segment (:class:`moalign.training.trl_fence.SharedPromptDPOTrainer`):
 the prompt is computed once per pair and the vocabulary projection runs only where a completion
 token is scored; the loss is the same :func:`~moalign.losses.preference.dpo_loss`.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from functools import cache
 from typing import Any
 
-import torch
 from pydantic import Field
 
 from moalign.data.specs import record_chat, require_prompt, require_prompts_fit, train_eval_datasets
 from moalign.errors import UserError
-from moalign.losses.preference import dpo_loss
 from moalign.stages.base import StageContext, StageResult, register_stage
 from moalign.training.args import TrainerStageConfig, trainer_kwargs
 
@@ -72,107 +68,6 @@ def dpo_kl(logs: dict[str, Any], beta: float) -> dict[str, float]:
     return {"kl": (logs["rewards/chosen"] + logs["rewards/rejected"]) / (2.0 * beta)}
 
 
-@cache
-def shared_prompt_dpo_trainer() -> type:
-    """``DPOTrainer`` whose sigmoid loss scores each pair from one packed segment (built on first use)."""
-    from accelerate.utils import is_peft_model
-    from trl import DPOTrainer
-    from trl.models.utils import disable_gradient_checkpointing
-    from trl.trainer.utils import use_adapter
-
-    from moalign.training.logprobs import (
-        PackedCompletions,
-        pack_completions,
-        sequence_logps,
-        takes_packed_rows,
-        unpack_preference_batch,
-    )
-
-    class SharedPromptDPOTrainer(DPOTrainer):
-        """Policy and reference log-probabilities from :func:`sequence_logps`; everything else is TRL's.
-
-        Logged metrics: TRL's rewards/*, logps/* and num_tokens (not entropy, logits/* or token accuracy,
-        which would need the full-vocabulary logits of every position). ``packed_tokens`` counts the
-        token positions the packed rows hold (prompt once per pair, padding excluded).
-        """
-
-        packed_tokens = 0
-
-        def _packs(self, model: Any) -> bool:
-            return (
-                self.loss_types == ["sigmoid"]
-                and self.ld_alpha is None
-                and self.f_divergence_type == "reverse_kl"
-                and not self.use_weighting
-                and not self.aux_loss_enabled
-                and takes_packed_rows(model)
-            )
-
-        def _pack(self, inputs: dict[str, Any]) -> PackedCompletions:
-            prompts, chosen, rejected = unpack_preference_batch(inputs)
-            pairs = [[c, r] for c, r in zip(chosen, rejected, strict=True)]
-            return pack_completions(prompts, pairs, pad_id=0).to(inputs["input_ids"].device)
-
-        def _logps(self, model: Any, packed: PackedCompletions) -> tuple[torch.Tensor, torch.Tensor]:
-            """``(chosen, rejected)`` summed log-probabilities, ``[B]`` each."""
-            logps = sequence_logps(model, packed)
-            return logps[0::2], logps[1::2]
-
-        def _reference_logps(self, model: Any, packed: PackedCompletions) -> tuple[torch.Tensor, torch.Tensor]:
-            adapter: Any = nullcontext()
-            if self.ref_model is None and is_peft_model(self.model):
-                unwrapped = self.accelerator.unwrap_model(self.model)
-                adapter = use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None)
-            with (
-                torch.no_grad(),
-                disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs),
-                adapter,
-                self.accelerator.autocast(),
-            ):
-                return self._logps(model, packed)
-
-        def compute_ref_log_probs(self, model, inputs):  # type: ignore[no-untyped-def]
-            if not self._packs(model):
-                return super().compute_ref_log_probs(model, inputs)
-            return self._reference_logps(model, self._pack(inputs))
-
-        def _compute_loss(self, model, inputs, return_outputs):  # type: ignore[no-untyped-def]
-            if return_outputs or not self._packs(model):
-                return super()._compute_loss(model, inputs, return_outputs)
-            packed = self._pack(inputs)
-            if self.model.training:
-                attention, completion = inputs["attention_mask"], inputs["completion_mask"]
-                chosen_prompts = (attention - completion)[: attention.shape[0] // 2]
-                self.packed_tokens += int(attention.sum() - chosen_prompts.sum())
-            chosen, rejected = self._logps(model, packed)
-            if self.precompute_ref_logps:
-                ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
-            else:
-                reference = self.model if self.ref_model is None else self.ref_model
-                ref_chosen, ref_rejected = self._reference_logps(reference, packed)
-            losses, chosen_rewards, rejected_rewards = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.beta)
-            self._log_pair_metrics(inputs, chosen, rejected, chosen_rewards, rejected_rewards)
-            return losses.mean() * self.loss_weights[0]
-
-        def _log_pair_metrics(self, inputs: dict[str, Any], *values: torch.Tensor) -> None:
-            """TRL's DPO metrics that need no logits, gathered across processes as TRL gathers them."""
-            mode = "train" if self.model.training else "eval"
-            metrics = self._metrics[mode]
-            if mode == "train":
-                tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
-                self._total_train_tokens += tokens // self._tp_size
-            metrics["num_tokens"] = [self._total_train_tokens]
-            chosen, rejected, chosen_rewards, rejected_rewards = (self.accelerator.gather(v.detach()) for v in values)
-            metrics["rewards/chosen"].append(chosen_rewards.mean().item())
-            metrics["rewards/rejected"].append(rejected_rewards.mean().item())
-            metrics["rewards/accuracies"].append((chosen_rewards > rejected_rewards).float().mean().item())
-            metrics["rewards/margins"].append((chosen_rewards - rejected_rewards).mean().item())
-            metrics["logps/chosen"].append(chosen.mean().item())
-            metrics["logps/rejected"].append(rejected.mean().item())
-
-    return SharedPromptDPOTrainer
-
-
 def dpo_trainer(
     config: DPOStageConfig,
     model_spec: str,
@@ -192,6 +87,7 @@ def dpo_trainer(
     from trl import DPOConfig, DPOTrainer
 
     from moalign.models import load_causal_lm, load_tokenizer
+    from moalign.training.trl_fence import SharedPromptDPOTrainer
 
     tokenizer = load_tokenizer(model_spec, padding_side="right")
     require_prompts_fit(list(train["prompt"]), tokenizer, config.max_length, config.dataset)
@@ -204,7 +100,7 @@ def dpo_trainer(
         precompute_ref_log_probs=config.precompute_ref_log_probs,
         max_length=config.max_length,
     )
-    trainer_class = shared_prompt_dpo_trainer() if config.shared_prompt else DPOTrainer
+    trainer_class = SharedPromptDPOTrainer if config.shared_prompt else DPOTrainer
     return trainer_class(
         model=load_causal_lm(model_spec),
         ref_model=ref_model,

@@ -24,20 +24,12 @@ equal TRL's own forward within float32 rounding (checked by a test); the loss is
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any, Literal
 
-import torch
 from pydantic import Field, model_validator
 
-from moalign.losses.advantages import leave_one_out_advantages
 from moalign.stages.base import StageContext, StageResult, register_stage
-from moalign.training.trl_online import (
-    SharedPromptMixin,
-    TRLOnlineStageConfig,
-    online_trainer_kwargs,
-    run_trl_online,
-)
+from moalign.training.trl_online import TRLOnlineStageConfig, online_trainer_kwargs, run_trl_online
 
 Advantage = Literal["group", "leave_one_out"]
 
@@ -60,52 +52,6 @@ class GRPOStageConfig(TRLOnlineStageConfig):
         return self
 
 
-def leave_one_out_rewards_advantages(rewards_per_func: torch.Tensor, weights: torch.Tensor, k: int) -> torch.Tensor:
-    """Per-completion advantages ``[N]`` from TRL's gathered ``[N, n_funcs]`` rewards (groups of k rows).
-
-    The weighted sum of the reward functions (NaN where every function returned None), then
-    ``R_i - mean_{j != i} R_j`` over the scored peers; unscored completions and completions with no
-    scored peer get 0 (no learning signal), as TRL does for its own advantages.
-    """
-    unscorable = torch.isnan(rewards_per_func).all(dim=1)
-    rewards = (rewards_per_func * weights.to(rewards_per_func).unsqueeze(0)).nansum(dim=1)
-    rewards[unscorable] = torch.nan
-    return torch.nan_to_num(leave_one_out_advantages(rewards.view(-1, k)).view(-1), nan=0.0)
-
-
-@cache
-def shared_prompt_grpo_trainer() -> type:
-    """``GRPOTrainer`` whose per-token log-probabilities come from packed groups and whose samples of a prompt
-    share its prefill (built on first use)."""
-    from trl import GRPOTrainer
-
-    class SharedPromptGRPOTrainer(SharedPromptMixin, GRPOTrainer):
-        single_turn_logprobs = True  # GRPO's _generate_single_turn returns (completion_ids, logprobs)
-
-    return SharedPromptGRPOTrainer
-
-
-@cache
-def leave_one_out_grpo_trainer(base: type) -> type:
-    """``base`` (a ``GRPOTrainer``) whose advantages are seed 004's leave-one-out ones (built on first use)."""
-
-    class LeaveOneOutGRPOTrainer(base):  # type: ignore[misc, valid-type]
-        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # type: ignore[no-untyped-def]
-            self._gathered_rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-            return self._gathered_rewards
-
-        def _generate_and_score_completions(self, inputs):  # type: ignore[no-untyped-def]
-            output = super()._generate_and_score_completions(inputs)
-            k = self.num_generations if self.model.training else self.num_generations_eval
-            advantages = leave_one_out_rewards_advantages(self._gathered_rewards, self.reward_weights, k)
-            n = output["advantages"].shape[0]
-            start = self.accelerator.process_index * n
-            output["advantages"] = advantages[start : start + n].to(output["advantages"])
-            return output
-
-    return LeaveOneOutGRPOTrainer
-
-
 def grpo_args(config: GRPOStageConfig, output_dir: Any, seed: int) -> Any:
     """The stage's ``GRPOConfig`` (the stage and ``moalign bench`` both build it here)."""
     from trl import GRPOConfig
@@ -122,8 +68,11 @@ def grpo_trainer_class(config: GRPOStageConfig) -> Any:
     ``advantage: leave_one_out``."""
     from trl import GRPOTrainer
 
-    base = shared_prompt_grpo_trainer() if config.shared_prompt else GRPOTrainer
-    return leave_one_out_grpo_trainer(base) if config.advantage == "leave_one_out" else base
+    from moalign.training import trl_fence as fence
+
+    if config.advantage == "leave_one_out":
+        return fence.SharedPromptLeaveOneOutGRPOTrainer if config.shared_prompt else fence.LeaveOneOutGRPOTrainer
+    return fence.SharedPromptGRPOTrainer if config.shared_prompt else GRPOTrainer
 
 
 @register_stage("grpo", GRPOStageConfig)

@@ -4,18 +4,17 @@ TRL's RLOO folds the KL to the reference into the sequence reward (``R - beta * 
 and takes the leave-one-out baseline ``R_i - mean_{j != i} R_j`` within each prompt's group; the
 reward plumbing (aggregators, per-objective logging, tags) is the GRPO stage's. With ``shared_prompt``
 (the default) the per-token log-probabilities come from packed groups, each prompt computed once
-and a prompt's samples share its prefill (:class:`moalign.training.trl_online.SharedPromptMixin`).
+and a prompt's samples share its prefill (:class:`moalign.training.trl_fence.SharedPromptMixin`).
 """
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from pydantic import Field
 
 from moalign.stages.base import StageContext, StageResult, register_stage
-from moalign.training.trl_online import SharedPromptMixin, TRLOnlineStageConfig, online_trainer_kwargs, run_trl_online
+from moalign.training.trl_online import TRLOnlineStageConfig, online_trainer_kwargs, run_trl_online
 
 
 class RLOOStageConfig(TRLOnlineStageConfig):
@@ -28,22 +27,13 @@ class RLOOStageConfig(TRLOnlineStageConfig):
     """Whiten the advantages over the batch (TRL's key)."""
 
 
-@cache
-def shared_prompt_rloo_trainer() -> type:
-    """``RLOOTrainer`` with packed per-token log-probabilities and shared prefills (built on first use)."""
-    from trl import RLOOTrainer
-
-    class SharedPromptRLOOTrainer(SharedPromptMixin, RLOOTrainer):
-        single_turn_logprobs = False  # RLOO's _generate_single_turn returns completion_ids only
-
-    return SharedPromptRLOOTrainer
-
-
 def rloo_trainer_class(config: RLOOStageConfig) -> Any:
     """TRL's ``RLOOTrainer``, with packed groups for ``shared_prompt``."""
     from trl import RLOOTrainer
 
-    return shared_prompt_rloo_trainer() if config.shared_prompt else RLOOTrainer
+    from moalign.training.trl_fence import SharedPromptRLOOTrainer
+
+    return SharedPromptRLOOTrainer if config.shared_prompt else RLOOTrainer
 
 
 @register_stage("rloo", RLOOStageConfig)

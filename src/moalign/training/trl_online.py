@@ -1,5 +1,4 @@
-"""What the TRL-backed online stages (GRPO, RLOO) share: config keys, prompts, the reward bridge, safety rails,
-packed log-probabilities.
+"""What the TRL-backed online stages (GRPO, RLOO) share: config keys, prompts, the reward bridge, safety rails.
 
 The project's reward layer reaches TRL through TRL's documented reward-function interface
 (``reward(prompts=, completions=, **columns) -> list[float | None]``): :class:`TRLReward` scores the
@@ -11,30 +10,19 @@ and travel as dataset columns; the reward layer strips them before the scorers r
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field, model_validator
 from transformers import TrainerCallback
 
 from moalign.cost import count_tokens
 from moalign.data.specs import record_chat, require_prompt
 from moalign.errors import UserError
-from moalign.losses.ppo import token_entropy
 from moalign.rewards import MultiObjectiveReward
 from moalign.training.args import TrainerStageConfig, trainer_kwargs
-from moalign.training.logprobs import (
-    pack_by_prompt,
-    packed_logits,
-    scatter_packed,
-    takes_packed_rows,
-    token_logps,
-    unpack_completion_rows,
-)
 
 TRL_ONLY_KWARGS = ("completion_ids", "trainer_state", "log_extra", "log_metric", "environments")
 """Keyword arguments TRL adds to every reward-function call that are not dataset columns."""
@@ -59,11 +47,12 @@ class TRLOnlineStageConfig(TrainerStageConfig):
     max_completion_length: int = Field(64, gt=0)
     temperature: float | list[float] = 1.0
     """Sampling temperature; a list (seed 004 sec. 3.4, "varied temperature settings") spreads its values
-    over each prompt's completions (:func:`group_temperatures`). With a list the log-probabilities of the
-    loss and of the KL are the policy's own (temperature 1, eq. 6's ``log pi_theta(y_i | x)``); samples
-    drawn at another temperature are not re-weighted, as in the paper, and with ``num_iterations: 1`` the
-    clipped ratio is 1 at every update, so nothing is clipped (above 1 the ratio compares the policy with
-    itself at sampling time, still at temperature 1). Needs ``shared_prompt`` and no vLLM."""
+    over each prompt's completions (:func:`moalign.training.trl_fence.group_temperatures`). With a list the
+    log-probabilities of the loss and of the KL are the policy's own (temperature 1, eq. 6's
+    ``log pi_theta(y_i | x)``); samples drawn at another temperature are not re-weighted, as in the paper,
+    and with ``num_iterations: 1`` the clipped ratio is 1 at every update, so nothing is clipped (above 1
+    the ratio compares the policy with itself at sampling time, still at temperature 1). Needs
+    ``shared_prompt`` and no vLLM."""
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     generation_kwargs: dict[str, Any] | None = None
     """Extra generation settings passed through to TRL (e.g. ``{top_k: 50}``, ``{stop_strings: [...]}``;
@@ -81,7 +70,8 @@ class TRLOnlineStageConfig(TrainerStageConfig):
     """Stop training once the logged KL to the reference exceeds this (needs ``beta > 0``)."""
     shared_prompt: bool = True
     """Sample a prompt's completions from one prefill and score them from one packed segment, the prompt
-    computed once (:class:`SharedPromptMixin`; where it does not apply, TRL's path). False: always TRL's."""
+    computed once (:class:`moalign.training.trl_fence.SharedPromptMixin`; where it does not apply, TRL's path).
+    False: always TRL's."""
 
     @model_validator(mode="after")
     def _check(self) -> TRLOnlineStageConfig:
@@ -105,13 +95,6 @@ class TRLOnlineStageConfig(TrainerStageConfig):
             if not self.shared_prompt or self.use_vllm:
                 raise ValueError("a list of temperatures needs shared_prompt: true and use_vllm: false")
         return self
-
-
-def group_temperatures(temperatures: Sequence[float], k: int) -> list[float]:
-    """The sampling temperature of each of a group's ``k`` completions: the list's values in order, each
-    for an equal share of the group (``[0.7, 1.0, 1.3]`` over 4 completions: 0.7, 0.7, 1.0, 1.3)."""
-    m = len(temperatures)
-    return [temperatures[j * m // k] for j in range(k)]
 
 
 class TRLReward:
@@ -184,133 +167,6 @@ def online_trainer_kwargs(config: TRLOnlineStageConfig, output_dir: Any, seed: i
         "use_vllm": config.use_vllm,
         "vllm_mode": config.vllm_mode,
     }
-
-
-class SharedPromptMixin:
-    """For TRL's GRPO and RLOO trainers: a prompt's k completions share its prefill when sampled
-    (:func:`moalign.generation.generate_shared_prefix`) and one packed segment when scored
-    (:func:`moalign.training.logprobs.pack_completions`), the prompt computed once.
-
-    Rows are read from TRL's ``[prompt | completion]`` layout and grouped by identical prompt within
-    TRL's row chunks (``batch_size``, as TRL chunks them for memory). Values equal TRL's own forward
-    within float32 rounding (checked by a test, and within bf16 rounding under bf16 autocast). Sampling
-    runs in the stage's precision (bf16 autocast when the stage trains in it), where TRL samples in the
-    weights' dtype. vLLM, continuous batching, multimodal inputs, MoE
-    auxiliary losses, ``cast_lm_head_to_fp32`` and attentions without custom masks take TRL's path.
-    """
-
-    single_turn_logprobs: bool
-    """Whether the trainer's ``_generate_single_turn`` returns ``(completion_ids, logprobs)`` (GRPO) or
-    the ids alone (RLOO)."""
-    sampling_temperatures: list[float] | None = None
-    """The stage's list of temperatures (:func:`group_temperatures`); None: TRL's one ``temperature``."""
-
-    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if self.use_vllm or self.use_transformers_continuous_batching or images is not None or multimodal_fields:
-            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, *args, **kwargs)  # type: ignore[misc]
-        from trl.extras.profiling import profiling_context
-        from trl.models import unwrap_model_for_generation
-        from trl.trainer.utils import pad
-
-        from moalign.generation import generate_shared_prefix
-
-        rows = [torch.tensor(ids) for ids in prompt_ids]
-        padding = {"padding_side": "left", "pad_to_multiple_of": self.pad_to_multiple_of}
-        device = self.accelerator.device
-        inputs = {
-            "input_ids": pad(rows, padding_value=self._tokenizer.pad_token_id, **padding).to(device),
-            "attention_mask": pad([torch.ones_like(t) for t in rows], padding_value=0, **padding).to(device),
-        }
-        temperatures = [None] * len(rows)
-        if self.sampling_temperatures:  # a prompt's completions are consecutive rows (TRL)
-            per_row = group_temperatures(self.sampling_temperatures, self.num_generations)
-            first = self.accelerator.process_index * len(rows)
-            temperatures = [per_row[(first + r) % self.num_generations] for r in range(len(rows))]
-        completions: list[list[int]] = [[] for _ in rows]
-        with (
-            profiling_context(self, "transformers.generate"),
-            unwrap_model_for_generation(
-                self.model_wrapped,
-                self.accelerator,
-                gather_deepspeed3_params=self.args.ds3_gather_for_generation,
-                generation_kwargs=self.generation_kwargs,
-                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
-            ) as unwrapped_model,
-            torch.no_grad(),
-            self._dist.summon_full_params(self.model_wrapped, recurse=False),
-            self.accelerator.autocast(),  # the stage's precision (TRL samples in the weights' dtype)
-        ):
-            for temperature in dict.fromkeys(temperatures):
-                where = [r for r, t in enumerate(temperatures) if t == temperature]
-                config = self.generation_config
-                if temperature is not None:
-                    config = copy.deepcopy(config)
-                    config.temperature = temperature
-                part = {key: value[where] for key, value in inputs.items()}
-                sequences = generate_shared_prefix(unwrapped_model, **part, generation_config=config)
-                for r, row in zip(where, sequences[:, part["input_ids"].shape[1] :].tolist(), strict=True):
-                    completions[r] = row
-        eos = set(self.eos_token_ids)
-        ends = [next((j + 1 for j, t in enumerate(c) if t in eos), len(c)) for c in completions]
-        completion_ids = [c[:n] for c, n in zip(completions, ends, strict=True)]
-        return (completion_ids, None) if self.single_turn_logprobs else completion_ids
-
-    def _get_per_token_logps_and_entropies(  # type: ignore[no-untyped-def]
-        self,
-        model,
-        input_ids,
-        attention_mask,
-        logits_to_keep,
-        batch_size=None,
-        compute_entropy=False,
-        compute_aux_loss=False,
-        **multimodal,
-    ):
-        if (
-            compute_aux_loss
-            or any(value is not None for value in multimodal.values())
-            or getattr(self.args, "cast_lm_head_to_fp32", False)
-            or not takes_packed_rows(model)
-        ):
-            return super()._get_per_token_logps_and_entropies(  # type: ignore[misc]
-                model,
-                input_ids,
-                attention_mask,
-                logits_to_keep,
-                batch_size,
-                compute_entropy,
-                compute_aux_loss,
-                **multimodal,
-            )
-        size = batch_size or input_ids.shape[0]
-        chunks = [
-            self._packed_chunk(
-                model, input_ids[i : i + size], attention_mask[i : i + size], logits_to_keep, compute_entropy
-            )
-            for i in range(0, input_ids.shape[0], size)
-        ]
-        entropies = torch.cat([c[1] for c in chunks]) if compute_entropy else None
-        return torch.cat([c[0] for c in chunks]), entropies, None
-
-    def _packed_chunk(
-        self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int, entropy: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-token log-probabilities and entropies ``[rows, width]`` of a chunk's completions, packed by
-        prompt. Entropies carry a gradient only when an entropy bonus (GRPO's) uses them."""
-        prompts, completions, columns = unpack_completion_rows(input_ids, attention_mask, width)
-        device = input_ids.device
-        packed, order = pack_by_prompt(prompts, completions, pad_id=0)
-        packed, order = packed.to(device), order.to(device)
-        with self.accelerator.autocast():
-            logits, predicting = packed_logits(model, packed)
-        if self.temperature != 1.0:
-            logits = logits / self.temperature
-        logps = scatter_packed(token_logps(logits, packed.targets, rows=predicting), packed, order, columns, width)
-        if not entropy:
-            return logps, None
-        bonus = getattr(self, "_entropy_bonus_enabled", False)
-        entropies = token_entropy(logits if bonus else logits.detach())[predicting]
-        return logps, scatter_packed(entropies, packed, order, columns, width)
 
 
 def online_metrics(logs: dict[str, Any]) -> dict[str, float]:

@@ -168,3 +168,20 @@ def test_report_shows_data_levels_reward_heads_and_learning_curves(tmp_path):
     assert "<td>brevity</td><td class=\"num\">3</td><td class=\"num\">0</td>" in text  # SFT rows per level 1, 2
     assert "<td>brevity</td><td class=\"num\">9</td>" in text and "usable" in text
     assert text.count("too weak to steer") == 1  # structure's Spearman 0.1
+
+
+def test_learning_curves_average_each_evaluation_and_keep_rewards_and_accuracies():
+    from moalign.report.plots import training_series
+
+    records = [
+        {"stage": "05-grpo", "step": 2, "eval/reward/brevity/mean": 0.2, "eval/clip_ratio/low_min": 0.0},
+        {"stage": "05-grpo", "step": 2, "eval/reward/brevity/mean": 0.4, "eval/reward/brevity/std": 0.1},
+        {"stage": "05-grpo", "step": 4, "eval/reward/brevity/mean": 0.9, "train/loss": 1.0},
+        {"stage": "04-reward_model", "step": 10, "eval/structure/intensity_accuracy": 0.5},
+    ]
+    series = training_series(records, held_out=True)
+    assert series == {
+        "eval/reward/brevity/mean": {"05-grpo": [(2.0, pytest.approx(0.3)), (4.0, 0.9)]},
+        "eval/structure/intensity_accuracy": {"04-reward_model": [(10.0, 0.5)]},
+    }
+    assert training_series(records) == {"train/loss": {"05-grpo": [(4.0, 1.0)]}}

@@ -129,12 +129,19 @@ def length_histograms(lengths: Mapping[str, Sequence[int]]) -> str | None:
     return png_data_uri(fig)
 
 
+HELD_OUT_ENDINGS = ("eval/reward", "/mean", "accuracy", "loss")
+"""The held-out metrics a learning curve shows: rewards (overall and per objective), accuracies and
+losses; a trainer's other evaluation statistics (clip ratios, lengths, stds) stay in ``metrics.jsonl``."""
+
+
 def training_series(
     records: Sequence[Mapping[str, Any]], held_out: bool = False
 ) -> dict[str, dict[str, list[tuple[float, float]]]]:
     """``{metric: {stage: [(step, value), ...]}}`` for numeric training metrics logged with a step; with
-    ``held_out``, the periodic evaluations on held-out prompts (``eval/...``) instead (learning curves)."""
-    out: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    ``held_out``, the periodic evaluations on held-out prompts (``eval/...`` ending in one of
+    :data:`HELD_OUT_ENDINGS`) instead, the values one evaluation logged in several batches averaged
+    (learning curves)."""
+    values: dict[str, dict[str, dict[float, list[float]]]] = {}
     for r in records:
         step = r.get("step")
         if step is None:
@@ -142,19 +149,25 @@ def training_series(
         for key, value in r.items():
             if key in ("stage", "step", "time") or key.startswith("stage/") or key.startswith("eval/") != held_out:
                 continue
+            if held_out and not key.endswith(HELD_OUT_ENDINGS):
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
                 continue
-            out.setdefault(key, {}).setdefault(str(r.get("stage")), []).append((float(step), float(value)))
-    return out
+            values.setdefault(key, {}).setdefault(str(r.get("stage")), {}).setdefault(float(step), []).append(value)
+    return {
+        key: {stage: [(step, sum(v) / len(v)) for step, v in points.items()] for stage, points in stages.items()}
+        for key, stages in values.items()
+    }
 
 
 def training_curves(records: Sequence[Mapping[str, Any]], held_out: bool = False) -> str | None:
-    """One panel per training metric (loss first, at most 12 panels), one line per stage; ``held_out``:
+    """One panel per training metric (rewards, then losses first, at most 12 panels), one line per stage; ``held_out``:
     the learning curves on held-out prompts (see :func:`training_series`)."""
     series = training_series(records, held_out)
     if not series:
         return None
-    keys = sorted(series, key=lambda k: (not k.endswith("loss"), k))[:MAX_TRAINING_PANELS]
+    keys = sorted(series, key=lambda k: (not k.startswith("eval/reward"), not k.endswith("loss"), k))
+    keys = keys[:MAX_TRAINING_PANELS]
     plt = _pyplot()
     cols = min(3, len(keys))
     rows = math.ceil(len(keys) / cols)

@@ -182,20 +182,20 @@ def _quote_list(items: Sequence[str], conjunction: str = "and") -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" {conjunction} " + quoted[-1]
 
 
-def _bounds_text(noun: str, low: int | None, high: int | None) -> str:
-    if low is not None and high is not None:
-        return f"between {low} and {high} {noun}"
-    if low is not None:
-        return f"at least {low} {noun}"
-    return f"at most {high} {noun}"
+BOUNDS_WORDINGS: dict[bool, tuple[str, str, str]] = {
+    False: ("between {} and {}", "at least {}", "at most {}"),
+    True: ("no fewer than {} and no more than {}", "no fewer than {}", "no more than {}"),
+}
+"""How a range is said (both bounds, lower only, upper only): the train wording (False), the held-out one (True)."""
 
 
-def _held_out_bounds_text(noun: str, low: int | None, high: int | None) -> str:
+def _bounds_text(noun: str, low: int | None, high: int | None, held_out: bool = False) -> str:
+    both, at_least, at_most = BOUNDS_WORDINGS[held_out]
     if low is not None and high is not None:
-        return f"no fewer than {low} and no more than {high} {noun}"
+        return f"{both.format(low, high)} {noun}"
     if low is not None:
-        return f"no fewer than {low} {noun}"
-    return f"no more than {high} {noun}"
+        return f"{at_least.format(low)} {noun}"
+    return f"{at_most.format(high)} {noun}"
 
 
 def _sample_bounds(rng: random.Random, choices: Sequence[tuple[int | None, int | None]], lo: str, hi: str) -> dict:
@@ -229,7 +229,7 @@ JSON_KEY_SETS = (("answer",), ("title", "summary"), ("topic", "facts"), ("questi
     shapes_response=True,
     needs_a_bound=True,
     held_out=lambda min_words=None, max_words=None: (
-        f"Keep the response to {_held_out_bounds_text('words', min_words, max_words)}."
+        f"Keep the response to {_bounds_text('words', min_words, max_words, True)}."
     ),
 )
 def word_count(response: str, min_words: int | None = None, max_words: int | None = None) -> tuple[float, str]:
@@ -247,7 +247,7 @@ def word_count(response: str, min_words: int | None = None, max_words: int | Non
     shapes_response=True,
     needs_a_bound=True,
     held_out=lambda min_sentences=None, max_sentences=None: (
-        f"Write {_held_out_bounds_text('sentences', min_sentences, max_sentences)} in total."
+        f"Write {_bounds_text('sentences', min_sentences, max_sentences, True)} in total."
     ),
 )
 def sentence_count(

@@ -257,3 +257,24 @@ def test_with_prefixes_adds_new_sentence_cuts_marked_as_augmented():
     out, augmented = B.with_prefixes(gens, count_tokens=lambda text: len(text.split()))
     assert out[:2] == gens and augmented == [False, False, True]
     assert out[2].text == "One short answer." and out[2].num_tokens == 3
+
+
+def test_one_dimension_pairs_take_the_dimensions_in_turn_and_mirror_each_pair():
+    texts = ["a", "b", "c", "d"]
+    levels = [{"brevity": 5, "structure": 1}, {"brevity": 3, "structure": 1}]
+    levels += [{"brevity": 5, "structure": 3}, {"brevity": 1, "structure": 3}]
+    eligible = [0.9, 0.8, 0.7, 0.6]
+    # one dimension apart: (0, 1) brevity gap 2, (2, 3) brevity gap 4, (0, 2) structure gap 2
+    pairs = B.one_dimension_pairs(texts, levels, eligible, k=4)
+    assert [(p.chosen, p.rejected, p.margin) for p in pairs] == [(2, 3, 4.0), (3, 2, 4.0), (0, 2, 2.0), (2, 0, 2.0)]
+    assert len(B.one_dimension_pairs(texts, levels, eligible, k=6)) == 6
+    # an ineligible sample (cut off) is on neither side
+    pairs = B.one_dimension_pairs(texts, levels, [0.9, 0.8, 0.7, float("nan")], k=8)
+    assert {(p.chosen, p.rejected) for p in pairs} == {(0, 1), (1, 0), (0, 2), (2, 0)}
+
+
+def test_one_dimension_pairs_need_mirrored_relabelling():
+    with pytest.raises(ValueError, match="one_dimension_pairs needs"):
+        B.BestOfNConfig(one_dimension_pairs=True, relabel_tags=True)
+    assert B.BestOfNConfig(one_dimension_pairs=True, relabel_tags=True, mirror_pairs=True).one_dimension_pairs
+

@@ -26,7 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from moalign.atomic import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from moalign.config.base import StrictModel
@@ -109,6 +109,16 @@ class BestOfNConfig(StrictModel):
     mirror_pairs: bool = False
     """With ``relabel_tags``: each contrastive pair comes with its mirror (the same two responses swapped,
     under the other's measured tags), so a pair can only be told from its mirror by the tags."""
+    one_dimension_pairs: bool = False
+    """With ``mirror_pairs``: contrast two samples that differ in exactly one tagged dimension, taking the
+    dimensions in turn (:func:`one_dimension_pairs`), instead of the samples whose levels differ most (which
+    mostly contrast lengths, the dimension samples vary most in)."""
+
+    @model_validator(mode="after")
+    def _one_dimension_needs_mirror(self) -> BestOfNConfig:
+        if self.one_dimension_pairs and not (self.mirror_pairs and self.relabel_tags):
+            raise ValueError("one_dimension_pairs needs relabel_tags: true and mirror_pairs: true")
+        return self
 
     @field_validator("aggregator", mode="before")
     @classmethod
@@ -249,6 +259,30 @@ def relabelled_pairs(
         for a, b in [(chosen, far), (far, chosen)] if mirror else [(chosen, far)]:
             seen.add((a, b))
             pairs.append(PreferencePair(a, b, margin))
+    return pairs
+
+
+def one_dimension_pairs(
+    texts: Sequence[str], levels: Sequence[Mapping[str, int]], eligible: Sequence[float], k: int
+) -> list[PreferencePair]:
+    """Up to ``k`` mirrored pairs of one relabelled prompt, each of two eligible samples whose measured
+    ``levels`` differ in exactly one dimension: the dimensions in turn (alphabetical), within one the
+    widest level gap first, then the higher eligible scores; each pair followed by its mirror (``margin``:
+    the level gap)."""
+    ok = [i for i, e in enumerate(eligible) if not math.isnan(e)]
+    by_dim: dict[str, list[tuple[int, float, int, int]]] = {}
+    for i, j in itertools.combinations(ok, 2):
+        differ = [d for d in levels[i] if levels[i][d] != levels[j].get(d)]
+        if len(differ) == 1 and texts[i].strip() != texts[j].strip():
+            gap = abs(levels[i][differ[0]] - levels[j][differ[0]])
+            by_dim.setdefault(differ[0], []).append((-gap, -(eligible[i] + eligible[j]), i, j))
+    queues = [sorted(by_dim[d]) for d in sorted(by_dim)]
+    pairs: list[PreferencePair] = []
+    while len(pairs) < k and any(queues):
+        for queue in queues:
+            if queue and len(pairs) < k:
+                gap, _, i, j = queue.pop(0)
+                pairs += [PreferencePair(i, j, float(-gap)), PreferencePair(j, i, float(-gap))]
     return pairs
 
 
@@ -406,7 +440,10 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
         if relabel:
             levels = [parse_tags(p)[1] for p in relabelled]
             k, mirror = config.pairs_per_prompt, config.mirror_pairs
-            chosen_pairs = relabelled_pairs(texts, levels, group, eligible, k, mirror)
+            if config.one_dimension_pairs:
+                chosen_pairs = one_dimension_pairs(texts, levels, eligible, k)
+            else:
+                chosen_pairs = relabelled_pairs(texts, levels, group, eligible, k, mirror)
         else:
             pair = best_worst_pair(texts, group, config.min_margin, eligible)
             chosen_pairs = [] if pair is None else [pair]

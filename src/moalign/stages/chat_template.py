@@ -5,8 +5,8 @@ template turns each brevity/structure tag of a message into the plain request it
 (:func:`moalign.data.dimensions.spelled_chat_template`), so every later stage, the evaluation and any
 user of the saved model through ``tokenizer.apply_chat_template`` show the policy the same words for a
 tag. The tags stay the prompt's interface (seed 002's ``<brevity 4>``); what the policy learns is to
-follow those requests precisely. ``tags: literal`` is the other reading: the policy must learn what the
-bare tag tokens mean, which a small model does not pick up in a short CPU budget (see the README).
+follow those requests precisely. Without this stage the policy must learn what the bare tag tokens
+mean, which a small model does not pick up in a short CPU budget (see the README).
 
 ```yaml
 stages:

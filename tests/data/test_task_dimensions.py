@@ -126,3 +126,22 @@ def test_spelled_chat_template_renders_tags_as_spell_out_tags_does(tiny_llama_di
         assert rendered == plain.replace("X", D.spell_out_tags(prompt)) + "<|im_start|>assistant\n"
     with pytest.raises(ValueError, match="does not read"):
         D.spelled_chat_template("{{ messages[0].content }}")
+
+
+def test_layout_variants_lay_the_same_sentences_out_at_every_other_structure_level():
+    text = "Tides rise twice a day. The Moon pulls the sea.\n\nThe Sun pulls less. Coasts flood and drain."
+    variants = D.layout_variants(text)  # two paragraphs: level 2
+    assert [D.structure_level(v) for v in variants] == [1, 3, 4, 5]
+    assert all(v.endswith("Coasts flood and drain.") for v in variants)
+    assert variants[0] == "Tides rise twice a day. The Moon pulls the sea. The Sun pulls less. Coasts flood and drain."
+    items = "- The Moon pulls the sea.\n- The Sun pulls less.\n- Coasts flood and drain."
+    assert variants[1] == "Tides rise twice a day.\n\n" + items
+    assert variants[3].startswith("## Overview\n\nTides rise twice a day.\n\n## Key points\n\n- The Moon")
+    # the words are the response's: only header words are added
+    assert D.tf.word_count(variants[2]) == D.tf.word_count(text) + 2
+
+
+def test_layout_variants_only_for_prose_of_four_sentences_or_more():
+    assert D.layout_variants("One. Two. Three.") == []
+    assert D.layout_variants("Intro.\n\n- one\n- two\n\nMore. Text.") == []  # already a list
+    assert D.layout_variants("One. Two. Three. Four.\n```\ncode\n```") == []

@@ -165,8 +165,8 @@ def test_report_shows_data_levels_reward_heads_and_learning_curves(tmp_path):
     text = build_report(tmp_path).read_text()
     checker = check_html(text)
     assert len(checker.images) == 2  # learning curves (eval/reward) and training curves (train/loss)
-    assert "<td>brevity</td><td class=\"num\">3</td><td class=\"num\">0</td>" in text  # SFT rows per level 1, 2
-    assert "<td>brevity</td><td class=\"num\">9</td>" in text and "usable" in text
+    assert '<td>brevity</td><td class="num">3</td><td class="num">0</td>' in text  # SFT rows per level 1, 2
+    assert '<td>brevity</td><td class="num">9</td>' in text and "usable" in text
     assert text.count("too weak to steer") == 1  # structure's Spearman 0.1
 
 

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from moalign.config import load_recipe
+from moalign.data import dimensions as D
 from moalign.data.dimensions import measured_tags
 from moalign.pipeline import run_recipe
 from moalign.stages import best_of_n as B
@@ -252,11 +253,15 @@ def test_level_histogram_counts_every_level_of_each_tagged_dimension():
     assert B.level_histogram(["no tags"]) == {}
 
 
-def test_with_prefixes_adds_new_sentence_cuts_marked_as_augmented():
+def test_with_augmentations_adds_new_texts_marked_by_kind():
     gens = [B.CachedGeneration("One short answer. " + "word " * 20 + "end.", 30), B.CachedGeneration("Two.", 2)]
-    out, augmented = B.with_prefixes(gens, count_tokens=lambda text: len(text.split()))
-    assert out[:2] == gens and augmented == [False, False, True]
+    out, augmented = B.with_augmentations(gens, lambda text: len(text.split()), ["sentence_prefix"])
+    assert out[:2] == gens and augmented == [None, None, "sentence_prefix"]
     assert out[2].text == "One short answer." and out[2].num_tokens == 3
+    prose = B.CachedGeneration("Tides rise. The moon pulls. The sun pulls less. Coasts flood.", 12)
+    out, augmented = B.with_augmentations([prose], len, ["sentence_prefix", "layout"])
+    assert augmented == [None] + ["layout"] * 4  # four sentences of level 5 brevity: no shorter prefix
+    assert [D.structure_level(g.text) for g in out] == [1, 2, 3, 4, 5]
 
 
 def test_one_dimension_pairs_take_the_dimensions_in_turn_and_mirror_each_pair():
@@ -277,4 +282,3 @@ def test_one_dimension_pairs_need_mirrored_relabelling():
     with pytest.raises(ValueError, match="one_dimension_pairs needs"):
         B.BestOfNConfig(one_dimension_pairs=True, relabel_tags=True)
     assert B.BestOfNConfig(one_dimension_pairs=True, relabel_tags=True, mirror_pairs=True).one_dimension_pairs
-

@@ -254,6 +254,39 @@ def sentence_prefixes(response: str) -> list[str]:
     return sorted(best.values(), key=len)
 
 
+LAYOUT_HEADERS = ("## Overview", "## Details", "## Key points")
+"""The section headers :func:`layout_variants` writes (first section, second prose section, list section)."""
+
+
+def layout_variants(response: str) -> list[str]:
+    """The same sentences of a prose response laid out at each other structure level (augmentation for
+    hindsight relabelling of ``structure``, as :func:`sentence_prefixes` is for ``brevity``): one paragraph
+    (1), two paragraphs split at the middle sentence (2), the first sentence then the others as ``- ``
+    items (3), two sections under :data:`LAYOUT_HEADERS` (4), an overview section then a ``Key points``
+    section listing the other sentences (5). Only a response that is prose (level 1 or 2) of at least four
+    sentences has variants, and only those that measure the level they were built for; otherwise none.
+    The words are the model's; the layout is not (marked as augmentation where used).
+    """
+    if any(tf.FENCE_RE.match(line) for line in response.splitlines()):
+        return []
+    level = structure_level(response)
+    sents = tf.sentences(response)
+    if level > 2 or len(sents) < 4:
+        return []
+    half = len(sents) // 2
+    first, second = " ".join(sents[:half]), " ".join(sents[half:])
+    items = "\n".join(f"- {s}" for s in sents[1:])
+    overview, details, key_points = LAYOUT_HEADERS
+    built = {
+        1: " ".join(sents),
+        2: f"{first}\n\n{second}",
+        3: f"{sents[0]}\n\n{items}",
+        4: f"{overview}\n\n{first}\n\n{details}\n\n{second}",
+        5: f"{overview}\n\n{sents[0]}\n\n{key_points}\n\n{items}",
+    }
+    return [text for n, text in built.items() if n != level and structure_level(text) == n]
+
+
 def _levels(response: str) -> tuple[int, int]:
     return brevity_level(response), structure_level(response)
 

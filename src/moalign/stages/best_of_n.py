@@ -35,6 +35,7 @@ from moalign.data.constraints import check_constraints, parse_constraints
 from moalign.data.dimensions import (
     DIMENSIONS,
     LEVELS,
+    layout_variants,
     relabel_prompt,
     sentence_prefixes,
     spell_out_tags,
@@ -103,6 +104,13 @@ class BestOfNConfig(StrictModel):
     per level it passes through (:func:`moalign.data.dimensions.sentence_prefixes`), as extra candidates
     marked ``"augmented": "sentence_prefix"``. This is augmentation: the model wrote the words but did not
     stop there; a truncated sample's prefixes are finished by construction."""
+    layout_variants: bool = False
+    """With ``relabel_tags``: each sample of a tagged prompt that is prose of four sentences or more also
+    contributes its sentences laid out at the other structure levels (one or two paragraphs, a list, sections
+    with headers: :func:`moalign.data.dimensions.layout_variants`), as extra candidates marked
+    ``"augmented": "layout"``. Augmentation: the model wrote the sentences, not the layout; it gives every
+    structure level targets, and pairs of one response in two layouts, which only the structure tag tells
+    apart."""
     pairs_per_prompt: int = Field(1, ge=1)
     """With ``relabel_tags``: contrastive pairs per tagged prompt: each of the best-scoring eligible
     candidates against the candidate whose levels differ most, under its own measured tags."""
@@ -298,18 +306,27 @@ def level_histogram(prompts: Sequence[str]) -> dict[str, int]:
     }
 
 
-def with_prefixes(
-    gens: list[CachedGeneration], count_tokens: Callable[[str], int]
-) -> tuple[list[CachedGeneration], list[bool]]:
-    """``gens`` followed by the sentence-end prefixes of each (new texts only), and which of them are prefixes."""
+AUGMENTATIONS: dict[str, Callable[[str], list[str]]] = {
+    "sentence_prefix": sentence_prefixes,
+    "layout": layout_variants,
+}
+"""The augmentations of a tagged prompt's samples, by the ``augmented`` mark their candidates carry."""
+
+
+def with_augmentations(
+    gens: list[CachedGeneration], count_tokens: Callable[[str], int], kinds: Sequence[str]
+) -> tuple[list[CachedGeneration], list[str | None]]:
+    """``gens`` followed by the texts each augmentation of ``kinds`` (:data:`AUGMENTATIONS`) derives from each
+    drawn sample (new texts only), and each candidate's kind (None: drawn by the model)."""
     texts = {g.text.strip() for g in gens}
-    extra = []
-    for g in gens:
-        for prefix in sentence_prefixes(g.text):
-            if prefix.strip() not in texts:
-                texts.add(prefix.strip())
-                extra.append(CachedGeneration(text=prefix, num_tokens=count_tokens(prefix)))
-    return gens + extra, [False] * len(gens) + [True] * len(extra)
+    extra: list[tuple[CachedGeneration, str]] = []
+    for kind in kinds:
+        for g in gens:
+            for text in AUGMENTATIONS[kind](g.text):
+                if text.strip() not in texts:
+                    texts.add(text.strip())
+                    extra.append((CachedGeneration(text=text, num_tokens=count_tokens(text)), kind))
+    return gens + [g for g, _ in extra], [None] * len(gens) + [kind for _, kind in extra]
 
 
 @register_stage("best_of_n", BestOfNConfig)
@@ -361,15 +378,16 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     bar.close()
     gen_s = time.time() - t0
 
-    augmented = [[False] * len(gens) for gens in generations]
-    if config.relabel_tags and config.sentence_prefixes:
+    augmented: list[list[str | None]] = [[None] * len(gens) for gens in generations]
+    kinds = [k for k, on in (("sentence_prefix", config.sentence_prefixes), ("layout", config.layout_variants)) if on]
+    if config.relabel_tags and kinds:
 
         def count_tokens(text: str) -> int:
             return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
         for i, record in enumerate(records):
             if relabel_prompt(record["prompt"], "") is not None:
-                generations[i], augmented[i] = with_prefixes(generations[i], count_tokens)
+                generations[i], augmented[i] = with_augmentations(generations[i], count_tokens, kinds)
 
     # one row per sample, with its record's columns
     rows = [(i, j, g) for i, gens in enumerate(generations) for j, g in enumerate(gens)]
@@ -397,7 +415,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
                 "scores": {k: _finite(v) for k, v in scores.items()},
                 "total": _finite(totals[row]),
                 "constraints": [c.to_dict() for c in checked],
-                **({"augmented": "sentence_prefix"} if augmented[i][j] else {}),
+                **({"augmented": augmented[i][j]} if augmented[i][j] else {}),
             }
         )
         ratings.append(
@@ -434,7 +452,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
                         "completion": texts[j],
                         "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": texts[j]}],
                         "score": _finite(group[j]),
-                        **({"augmented": "sentence_prefix"} if augmented[i][j] else {}),
+                        **({"augmented": augmented[i][j]} if augmented[i][j] else {}),
                     }
                 )
         if relabel:
@@ -466,7 +484,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     atomic_write_text(out / "sft.jsonl", _jsonl(sft))
     atomic_write_text(out / "pairs.jsonl", _jsonl(pairs))
     atomic_write_text(out / "ratings.jsonl", _jsonl(ratings))
-    drawn = [not augmented[i][j] for i, j, _ in rows]
+    drawn = [augmented[i][j] is None for i, j, _ in rows]
     drawn_results = [r for r, keep in zip(results, drawn, strict=True) if keep]
     constraint_rates = {"samples": satisfaction_rates(drawn_results), "best": satisfaction_rates(best_results)}
     atomic_write_json(out / "constraints.json", constraint_rates)

@@ -230,3 +230,30 @@ def test_declared_conflicts_name_registered_kinds():
     names = set(C.CONSTRAINTS.names())
     for name in names:
         assert C.CONSTRAINTS.get(name).declared_conflicts <= names
+
+
+def test_repair_response_edits_the_form_and_keeps_the_words():
+    lower = [{"kind": "lowercase"}, {"kind": "ends_with", "phrase": "That is all."}]
+    assert C.repair_response("Tides Rise, twice a day.", lower) == "tides rise, twice a day.\n\nthat is all."
+    assert C.repair_response("One, two, three.", [{"kind": "no_commas"}]) == "One two three."
+    quoted = C.repair_response("  Tides rise.\n", [{"kind": "quoted"}])
+    assert quoted == '"Tides rise."'
+    start = C.repair_response("tides rise.", [{"kind": "starts_with", "phrase": "In short,"}, {"kind": "uppercase"}])
+    assert start == "IN SHORT, TIDES RISE."
+    # nothing to repair, a failed kind without a repair, or a satisfied response: no candidate
+    assert C.repair_response("tides rise.", [{"kind": "lowercase"}]) is None
+    assert (
+        C.repair_response("Tides rise.", [{"kind": "lowercase"}, {"kind": "include_keywords", "keywords": ["moon"]}])
+        is None
+    )
+    assert C.repair_response("Tides rise.", []) is None
+
+
+def test_every_repair_satisfies_its_own_kind():
+    params = {"starts_with": {"phrase": "Well,"}, "ends_with": {"phrase": "Done."}}
+    for name in C.CONSTRAINTS.names():
+        kind = C.CONSTRAINTS.get(name)
+        if kind.repair is not None:
+            constraint = {"kind": name, **params.get(name, {})}
+            repaired = C.repair_response("Some Text, with Case.", [constraint])
+            assert repaired is not None and C.check_constraint(repaired, constraint).satisfied, name

@@ -76,6 +76,9 @@ class ConstraintKind:
     shapes_response: bool = False
     needs_a_bound: bool = False
     """At least one of its (optional) parameters must be given."""
+    repair: Callable[..., str] | None = None
+    """``repair(response, **params)``: the response edited to satisfy this kind while keeping its words (case
+    changed, commas dropped, the phrase or quotes added), where such an edit exists (see :func:`repair_response`)."""
 
     @property
     def conflicts(self) -> frozenset[str]:
@@ -122,6 +125,7 @@ def register_constraint(
     conflicts: Iterable[str] = (),
     shapes_response: bool = False,
     needs_a_bound: bool = False,
+    repair: Callable[..., str] | None = None,
 ) -> Callable[[Check], Check]:
     """Register the decorated check as the constraint kind of its function's name, its parameters read from its
     signature (:func:`signature_params`); the check is wrapped to fail an empty response.
@@ -129,7 +133,8 @@ def register_constraint(
     ``instruction(**params)`` is the sentence that asks for the constraint in a training prompt, ``held_out``
     its other wording for held-out prompts (:attr:`ConstraintKind.held_out_instruction`); ``sample`` draws its
     parameters; ``conflicts`` names kinds it cannot (or can hardly) be satisfied together with (the relation is
-    symmetric: :attr:`ConstraintKind.conflicts`).
+    symmetric: :attr:`ConstraintKind.conflicts`); ``repair`` edits a response to satisfy it
+    (:attr:`ConstraintKind.repair`).
     """
 
     def decorator(check: Check) -> Check:
@@ -144,6 +149,7 @@ def register_constraint(
             declared_conflicts=frozenset(conflicts),
             shapes_response=shapes_response,
             needs_a_bound=needs_a_bound,
+            repair=repair,
         )
         CONSTRAINTS.add(kind.name, kind)
         return wrapped
@@ -370,6 +376,7 @@ def placeholders(response: str, min_count: int) -> tuple[float, str]:
     lambda rng, ctx: {},
     conflicts={"uppercase"},
     held_out=lambda: "Use only small letters throughout the response: no uppercase at all.",
+    repair=lambda response: response.lower(),
 )
 def lowercase(response: str) -> tuple[float, str]:
     """No capital letters; the score is the share of cased letters in lower case (none cased: satisfied)."""
@@ -384,6 +391,7 @@ def lowercase(response: str) -> tuple[float, str]:
     lambda: "Write your entire answer in English capital letters only.",
     lambda rng, ctx: {},
     held_out=lambda: "Reply entirely in uppercase English letters.",
+    repair=lambda response: response.upper(),
 )
 def uppercase(response: str) -> tuple[float, str]:
     """No lower-case letters; the score is the share of cased letters in upper case."""
@@ -401,6 +409,7 @@ COMMAS = ",，、،"
     lambda: "Do not use any commas in your answer.",
     lambda rng, ctx: {},
     held_out=lambda: "Avoid commas completely in the response.",
+    repair=lambda response: re.sub(f"[{COMMAS}]", "", response),
 )
 def no_commas(response: str) -> tuple[float, str]:
     """No commas (ASCII, full-width, ideographic or Arabic); the score is ``1 / (1 + commas)``."""
@@ -416,6 +425,7 @@ def no_commas(response: str) -> tuple[float, str]:
     lambda rng, ctx: {"phrase": rng.choice(OPENING_PHRASES)},
     conflicts={"title"},
     held_out=lambda phrase: f'Begin the response with the exact words "{phrase}", with nothing before them.',
+    repair=lambda response, phrase: f"{phrase} {response.lstrip()}",
 )
 def starts_with(response: str, phrase: str) -> tuple[float, str]:
     """The response begins with ``phrase`` (case and whitespace insensitive)."""
@@ -428,6 +438,7 @@ def starts_with(response: str, phrase: str) -> tuple[float, str]:
     lambda rng, ctx: {"phrase": rng.choice(CLOSING_PHRASES)},
     conflicts={"postscript"},
     held_out=lambda phrase: f'Finish the response with the words "{phrase}" and write nothing after them.',
+    repair=lambda response, phrase: f"{response.rstrip()}\n\n{phrase}",
 )
 def ends_with(response: str, phrase: str) -> tuple[float, str]:
     """The response ends with ``phrase``, nothing after it but whitespace (case insensitive)."""
@@ -475,6 +486,7 @@ QUOTE_PAIRS = (('"', '"'), ("“", "”"), ("«", "»"), ("„", "“"))
     conflicts={"starts_with", "ends_with", "postscript", "sections", "bullet_count", "title"},
     shapes_response=True,
     held_out=lambda: "Put the whole response inside a pair of double quotes.",
+    repair=lambda response: f'"{response.strip()}"',
 )
 def quoted(response: str) -> tuple[float, str]:
     """The whole response is wrapped in double quotation marks (straight, curly or guillemets)."""
@@ -606,6 +618,24 @@ def check_constraint(response: str, constraint: Mapping[str, Any]) -> Constraint
 def check_constraints(response: str, constraints: Sequence[Mapping[str, Any]]) -> list[ConstraintResult]:
     """Apply every constraint of a record to a response."""
     return [check_constraint(response, c) for c in constraints]
+
+
+def repair_response(response: str, constraints: Sequence[Mapping[str, Any]]) -> str | None:
+    """``response`` with each unsatisfied constraint's :attr:`~ConstraintKind.repair` applied in order (in
+    passes, as one edit can undo another: a phrase added after the text was lower-cased), if the result then
+    satisfies every constraint; None if nothing needed repair, a failed kind has no repair or the edits do
+    not settle. An augmentation for rejection sampling: the words are the model's, the edit is not."""
+    text = response
+    for _ in range(len(constraints) + 1):
+        failed = [c for c in constraints if not check_constraint(text, c).satisfied]
+        if not failed:
+            return None if text == response else text
+        for constraint in failed:
+            repair = CONSTRAINTS.get(constraint["kind"]).repair
+            if repair is None:
+                return None
+            text = repair(text, **{k: v for k, v in constraint.items() if k != "kind"})
+    return None
 
 
 def constraint_instruction(constraint: Mapping[str, Any], held_out: bool = False) -> str:

@@ -255,13 +255,26 @@ def test_level_histogram_counts_every_level_of_each_tagged_dimension():
 
 def test_with_augmentations_adds_new_texts_marked_by_kind():
     gens = [B.CachedGeneration("One short answer. " + "word " * 20 + "end.", 30), B.CachedGeneration("Two.", 2)]
-    out, augmented = B.with_augmentations(gens, lambda text: len(text.split()), ["sentence_prefix"])
-    assert out[:2] == gens and augmented == [None, None, "sentence_prefix"]
+    count = lambda text: len(text.split())  # noqa: E731
+    out, augmented = B.with_augmentations(gens, count, ["sentence_prefix"], {}, max_new_tokens=30)
+    assert out[:2] == gens and augmented == [None, None, "sentence_prefix"]  # a cut-off sample's prefix is finished
     assert out[2].text == "One short answer." and out[2].num_tokens == 3
     prose = B.CachedGeneration("Tides rise. The moon pulls. The sun pulls less. Coasts flood.", 12)
-    out, augmented = B.with_augmentations([prose], len, ["sentence_prefix", "layout"])
+    out, augmented = B.with_augmentations([prose], len, ["sentence_prefix", "layout"], {}, max_new_tokens=160)
     assert augmented == [None] + ["layout"] * 4  # four sentences of level 5 brevity: no shorter prefix
     assert [D.structure_level(g.text) for g in out] == [1, 2, 3, 4, 5]
+    # no layout or repair of a cut-off sample: its last sentence is unfinished
+    assert B.with_augmentations([prose], len, ["layout"], {}, max_new_tokens=12)[1] == [None]
+    record = {"constraints": [{"kind": "lowercase"}]}
+    out, augmented = B.with_augmentations([prose], len, ["repair"], record, max_new_tokens=160)
+    assert augmented == [None, "repair"] and out[1].text == prose.text.lower()
+    assert B.with_augmentations([prose], len, ["repair"], record, max_new_tokens=12)[1] == [None]
+
+
+def test_top_targets_are_the_best_eligible_distinct_texts():
+    texts, eligible = ["a", "b", "a ", "c"], [0.5, float("nan"), 0.9, 0.9]
+    assert B.top_targets(texts, eligible, 1) == [2]
+    assert B.top_targets(texts, eligible, 3) == [2, 3]  # "a " repeats "a"; "b" is not eligible
 
 
 def test_one_dimension_pairs_take_the_dimensions_in_turn_and_mirror_each_pair():

@@ -31,7 +31,7 @@ from pydantic import Field, field_validator, model_validator
 from moalign.atomic import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from moalign.config.base import StrictModel
 from moalign.config.recipe import ObjectiveConfig, PluginSpec, plugin_spec
-from moalign.data.constraints import check_constraints, parse_constraints
+from moalign.data.constraints import check_constraints, parse_constraints, repair_response
 from moalign.data.dimensions import (
     DIMENSIONS,
     LEVELS,
@@ -111,6 +111,15 @@ class BestOfNConfig(StrictModel):
     ``"augmented": "layout"``. Augmentation: the model wrote the sentences, not the layout; it gives every
     structure level targets, and pairs of one response in two layouts, which only the structure tag tells
     apart."""
+    repair_constraints: bool = False
+    """Each finished sample of a prompt with constraints that fails some of them also contributes its repaired
+    text, where every failed constraint has a repair (lower or upper case, commas dropped, the start or end
+    phrase or the quotes added: :func:`moalign.data.constraints.repair_response`), as an extra candidate marked
+    ``"augmented": "repair"``. Augmentation: the words are the model's, the edit is a rule's; it gives
+    format constraints the base model rarely meets targets, and pairs of one response with and without
+    the requested form."""
+    targets_per_prompt: int = Field(1, ge=1)
+    """SFT targets per untagged prompt: its best eligible candidates with distinct texts, best first."""
     pairs_per_prompt: int = Field(1, ge=1)
     """With ``relabel_tags``: contrastive pairs per tagged prompt: each of the best-scoring eligible
     candidates against the candidate whose levels differ most, under its own measured tags."""
@@ -294,6 +303,17 @@ def one_dimension_pairs(
     return pairs
 
 
+def top_targets(texts: Sequence[str], eligible: Sequence[float], k: int) -> list[int]:
+    """The ``k`` best eligible candidates with distinct texts (NaN: not eligible), best first, ties by index."""
+    chosen: list[int] = []
+    seen: set[str] = set()
+    for i in sorted((i for i, e in enumerate(eligible) if not math.isnan(e)), key=lambda i: (-eligible[i], i)):
+        if len(chosen) < k and texts[i].strip() not in seen:
+            seen.add(texts[i].strip())
+            chosen.append(i)
+    return chosen
+
+
 def level_histogram(prompts: Sequence[str]) -> dict[str, int]:
     """How many of ``prompts`` carry each level of each brevity/structure tag:
     ``{"data/levels/brevity/1": count, ...}`` (every level present, zeros included, once any prompt is tagged)."""
@@ -306,23 +326,39 @@ def level_histogram(prompts: Sequence[str]) -> dict[str, int]:
     }
 
 
-AUGMENTATIONS: dict[str, Callable[[str], list[str]]] = {
-    "sentence_prefix": sentence_prefixes,
-    "layout": layout_variants,
+def _repaired(response: str, record: Mapping[str, Any]) -> list[str]:
+    constraints = parse_constraints(record.get("constraints"), source=str(record.get("id")))
+    repaired = repair_response(response, constraints) if constraints else None
+    return [] if repaired is None else [repaired]
+
+
+AUGMENTATIONS: dict[str, tuple[Callable[[str, Mapping[str, Any]], list[str]], bool]] = {
+    "sentence_prefix": (lambda text, record: sentence_prefixes(text), True),
+    "layout": (lambda text, record: layout_variants(text), False),
+    "repair": (_repaired, False),
 }
-"""The augmentations of a tagged prompt's samples, by the ``augmented`` mark their candidates carry."""
+"""The augmentations of a prompt's samples, by the ``augmented`` mark their candidates carry:
+``(derive(text, record) -> texts, applies to a cut-off sample)``."""
 
 
 def with_augmentations(
-    gens: list[CachedGeneration], count_tokens: Callable[[str], int], kinds: Sequence[str]
+    gens: list[CachedGeneration],
+    count_tokens: Callable[[str], int],
+    kinds: Sequence[str],
+    record: Mapping[str, Any],
+    max_new_tokens: int,
 ) -> tuple[list[CachedGeneration], list[str | None]]:
     """``gens`` followed by the texts each augmentation of ``kinds`` (:data:`AUGMENTATIONS`) derives from each
-    drawn sample (new texts only), and each candidate's kind (None: drawn by the model)."""
+    drawn sample of ``record`` (new texts only; from a sample cut off at ``max_new_tokens`` only where the
+    augmentation allows it), and each candidate's kind (None: drawn by the model)."""
     texts = {g.text.strip() for g in gens}
     extra: list[tuple[CachedGeneration, str]] = []
     for kind in kinds:
+        derive, from_cut_off = AUGMENTATIONS[kind]
         for g in gens:
-            for text in AUGMENTATIONS[kind](g.text):
+            if g.num_tokens >= max_new_tokens and not from_cut_off:
+                continue
+            for text in derive(g.text, record):
                 if text.strip() not in texts:
                     texts.add(text.strip())
                     extra.append((CachedGeneration(text=text, num_tokens=count_tokens(text)), kind))
@@ -379,15 +415,22 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     gen_s = time.time() - t0
 
     augmented: list[list[str | None]] = [[None] * len(gens) for gens in generations]
-    kinds = [k for k, on in (("sentence_prefix", config.sentence_prefixes), ("layout", config.layout_variants)) if on]
-    if config.relabel_tags and kinds:
+    tagged_kinds = [
+        k for k, on in (("sentence_prefix", config.sentence_prefixes), ("layout", config.layout_variants)) if on
+    ]
 
-        def count_tokens(text: str) -> int:
-            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    def count_tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-        for i, record in enumerate(records):
-            if relabel_prompt(record["prompt"], "") is not None:
-                generations[i], augmented[i] = with_augmentations(generations[i], count_tokens, kinds)
+    for i, record in enumerate(records):
+        tagged = relabel_prompt(record["prompt"], "") is not None
+        kinds = (tagged_kinds if tagged and config.relabel_tags else []) + (
+            ["repair"] if config.repair_constraints and record.get("constraints") else []
+        )
+        if kinds:
+            generations[i], augmented[i] = with_augmentations(
+                generations[i], count_tokens, kinds, record, config.max_new_tokens
+            )
 
     # one row per sample, with its record's columns
     rows = [(i, j, g) for i, gens in enumerate(generations) for j, g in enumerate(gens)]
@@ -442,12 +485,17 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
         prompts = relabelled if relabel else [record["prompt"]] * len(texts)
         if best is not None:
             best_results.append(results[offset + best])
-            chosen = [j for j in range(len(texts)) if not math.isnan(eligible[j])] if relabel else [best]
+            chosen = (
+                [j for j in range(len(texts)) if not math.isnan(eligible[j])]
+                if relabel
+                else top_targets(texts, eligible, config.targets_per_prompt)
+            )
+            numbered = relabel or config.targets_per_prompt > 1  # several targets of one prompt
             for j in chosen:
                 prompt = prompts[j]
                 sft.append(
                     {
-                        "id": f"{record.get('id')}#{j}" if relabel else record.get("id"),
+                        "id": f"{record.get('id')}#{j}" if numbered else record.get("id"),
                         "prompt": prompt,
                         "completion": texts[j],
                         "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": texts[j]}],

@@ -257,18 +257,33 @@ def test_with_augmentations_adds_new_texts_marked_by_kind():
     gens = [B.CachedGeneration("One short answer. " + "word " * 20 + "end.", 30), B.CachedGeneration("Two.", 2)]
     count = lambda text: len(text.split())  # noqa: E731
     out, augmented = B.with_augmentations(gens, count, ["sentence_prefix"], {}, max_new_tokens=30)
-    assert out[:2] == gens and augmented == [None, None, "sentence_prefix"]  # a cut-off sample's prefix is finished
+    assert out[:2] == gens and [c.kind for c in augmented] == [None, None, "sentence_prefix"]  # cut off, finished
+    assert augmented[2].source == 0
     assert out[2].text == "One short answer." and out[2].num_tokens == 3
     prose = B.CachedGeneration("Tides rise. The moon pulls. The sun pulls less. Coasts flood.", 12)
     out, augmented = B.with_augmentations([prose], len, ["sentence_prefix", "layout"], {}, max_new_tokens=160)
-    assert augmented == [None] + ["layout"] * 4  # four sentences of level 5 brevity: no shorter prefix
+    assert [c.kind for c in augmented] == [None] + ["layout"] * 4  # four sentences of level 5: no shorter prefix
     assert [D.structure_level(g.text) for g in out] == [1, 2, 3, 4, 5]
     # no layout or repair of a cut-off sample: its last sentence is unfinished
-    assert B.with_augmentations([prose], len, ["layout"], {}, max_new_tokens=12)[1] == [None]
+    assert B.with_augmentations([prose], len, ["layout"], {}, max_new_tokens=12)[1] == [B.Candidate()]
     record = {"constraints": [{"kind": "lowercase"}]}
     out, augmented = B.with_augmentations([prose], len, ["repair"], record, max_new_tokens=160)
-    assert augmented == [None, "repair"] and out[1].text == prose.text.lower()
-    assert B.with_augmentations([prose], len, ["repair"], record, max_new_tokens=12)[1] == [None]
+    assert augmented == [B.Candidate(), B.Candidate("repair", 0)] and out[1].text == prose.text.lower()
+    assert B.with_augmentations([prose], len, ["repair"], record, max_new_tokens=12)[1] == [B.Candidate()]
+
+
+def test_repair_pairs_contrast_each_repaired_text_with_its_sample():
+    nan = float("nan")
+    candidates = [
+        B.Candidate(),
+        B.Candidate(),
+        B.Candidate("repair", 1),
+        B.Candidate("repair", 0),
+        B.Candidate("layout", 0),
+    ]
+    scores, eligible = [0.5, 0.0, 1.0, 0.5, 1.0], [0.5, 0.0, 1.0, nan, 1.0]
+    pairs = B.repair_pairs(candidates, scores, eligible)
+    assert [(p.chosen, p.rejected, p.margin) for p in pairs] == [(2, 1, 1.0)]  # 3: not eligible and no gain
 
 
 def test_top_targets_are_the_best_eligible_distinct_texts():

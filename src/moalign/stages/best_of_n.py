@@ -22,7 +22,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +117,7 @@ class BestOfNConfig(StrictModel):
     phrase or the quotes added: :func:`moalign.data.constraints.repair_response`), as an extra candidate marked
     ``"augmented": "repair"``. Augmentation: the words are the model's, the edit is a rule's; it gives
     format constraints the base model rarely meets targets, and pairs of one response with and without
-    the requested form."""
+    the requested form (each repaired text against its sample, before the prompt's best/worst pair)."""
     targets_per_prompt: int = Field(1, ge=1)
     """SFT targets per untagged prompt: its best eligible candidates with distinct texts, best first."""
     pairs_per_prompt: int = Field(1, ge=1)
@@ -341,28 +341,49 @@ AUGMENTATIONS: dict[str, tuple[Callable[[str, Mapping[str, Any]], list[str]], bo
 ``(derive(text, record) -> texts, applies to a cut-off sample)``."""
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """Where a candidate comes from: drawn by the model (``kind`` None) or derived by an augmentation from
+    the drawn sample ``source``."""
+
+    kind: str | None = None
+    source: int | None = None
+
+
 def with_augmentations(
     gens: list[CachedGeneration],
     count_tokens: Callable[[str], int],
     kinds: Sequence[str],
     record: Mapping[str, Any],
     max_new_tokens: int,
-) -> tuple[list[CachedGeneration], list[str | None]]:
+) -> tuple[list[CachedGeneration], list[Candidate]]:
     """``gens`` followed by the texts each augmentation of ``kinds`` (:data:`AUGMENTATIONS`) derives from each
     drawn sample of ``record`` (new texts only; from a sample cut off at ``max_new_tokens`` only where the
-    augmentation allows it), and each candidate's kind (None: drawn by the model)."""
+    augmentation allows it), and where each candidate comes from."""
     texts = {g.text.strip() for g in gens}
-    extra: list[tuple[CachedGeneration, str]] = []
+    extra: list[tuple[CachedGeneration, Candidate]] = []
     for kind in kinds:
         derive, from_cut_off = AUGMENTATIONS[kind]
-        for g in gens:
+        for i, g in enumerate(gens):
             if g.num_tokens >= max_new_tokens and not from_cut_off:
                 continue
             for text in derive(g.text, record):
                 if text.strip() not in texts:
                     texts.add(text.strip())
-                    extra.append((CachedGeneration(text=text, num_tokens=count_tokens(text)), kind))
-    return gens + [g for g, _ in extra], [None] * len(gens) + [kind for _, kind in extra]
+                    extra.append((CachedGeneration(text=text, num_tokens=count_tokens(text)), Candidate(kind, i)))
+    return gens + [g for g, _ in extra], [Candidate()] * len(gens) + [c for _, c in extra]
+
+
+def repair_pairs(
+    candidates: Sequence[Candidate], scores: Sequence[float], eligible: Sequence[float]
+) -> list[PreferencePair]:
+    """Each eligible repaired candidate against the sample it was repaired from (the same words with and
+    without the requested form; ``margin``: the score gain), where the repair raised the score."""
+    return [
+        PreferencePair(j, c.source, scores[j] - scores[c.source])
+        for j, c in enumerate(candidates)
+        if c.kind == "repair" and c.source is not None and not math.isnan(eligible[j]) and scores[j] > scores[c.source]
+    ]
 
 
 @register_stage("best_of_n", BestOfNConfig)
@@ -414,7 +435,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     bar.close()
     gen_s = time.time() - t0
 
-    augmented: list[list[str | None]] = [[None] * len(gens) for gens in generations]
+    origins = [[Candidate()] * len(gens) for gens in generations]
     tagged_kinds = [
         k for k, on in (("sentence_prefix", config.sentence_prefixes), ("layout", config.layout_variants)) if on
     ]
@@ -428,7 +449,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
             ["repair"] if config.repair_constraints and record.get("constraints") else []
         )
         if kinds:
-            generations[i], augmented[i] = with_augmentations(
+            generations[i], origins[i] = with_augmentations(
                 generations[i], count_tokens, kinds, record, config.max_new_tokens
             )
 
@@ -458,7 +479,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
                 "scores": {k: _finite(v) for k, v in scores.items()},
                 "total": _finite(totals[row]),
                 "constraints": [c.to_dict() for c in checked],
-                **({"augmented": augmented[i][j]} if augmented[i][j] else {}),
+                **({"augmented": origins[i][j].kind} if origins[i][j].kind else {}),
             }
         )
         ratings.append(
@@ -500,7 +521,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
                         "completion": texts[j],
                         "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": texts[j]}],
                         "score": _finite(group[j]),
-                        **({"augmented": augmented[i][j]} if augmented[i][j] else {}),
+                        **({"augmented": origins[i][j].kind} if origins[i][j].kind else {}),
                     }
                 )
         if relabel:
@@ -512,7 +533,9 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
                 chosen_pairs = relabelled_pairs(texts, levels, group, eligible, k, mirror)
         else:
             pair = best_worst_pair(texts, group, config.min_margin, eligible)
-            chosen_pairs = [] if pair is None else [pair]
+            chosen_pairs = repair_pairs(origins[i], group, eligible)
+            if pair is not None and (pair.chosen, pair.rejected) not in {(p.chosen, p.rejected) for p in chosen_pairs}:
+                chosen_pairs.append(pair)
         for pair in chosen_pairs:
             pairs.append(
                 {
@@ -532,7 +555,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     atomic_write_text(out / "sft.jsonl", _jsonl(sft))
     atomic_write_text(out / "pairs.jsonl", _jsonl(pairs))
     atomic_write_text(out / "ratings.jsonl", _jsonl(ratings))
-    drawn = [augmented[i][j] is None for i, j, _ in rows]
+    drawn = [origins[i][j].kind is None for i, j, _ in rows]
     drawn_results = [r for r, keep in zip(results, drawn, strict=True) if keep]
     constraint_rates = {"samples": satisfaction_rates(drawn_results), "best": satisfaction_rates(best_results)}
     atomic_write_json(out / "constraints.json", constraint_rates)

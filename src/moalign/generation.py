@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from moalign.cost import count_tokens
+from moalign.precision import fast_path_dtype, resolve_bf16
 from moalign.training.logprobs import group_by_prompt
-from moalign.training.precision import fast_path_dtype, resolve_bf16
 
 Chat = list[dict[str, str]]
 
@@ -91,7 +91,7 @@ def packed_linear_weights(model: Any, rows: int) -> Iterator[None]:
     step), where the CPU multiplies bf16 natively (AVX-512 BF16, AMX). Outputs equal the
     default matmul's within rounding (checked by a test in both precisions). A no-op off the CPU,
     outside ``no_grad``/``inference_mode``, without oneDNN, when already active, and where
-    :func:`~moalign.training.precision.fast_path_dtype` steps aside; layers whose ``forward`` another
+    :func:`~moalign.precision.fast_path_dtype` steps aside; layers whose ``forward`` another
     wrapper replaced (accelerate's offloading hooks) are left alone.
     """
     reorder = getattr(torch.ops.mkldnn, "_reorder_linear_weight", None)
@@ -199,7 +199,7 @@ def generate(
     prefill (:func:`generate_shared_prefix`); each batch decodes with the KV cache and ends when all
     its rows have ended. The progress bar shows generated tokens per second.
 
-    ``bf16`` (resolved by :func:`~moalign.training.precision.resolve_bf16`; None: where the device runs
+    ``bf16`` (resolved by :func:`~moalign.precision.resolve_bf16`; None: where the device runs
     it natively) decodes under bf16 autocast, on bf16 copies of the packed weights; False in the weights'
     dtype, whatever autocast the caller set. On a CPU with AMX, SmolLM2 decodes about twice as fast in
     bf16 as in float32 at 16 rows (``moalign bench`` measures it).

@@ -9,8 +9,8 @@ import warnings
 import pytest
 import torch
 
+from moalign import precision
 from moalign.config import RecipeError, load_recipe
-from moalign.training import precision
 
 
 @pytest.mark.parametrize(

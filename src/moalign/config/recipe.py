@@ -33,9 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from moalign.config.base import StrictModel, unknown_key_hint
 from moalign.config.yaml_source import Loc, YamlSource, apply_override, load_yaml
 from moalign.errors import UserError
+from moalign.precision import Precision, stage_bf16
 from moalign.registry import Registry, did_you_mean
 from moalign.tags import DEFAULT_TAG_DIMENSIONS, IntensityRange, check_dimensions
-from moalign.training.precision import Precision, stage_bf16
 
 
 class PluginSpec(BaseModel):
@@ -137,7 +137,7 @@ class Recipe(StrictModel):
     precision: Precision = "auto"
     """``auto``: each stage's ``bf16`` key decides (unset: bf16 autocast where the device runs it
     natively); ``fp32`` or ``bf16`` sets every stage's ``bf16`` key, overriding the stages' own
-    (:mod:`moalign.training.precision`)."""
+    (:mod:`moalign.precision`)."""
     objectives: list[ObjectiveConfig] = Field(default_factory=list)
     aggregator: PluginSpec = Field(default_factory=lambda: plugin_spec(_aggregators(), "weighted_sum"))
     """How the objectives' scores become one reward: a name or ``{name: {params}}``."""

@@ -34,8 +34,8 @@ from moalign.eval.generations import GenerationCache, GenerationRun, cached_gene
 from moalign.eval.metrics import bleu_scores, bootstrap_interval, corpus_perplexity, length_stats, mean, win_rate
 from moalign.eval.presets import DecodingPreset, decoding_preset
 from moalign.generation import BATCH_SIZE
+from moalign.precision import resolve_bf16
 from moalign.rewards.scorers.repetition import repeated_ngram_share
-from moalign.training.precision import resolve_bf16
 
 if TYPE_CHECKING:
     from moalign.rewards import MultiObjectiveReward
@@ -75,7 +75,7 @@ class EvalSettings(StrictModel):
     controllability: ControllabilityConfig | None = None
     bf16: bool | None = None
     """Decode in bf16 autocast; None: where the device runs it natively. The recipe's run-level
-    ``precision`` sets it like every stage's (:mod:`moalign.training.precision`)."""
+    ``precision`` sets it like every stage's (:mod:`moalign.precision`)."""
     bootstrap_resamples: int = Field(1000, ge=10)
     seed: int = 0
 

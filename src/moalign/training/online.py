@@ -22,6 +22,7 @@ from moalign.data.adapters import DatasetSpec
 from moalign.errors import UserError
 from moalign.generation import SamplingConfig
 from moalign.losses.ppo import kl_estimate
+from moalign.precision import resolve_bf16
 from moalign.training.args import LoraSpec, stage_accelerator
 from moalign.training.checkpoint import generator_from_text, generator_text
 from moalign.training.logprobs import (
@@ -32,7 +33,6 @@ from moalign.training.logprobs import (
     takes_packed_rows,
     token_logps,
 )
-from moalign.training.precision import resolve_bf16
 from moalign.training.rollout import Rollout, sample_rollout
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from moalign.generation import group_by_prompt
 from moalign.precision import fast_path_dtype
 from moalign.training.branch_attention import Segment, branch_attention_for
 
@@ -322,14 +323,6 @@ def unpack_completion_rows(
     columns = [[j for j, m in enumerate(keep[split:]) if m] for keep in mask]
     completions = [[row[split + j] for j in cols] for row, cols in zip(ids, columns, strict=True)]
     return prompts, completions, columns
-
-
-def group_by_prompt(prompts: list[list[int]]) -> list[list[int]]:
-    """Row indices grouped by identical prompt tokens, groups in order of first appearance."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, prompt in enumerate(prompts):
-        groups.setdefault(tuple(prompt), []).append(i)
-    return list(groups.values())
 
 
 def pack_by_prompt(

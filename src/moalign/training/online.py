@@ -249,13 +249,13 @@ def train_online(
     from transformers import get_scheduler
 
     from moalign.models import load_causal_lm, load_tokenizer
+    from moalign.models.saving import save_final_model
     from moalign.rewards import MultiObjectiveReward
     from moalign.training.checkpoint import (
         checkpoint_state,
         latest_complete_checkpoint,
         rotate_checkpoints,
         save_checkpoint,
-        save_final_model,
     )
 
     if not ctx.recipe.objectives:

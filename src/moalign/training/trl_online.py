@@ -198,8 +198,8 @@ def name_reference_weights(model: Any, tokenizer: Any, spec: str, scratch: Path)
     (once per stage) and named instead. Models loaded from a plain directory keep their name.
     """
     from moalign.models.loading import is_adapter
+    from moalign.models.saving import save_final_model
     from moalign.processes import wait_for_everyone
-    from moalign.training.checkpoint import save_final_model
 
     if not is_adapter(spec):
         return

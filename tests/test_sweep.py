@@ -12,7 +12,8 @@ from moalign.eval.pareto import hypervolume
 from moalign.models import load_causal_lm
 from moalign.models.soup import soup_models
 from moalign.pipeline import run_recipe
-from moalign.sweep import SWEEP_FILE, weighted_recipe
+from moalign.run_dir import SWEEP_FILE
+from moalign.sweep import weighted_recipe
 
 OBJECTIVES = [
     {"name": "chars", "scorer": {"length": {"unit": "characters"}}},

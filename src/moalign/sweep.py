@@ -22,9 +22,8 @@ from typing import Any
 
 from moalign.atomic import atomic_write_json
 from moalign.config.recipe import Recipe
-from moalign.run_dir import RunDir
+from moalign.run_dir import SWEEP_FILE, RunDir
 
-SWEEP_FILE = "sweep.json"
 SWEEP_KIND = "moalign-sweep"
 
 

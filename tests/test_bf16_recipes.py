@@ -14,8 +14,8 @@ import pytest
 
 import test_paper_recipes as papers
 from moalign import precision
-from moalign.config import load_recipe
 from moalign.pipeline import run_recipe
+from moalign.recipe import load_recipe
 
 fixture_files = papers.fixture_files
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from moalign.atomic import atomic_write_json
-from moalign.config import Recipe
 from moalign.cost import COST_KEYS, counting_tokens, gpu_count, gpu_seconds
 from moalign.errors import UserError
 from moalign.models.loading import remote_code
 from moalign.processes import is_main_process, wait_for_everyone
+from moalign.recipe import Recipe
 from moalign.run_dir import RunDir
 from moalign.stages import STAGES, StageContext
 
@@ -108,7 +108,7 @@ def _rewind_stage(ctx: StageContext) -> None:
 
 def resume_run(run_dir: str | Path) -> RunDir:
     """Continue the run in ``run_dir`` with the recipe saved in it (``config.resolved.yaml``)."""
-    from moalign.config import load_recipe
+    from moalign.recipe import load_recipe
 
     run = RunDir.existing(run_dir)
     recipe = load_recipe(run.config_path)

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from moalign.atomic import atomic_write_json
-from moalign.config.recipe import Recipe
+from moalign.recipe import Recipe
 from moalign.run_dir import SWEEP_FILE, RunDir
 
 SWEEP_KIND = "moalign-sweep"

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from moalign import precision
-from moalign.config import RecipeError, load_recipe
+from moalign.recipe import RecipeError, load_recipe
 
 
 @pytest.mark.parametrize(

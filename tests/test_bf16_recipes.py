@@ -13,9 +13,9 @@ import warnings
 import pytest
 
 import test_paper_recipes as papers
-from moalign.config import load_recipe
+from moalign import precision
 from moalign.pipeline import run_recipe
-from moalign.training import precision
+from moalign.recipe import load_recipe
 
 fixture_files = papers.fixture_files
 

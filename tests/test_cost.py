@@ -1,9 +1,9 @@
 import json
 
-from moalign.config.recipe import validate_recipe
 from moalign.config.yaml_source import YamlSource
 from moalign.cost import COST_KEYS, count_tokens, counting_tokens, gpu_seconds, total_cost, training_stages
 from moalign.pipeline import run_recipe
+from moalign.recipe import validate_recipe
 
 
 def test_tokens_go_to_the_innermost_scope_and_nowhere_outside_one():

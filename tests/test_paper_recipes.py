@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from moalign.config import load_recipe
 from moalign.data.adapters import ADAPTERS
 from moalign.pipeline import run_recipe
+from moalign.recipe import load_recipe
 
 PAPERS = sorted((Path(__file__).resolve().parents[1] / "recipes" / "papers").glob("*.yaml"))
 ROWS = 12

@@ -3,9 +3,9 @@ import json
 import pytest
 import yaml
 
-from moalign.config import load_recipe
 from moalign.errors import UserError
 from moalign.pipeline import run_recipe
+from moalign.recipe import load_recipe
 
 
 def recipe(tmp_path, stages: str):

@@ -7,10 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 from moalign.cli import app
-from moalign.config.recipe import validate_recipe
 from moalign.config.yaml_source import YamlSource
 from moalign.errors import UserError
 from moalign.plan import dry_run, plan_recipe, sliced_size
+from moalign.recipe import validate_recipe
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
 UFB_ROW = {
@@ -30,7 +30,7 @@ def recipe(stages, **top):
 
 @pytest.mark.parametrize("path", RECIPES, ids=[str(p.relative_to(p.parents[1])) for p in RECIPES])
 def test_every_shipped_recipe_passes_a_dry_run(path):
-    from moalign.config import load_recipe
+    from moalign.recipe import load_recipe
 
     plan = dry_run(load_recipe(path))
     assert len(plan.stages) == len(load_recipe(path).stages)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from moalign.config import load_recipe
+from moalign.recipe import load_recipe
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
 

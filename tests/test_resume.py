@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from moalign.config import load_recipe
 from moalign.errors import UserError
 from moalign.pipeline import recipe_differences, resume_run, run_recipe
+from moalign.recipe import load_recipe
 from moalign.run_dir import RunDir
 from moalign.stages import STAGES, StageResult, register_stage
 from moalign.training.checkpoint import save_checkpoint

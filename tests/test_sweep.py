@@ -6,13 +6,14 @@ import pytest
 from typer.testing import CliRunner
 
 from moalign.cli import app
-from moalign.config.recipe import RecipeError, validate_recipe
 from moalign.config.yaml_source import YamlSource
 from moalign.eval.pareto import hypervolume
 from moalign.models import load_causal_lm
 from moalign.models.soup import soup_models
 from moalign.pipeline import run_recipe
-from moalign.sweep import SWEEP_FILE, weighted_recipe
+from moalign.recipe import RecipeError, validate_recipe
+from moalign.run_dir import SWEEP_FILE
+from moalign.sweep import weighted_recipe
 
 OBJECTIVES = [
     {"name": "chars", "scorer": {"length": {"unit": "characters"}}},

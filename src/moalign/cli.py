@@ -59,8 +59,8 @@ def run(
     ] = False,
 ) -> None:
     """Run every stage of a recipe; writes runs/NAME/."""
-    from moalign.config import load_recipe
     from moalign.pipeline import run_recipe
+    from moalign.recipe import load_recipe
 
     loaded = load_recipe(recipe, set_ or [], profile)
     if dry_run:
@@ -88,7 +88,7 @@ def check(
     profile: ProfileOption = None,
 ) -> None:
     """Validate a recipe and print its resolved configuration (every default filled in)."""
-    from moalign.config import load_recipe
+    from moalign.recipe import load_recipe
 
     typer.echo(load_recipe(recipe, set_ or [], profile).to_yaml(), nl=False)
 
@@ -105,8 +105,8 @@ def demo(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing demo run.")] = True,
 ) -> None:
     """Run the main job: recipes/demo.yaml on the embedded models, offline; print the summary table."""
-    from moalign.config import load_recipe
     from moalign.pipeline import run_recipe
+    from moalign.recipe import load_recipe
     from moalign.report.summary import summary_table
 
     if fast and full:
@@ -401,9 +401,9 @@ def _stage_command(stage: str) -> Any:
         output_dir: Annotated[Path | None, typer.Option(help="Parent of the run directory.")] = None,
         overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     ) -> None:
-        from moalign.config.recipe import validate_recipe
         from moalign.config.yaml_source import YamlSource, apply_override, load_yaml
         from moalign.pipeline import run_recipe
+        from moalign.recipe import validate_recipe
 
         source = load_yaml(recipe) if recipe else YamlSource(data={}, name="<command line>")
         data = source.data if isinstance(source.data, dict) else {}

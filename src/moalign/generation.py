@@ -11,8 +11,7 @@ from typing import Any
 import torch
 
 from moalign.cost import count_tokens
-from moalign.training.logprobs import group_by_prompt
-from moalign.training.precision import fast_path_dtype, resolve_bf16
+from moalign.precision import fast_path_dtype, resolve_bf16
 
 Chat = list[dict[str, str]]
 
@@ -21,6 +20,14 @@ BATCH_SIZE = 16
 once per step, so a step of 16 rows costs far less than 16 steps of one (SmolLM2-135M on 2 cores,
 packed weights: about 170 ms, 115 ms for 8 rows, 65 ms for one); ``moalign bench`` measures the
 resulting speedup."""
+
+
+def group_by_prompt(prompts: list[list[int]]) -> list[list[int]]:
+    """Row indices grouped by identical prompt tokens, groups in order of first appearance."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        groups.setdefault(tuple(prompt), []).append(i)
+    return list(groups.values())
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,7 @@ def packed_linear_weights(model: Any, rows: int) -> Iterator[None]:
     step), where the CPU multiplies bf16 natively (AVX-512 BF16, AMX). Outputs equal the
     default matmul's within rounding (checked by a test in both precisions). A no-op off the CPU,
     outside ``no_grad``/``inference_mode``, without oneDNN, when already active, and where
-    :func:`~moalign.training.precision.fast_path_dtype` steps aside; layers whose ``forward`` another
+    :func:`~moalign.precision.fast_path_dtype` steps aside; layers whose ``forward`` another
     wrapper replaced (accelerate's offloading hooks) are left alone.
     """
     reorder = getattr(torch.ops.mkldnn, "_reorder_linear_weight", None)
@@ -199,7 +206,7 @@ def generate(
     prefill (:func:`generate_shared_prefix`); each batch decodes with the KV cache and ends when all
     its rows have ended. The progress bar shows generated tokens per second.
 
-    ``bf16`` (resolved by :func:`~moalign.training.precision.resolve_bf16`; None: where the device runs
+    ``bf16`` (resolved by :func:`~moalign.precision.resolve_bf16`; None: where the device runs
     it natively) decodes under bf16 autocast, on bf16 copies of the packed weights; False in the weights'
     dtype, whatever autocast the caller set. On a CPU with AMX, SmolLM2 decodes about twice as fast in
     bf16 as in float32 at 16 rows (``moalign bench`` measures it).

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from moalign.atomic import atomic_write_json
-from moalign.config import Recipe
 from moalign.cost import COST_KEYS, counting_tokens, gpu_count, gpu_seconds
 from moalign.errors import UserError
+from moalign.eval.evaluate import METRICS_FILE
 from moalign.models.loading import remote_code
 from moalign.processes import is_main_process, wait_for_everyone
+from moalign.recipe import Recipe
+from moalign.report.page import build_report
 from moalign.run_dir import RunDir
 from moalign.stages import STAGES, StageContext
 
@@ -108,7 +110,7 @@ def _rewind_stage(ctx: StageContext) -> None:
 
 def resume_run(run_dir: str | Path) -> RunDir:
     """Continue the run in ``run_dir`` with the recipe saved in it (``config.resolved.yaml``)."""
-    from moalign.config import load_recipe
+    from moalign.recipe import load_recipe
 
     run = RunDir.existing(run_dir)
     recipe = load_recipe(run.config_path)
@@ -152,7 +154,7 @@ def _run_locked(run: RunDir, recipe: Recipe, *, overwrite: bool, resume: bool) -
     if recipe.sweep is not None:  # MORLHF: one run of the stages per weight vector, in sub-directories
         from moalign.sweep import run_sweep
 
-        return run_sweep(run, recipe, resume=resume)
+        return run_sweep(run, recipe, lambda point: run_recipe(point, output_dir=run.root, resume=resume))
     model = recipe.model
     stages: list[dict[str, Any]] = []
     t_run = time.time()
@@ -170,6 +172,8 @@ def _run_locked(run: RunDir, recipe: Recipe, *, overwrite: bool, resume: bool) -
         t0, c0 = time.time(), time.process_time()
         with counting_tokens() as tokens:
             result = STAGES.get(spec.type).run(ctx, spec.config)
+        if is_main_process() and (ctx.dir / METRICS_FILE).is_file():  # an evaluation: the report shows it
+            build_report(run.root)
         wall = round(time.time() - t0, 3)
         wait_for_everyone()  # every process has finished the stage (and its checkpoint is written)
         require_trained(ctx, spec.config, tokens.trained)

@@ -27,10 +27,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from moalign.config.recipe import Recipe
 from moalign.data.adapters import AdapterSpec, adapt_rows, load_rows
 from moalign.data.specs import STAGE_PREFIX, names_local_file
 from moalign.errors import UserError, exception_summary
+from moalign.recipe import Recipe
 
 SCHEMA_ROWS = 5
 """Source rows converted per adapter spec in a dry run."""

@@ -22,6 +22,8 @@ from moalign.errors import UserError
 from moalign.processes import is_main_process
 
 LOCK_FILE = "run.lock"
+SWEEP_FILE = "sweep.json"
+"""A sweep's run directory: its weight vectors and where each one's run lies (:mod:`moalign.sweep`)."""
 
 
 class RunDir:

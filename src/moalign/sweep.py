@@ -18,13 +18,13 @@ single-objective policies that Rewarded Soups (``moalign soup``) interpolates.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from moalign.atomic import atomic_write_json
-from moalign.config.recipe import Recipe
-from moalign.run_dir import RunDir
+from moalign.recipe import Recipe
+from moalign.run_dir import SWEEP_FILE, RunDir
 
-SWEEP_FILE = "sweep.json"
 SWEEP_KIND = "moalign-sweep"
 
 
@@ -39,10 +39,10 @@ def weighted_recipe(recipe: Recipe, index: int, weights: list[float]) -> Recipe:
     return recipe.model_copy(update={"name": point_name(index), "sweep": None, "objectives": objectives})
 
 
-def run_sweep(run: RunDir, recipe: Recipe, *, resume: bool = False) -> RunDir:
-    """Run every sweep point into ``run`` (locked by the caller), then write ``sweep.json``, the Pareto
-    front and the report where the points were evaluated. Finished points are kept on ``resume``."""
-    from moalign.pipeline import run_recipe
+def run_sweep(run: RunDir, recipe: Recipe, run_point: Callable[[Recipe], RunDir]) -> RunDir:
+    """Run every sweep point with ``run_point`` (the pipeline, into ``run``, which the caller has locked; it
+    keeps finished points on a resume), then write ``sweep.json``, the Pareto front and the report where the
+    points were evaluated."""
     from moalign.report.fronts import write_fronts
     from moalign.report.page import build_report
 
@@ -51,7 +51,7 @@ def run_sweep(run: RunDir, recipe: Recipe, *, resume: bool = False) -> RunDir:
     t0 = time.time()
     points: list[dict[str, Any]] = []
     for i, vector in enumerate(recipe.sweep.weights):
-        sub = run_recipe(weighted_recipe(recipe, i, vector), output_dir=run.root, resume=resume)
+        sub = run_point(weighted_recipe(recipe, i, vector))
         points.append({"run": sub.root.name, "weights": dict(zip(names, vector, strict=True))})
     atomic_write_json(
         run.root / SWEEP_FILE, {"kind": SWEEP_KIND, "name": recipe.name, "objectives": names, "points": points}

@@ -8,9 +8,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from moalign import precision
 from moalign.bench.suite import cpu_features, format_table
 from moalign.cli import app
-from moalign.training import precision
 
 
 def test_cpu_features_from_the_cpuinfo_flags_line():

@@ -2,9 +2,9 @@ import textwrap
 
 import pytest
 
-from moalign.config import RecipeError, load_recipe
 from moalign.config.yaml_source import YamlSource, apply_override, parse_override, parse_yaml
 from moalign.errors import UserError
+from moalign.recipe import RecipeError, load_recipe
 
 
 def write(tmp_path, text: str):

@@ -18,10 +18,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from moalign.config import load_recipe
 from moalign.data.sources import read_record_file
 from moalign.data.specs import train_eval_datasets
 from moalign.errors import UserError
+from moalign.recipe import load_recipe
 from moalign.stages.dpo import DPOStageConfig, preference_records
 from moalign.stages.grpo import GRPOStageConfig
 from moalign.stages.sft import SFTStageConfig, sft_records

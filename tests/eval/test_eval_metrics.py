@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from moalign.correlation import ranks, spearman
 from moalign.eval.metrics import (
     bleu_scores,
     bootstrap_interval,
@@ -11,8 +12,6 @@ from moalign.eval.metrics import (
     length_stats,
     pair_outcomes,
     quantile,
-    ranks,
-    spearman,
     win_rate,
 )
 

@@ -87,9 +87,9 @@ def test_evaluation_reads_the_training_stage_s_statistics_and_leaves_them_unchan
 
 
 def test_a_run_s_evaluation_uses_the_statistics_its_grpo_stage_trained_with(tiny_llama_dir, tmp_path):
-    from moalign.config.recipe import validate_recipe
     from moalign.config.yaml_source import YamlSource
     from moalign.pipeline import run_recipe
+    from moalign.recipe import validate_recipe
 
     scorer = tmp_path / "head.py"
     scorer.write_text("def p(prompts, completions, **columns):\n    return [1 / (1 + len(c)) for c in completions]\n")

@@ -66,9 +66,9 @@ def test_pickled_code_in_a_weights_file_is_refused(tmp_path):
 
 
 def test_only_a_recipe_allows_remote_code_and_only_for_its_run(tmp_path, monkeypatch):
-    from moalign.config.recipe import validate_recipe
     from moalign.config.yaml_source import YamlSource
     from moalign.pipeline import run_recipe
+    from moalign.recipe import validate_recipe
     from moalign.run_dir import RunDir
 
     seen: list[bool] = []
@@ -125,10 +125,10 @@ def test_python_scorer_is_imported_from_the_named_file_only(tmp_path, monkeypatc
 def test_offline_run_never_opens_a_socket(tmp_path, monkeypatch, tiny_llama_dir):
     """Resolve a built-in, load a tokenizer and run a small recipe (data, model, generation, judge) with
     every socket refused."""
-    from moalign.config.recipe import validate_recipe
     from moalign.config.yaml_source import YamlSource
     from moalign.models import load_tokenizer, resolve_model
     from moalign.pipeline import run_recipe
+    from moalign.recipe import validate_recipe
 
     attempts: list[object] = []
 

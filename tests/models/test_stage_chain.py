@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from moalign.config.recipe import validate_recipe
 from moalign.config.yaml_source import YamlSource
 from moalign.errors import UserError
 from moalign.models import load_causal_lm, load_tokenizer
 from moalign.models.loading import ADAPTER_CONFIG, adapter_base, model_chain, portable_base
 from moalign.pipeline import run_recipe
+from moalign.recipe import validate_recipe
 from moalign.run_dir import RunDir
 from moalign.training import checkpoint
 

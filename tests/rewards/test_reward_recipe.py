@@ -5,9 +5,8 @@ import textwrap
 
 import pytest
 
-from moalign.config import RecipeError, load_recipe
-from moalign.config.recipe import validate_recipe
 from moalign.config.yaml_source import parse_yaml
+from moalign.recipe import RecipeError, load_recipe, validate_recipe
 from moalign.rewards import MultiObjectiveReward
 
 RECIPE = """

@@ -2,8 +2,9 @@ import math
 
 import pytest
 
+from moalign.data.ratings import parse_rating
 from moalign.errors import UserError
-from moalign.rm.labels import DATATYPES, Bins, parse_rating, preset_name, resolve_bins
+from moalign.rm.labels import DATATYPES, Bins, preset_name, resolve_bins
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from moalign.config import load_recipe
 from moalign.data import dimensions as D
 from moalign.data.dimensions import measured_tags
 from moalign.pipeline import run_recipe
+from moalign.recipe import load_recipe
 from moalign.stages import best_of_n as B
 from moalign.tags import DEFAULT_TAG_DIMENSIONS, parse_tags
 

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from moalign.config import load_recipe
 from moalign.data.dimensions import spell_out_tags
 from moalign.errors import UserError
 from moalign.models import load_causal_lm, load_tokenizer
 from moalign.pipeline import run_recipe
+from moalign.recipe import load_recipe
 
 
 def test_saved_model_renders_its_tags_and_keeps_the_input_weights(tmp_path, tiny_llama_dir):

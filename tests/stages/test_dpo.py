@@ -4,12 +4,12 @@ import math
 import pytest
 import torch
 
-from moalign.config.recipe import validate_recipe
 from moalign.config.yaml_source import YamlSource
 from moalign.errors import UserError
 from moalign.losses.preference import dpo_loss
 from moalign.models import load_causal_lm, load_tokenizer
 from moalign.pipeline import run_recipe
+from moalign.recipe import validate_recipe
 from moalign.stages.dpo import dpo_kl, preference_records
 from moalign.training.logprobs import completion_logps
 

@@ -5,10 +5,10 @@ import json
 import pytest
 
 from moalign.atomic import atomic_write_json
-from moalign.config.recipe import RecipeError, validate_recipe
 from moalign.config.yaml_source import YamlSource
 from moalign.errors import UserError
 from moalign.pipeline import run_recipe
+from moalign.recipe import RecipeError, validate_recipe
 from moalign.run_dir import RunDir
 from moalign.stages import STAGES, StageContext
 from moalign.stages.evaluate import candidate_labels, stage_model

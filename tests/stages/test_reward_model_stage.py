@@ -4,9 +4,9 @@ import pytest
 
 import moalign.rm as rm
 import moalign.stages.reward_model  # noqa: F401  (registers the stage)
-from moalign.config import RecipeError, load_recipe
 from moalign.errors import UserError
 from moalign.pipeline import run_recipe
+from moalign.recipe import RecipeError, load_recipe
 
 
 def ratings_rows(n):

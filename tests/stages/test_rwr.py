@@ -3,10 +3,10 @@ import json
 import pytest
 from toy import SAYS_YES, p_first_token, sft_stage, toy_prompts
 
-from moalign.config.recipe import validate_recipe
 from moalign.config.yaml_source import YamlSource
 from moalign.errors import UserError
 from moalign.pipeline import run_recipe
+from moalign.recipe import validate_recipe
 
 
 def test_rwr_with_a_reward_for_one_token_raises_its_probability(tiny_llama_dir, tmp_path):

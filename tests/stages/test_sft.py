@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
-from moalign.config.recipe import validate_recipe
 from moalign.config.yaml_source import YamlSource
 from moalign.models import load_causal_lm, load_tokenizer
 from moalign.pipeline import run_recipe
+from moalign.recipe import validate_recipe
 from moalign.stages.sft import LengthPenaltyConfig, sft_records
 
 

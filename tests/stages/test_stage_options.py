@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
-from moalign.config.recipe import validate_recipe
 from moalign.config.yaml_source import YamlSource
 from moalign.pipeline import run_recipe
+from moalign.recipe import validate_recipe
 from moalign.rewards import MultiObjectiveReward
 
 RWR = {

@@ -10,10 +10,10 @@ from typing import Any
 
 import torch
 
-from moalign.config.recipe import validate_recipe
 from moalign.config.yaml_source import YamlSource
 from moalign.models import load_causal_lm, load_tokenizer
 from moalign.pipeline import run_recipe
+from moalign.recipe import validate_recipe
 
 SAYS_YES = {"name": "yes", "scorer": {"python": {"function": "toy:says_yes"}}}
 

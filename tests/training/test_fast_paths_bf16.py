@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from moalign import precision
 from moalign.generation import SamplingConfig, chat_inputs, generate, packed_linear_weights
 from moalign.models import load_causal_lm, load_tokenizer
-from moalign.training import precision
 from moalign.training.branch_attention import branch_sdpa
 from moalign.training.logprobs import join_prompt_completion, pack_completions, sequence_logps, token_logps
 from moalign.training.online import sample_token_logps

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
+from moalign.generation import group_by_prompt
 from moalign.models import load_causal_lm
 from moalign.training.logprobs import (
     completion_logps,
-    group_by_prompt,
     join_prompt_completion,
     pack_by_prompt,
     pack_completions,

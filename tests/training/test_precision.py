@@ -9,8 +9,8 @@ import warnings
 import pytest
 import torch
 
-from moalign.config import RecipeError, load_recipe
-from moalign.training import precision
+from moalign import precision
+from moalign.recipe import RecipeError, load_recipe
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from moalign.training.precision import accelerator_available, fast_bf16_on_cpu
+from moalign.precision import accelerator_available, fast_bf16_on_cpu
 
 
 def trl_default_bf16() -> tuple[bool, str | None]:

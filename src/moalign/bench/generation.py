@@ -45,7 +45,7 @@ def time_generation(
     ``variants`` (name -> keyword arguments of ``generate``, e.g. ``{"bf16": False}``) is measured too.
     """
     from moalign.models import load_causal_lm, load_tokenizer
-    from moalign.training.precision import resolve_bf16
+    from moalign.precision import resolve_bf16
 
     policy = load_causal_lm(model).eval()
     tokenizer = load_tokenizer(model)

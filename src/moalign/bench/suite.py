@@ -29,8 +29,8 @@ from moalign.bench.grpo import time_grpo
 from moalign.bench.peak import machine_peak
 from moalign.bench.reward_phase import time_reward_phase
 from moalign.generation import BATCH_SIZE
+from moalign.precision import fast_bf16_on_cpu
 from moalign.stages.grpo import GRPOStageConfig
-from moalign.training.precision import fast_bf16_on_cpu
 
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {

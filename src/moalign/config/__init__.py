@@ -1,6 +1,9 @@
-"""Typed, strict configuration: recipes, overrides and the base model every config derives from."""
+"""Configuration primitives: strict models, YAML with line numbers and overrides, plug-in entries.
+
+The recipe schema built from them is :mod:`moalign.recipe`.
+"""
 
 from moalign.config.base import StrictModel
-from moalign.config.recipe import ObjectiveConfig, Recipe, RecipeError, StageSpec, load_recipe
+from moalign.config.plugins import PluginSpec, plugin_spec
 
-__all__ = ["ObjectiveConfig", "Recipe", "RecipeError", "StageSpec", "StrictModel", "load_recipe"]
+__all__ = ["PluginSpec", "StrictModel", "plugin_spec"]

@@ -38,6 +38,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from moalign.config.base import StrictModel
+from moalign.data.ratings import parse_rating
 from moalign.data.specs import FILE_FORMATS, names_local_file
 from moalign.errors import UserError, exception_summary
 from moalign.registry import Registry, did_you_mean
@@ -233,8 +234,6 @@ def chat(row: Mapping[str, Any], spec: AdapterSpec, name: str) -> list[dict[str,
 def rating(value: Any, column: str, words: Mapping[str, int] | None = None) -> float | None:
     """A rating cell as a number (``"4"`` -> 4, or through ``words``: ``"Harmless"`` -> 1); ``None`` for a
     missing or ``"N/A"`` rating."""
-    from moalign.rm.labels import parse_rating
-
     if value is _MISSING:
         return None
     if words and isinstance(value, str) and value.strip().lower() in words:

@@ -52,3 +52,26 @@ def rating_record(prompt: str, response: str, ratings: Mapping[str, int | None],
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"rating for '{name}' must be a positive int or None, got {value!r}")
     return {"prompt": prompt, "response": response, "ratings": dict(ratings), **extra}
+
+
+def parse_rating(value: Any) -> float | None:
+    """A rating from a dataset cell: a number, a numeric string (UltraFeedback's ``"4"``) or missing.
+
+    ``None``, ``""``, ``"N/A"`` and NaN are missing; anything else non-numeric is a ``ValueError``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"rating {value!r} is not a number")
+    if isinstance(value, int | float):
+        return None if isinstance(value, float) and math.isnan(value) else value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in ("", "n/a", "na", "none", "null"):
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"rating {value!r} is not a number") from None
+        return int(number) if number == int(number) else number
+    raise ValueError(f"rating {value!r} is not a number")

@@ -13,8 +13,9 @@ A stage's ``dataset`` key takes any of:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from moalign.errors import UserError, exception_summary
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from datasets import Dataset
 
     from moalign.data.adapters import DatasetSpec
-    from moalign.stages.base import StageContext
     from moalign.tags import TagDimensions
 
 FILE_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -39,22 +39,34 @@ def names_local_file(spec: str) -> bool:
 STAGE_PREFIX = "stage:"
 
 
-def stage_output(spec: str, ctx: StageContext | None) -> Path:
+class StageOutputs(Protocol):
+    """A stage of a run, which resolves ``stage:TYPE/FILE`` references
+    (:class:`moalign.stages.base.StageContext` is one)."""
+
+    def stage_output(self, spec: str) -> Path:
+        """The file ``spec`` names, written by the latest earlier stage of that type; a :class:`UserError` if none."""
+        ...
+
+
+class DataContext(StageOutputs, Protocol):
+    """What loading a stage's datasets reads of the stage: its seed (the held-out split) and the recipe's
+    tag dimensions (:class:`moalign.stages.base.StageContext` is one)."""
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def tag_dimensions(self) -> TagDimensions: ...
+
+
+def stage_output(spec: str, ctx: StageOutputs | None) -> Path:
     """Resolve ``stage:TYPE/FILE`` to the file written by the latest earlier stage of that type."""
-    stage_type, _, name = spec.removeprefix(STAGE_PREFIX).partition("/")
     if ctx is None:
         raise UserError(f"dataset '{spec}': 'stage:' references only work inside a recipe run")
-    for index in range(ctx.index - 1, 0, -1):
-        candidate = ctx.run.root / f"{index:02d}-{stage_type}"
-        if candidate.is_dir():
-            path = candidate / name
-            if not path.exists():
-                raise UserError(f"dataset '{spec}': stage {candidate.name} wrote no file '{name}'")
-            return path
-    raise UserError(f"dataset '{spec}': no earlier '{stage_type}' stage in this recipe")
+    return ctx.stage_output(spec)
 
 
-def resolve_stage_refs(value: Any, ctx: StageContext | None) -> Any:
+def resolve_stage_refs(value: Any, ctx: StageOutputs | None) -> Any:
     """``value`` with every ``stage:TYPE/FILE`` string (at any depth of dicts and lists) resolved to its path."""
     if isinstance(value, str) and value.startswith(STAGE_PREFIX):
         return str(stage_output(value, ctx))
@@ -65,14 +77,14 @@ def resolve_stage_refs(value: Any, ctx: StageContext | None) -> Any:
     return value
 
 
-def load_dataset_spec(spec: DatasetSpec, *, split: str = "train", ctx: StageContext | None = None) -> Dataset:
+def load_dataset_spec(spec: DatasetSpec, *, split: str = "train", ctx: DataContext | None = None) -> Dataset:
     """Load a dataset spec (see module docstring) as a ``datasets.Dataset``."""
     from datasets import Dataset
 
     if not isinstance(spec, str):
         from moalign.data.adapters import load_adapted
 
-        return load_adapted(spec, ctx.recipe.tag_dimensions if ctx else None)
+        return load_adapted(spec, ctx.tag_dimensions if ctx else None)
     if spec.startswith("builtin:"):
         from moalign.data.sources import load_records
 
@@ -163,10 +175,20 @@ def require_prompts_fit(prompts: list[Any], tokenizer: Any, max_length: int | No
             )
 
 
+def message_text(item: Any, role: str | None) -> str:
+    """The text of a prompt or completion: a string, or the last ``role`` message of a chat (TRL's
+    conversational format; ``role=None`` takes the last message)."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, list) and all(isinstance(m, Mapping) and "content" in m for m in item):
+        messages = [m for m in item if role is None or m.get("role") == role]
+        return str(messages[-1]["content"]) if messages else ""
+    raise TypeError(f"expected a text or a list of chat messages, got {type(item).__name__}")
+
+
 def require_tags(prompts: list[Any], dimensions: TagDimensions, source: Any) -> None:
     """A :class:`UserError` naming the first prompt (a text, or a chat's last user message) whose preference
     tags are malformed or outside the declared ``dimensions`` (:func:`moalign.tags.parse_tags`)."""
-    from moalign.rewards.objectives import message_text
     from moalign.tags import TagError, parse_tags
 
     for i, prompt in enumerate(prompts):
@@ -192,7 +214,7 @@ def require_steps(rows: int, records_per_step: int, max_steps: int, epochs: floa
 
 
 def train_eval_datasets(
-    config: Any, ctx: StageContext | None, normalise: Any, tag_dimensions: TagDimensions, records_per_step: int = 1
+    config: Any, ctx: DataContext | None, normalise: Any, tag_dimensions: TagDimensions, records_per_step: int = 1
 ) -> tuple[Dataset, Dataset | None]:
     """The stage's training set and optional validation set, each mapped through ``normalise`` and checked
     whole before any model loads: prompt tags against ``tag_dimensions``, and enough training records for

@@ -24,9 +24,10 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from moalign.config.base import StrictModel
-from moalign.config.recipe import PluginSpec, plugin_spec
+from moalign.config.plugins import PluginSpec, plugin_spec
+from moalign.correlation import spearman
 from moalign.eval.generations import GenerationCache, cached_generate
-from moalign.eval.metrics import length_stats, spearman
+from moalign.eval.metrics import length_stats
 from moalign.generation import BATCH_SIZE, SamplingConfig
 from moalign.tags import DEFAULT_TAG_DIMENSIONS, TagDimensions, format_tags, parse_tags
 

@@ -26,7 +26,7 @@ from pydantic import Field, field_validator
 
 from moalign.atomic import atomic_write_json, atomic_write_lines
 from moalign.config.base import StrictModel
-from moalign.config.recipe import PluginSpec, plugin_spec
+from moalign.config.plugins import PluginSpec, plugin_spec
 from moalign.data.adapters import DatasetSpec, describe
 from moalign.errors import UserError
 from moalign.eval.controllability import ControllabilityConfig, controllability
@@ -34,12 +34,13 @@ from moalign.eval.generations import GenerationCache, GenerationRun, cached_gene
 from moalign.eval.metrics import bleu_scores, bootstrap_interval, corpus_perplexity, length_stats, mean, win_rate
 from moalign.eval.presets import DecodingPreset, decoding_preset
 from moalign.generation import BATCH_SIZE
+from moalign.precision import resolve_bf16
 from moalign.rewards.scorers.repetition import repeated_ngram_share
-from moalign.training.precision import resolve_bf16
 
 if TYPE_CHECKING:
+    from moalign.data.specs import DataContext
     from moalign.rewards import MultiObjectiveReward
-    from moalign.stages.base import StageContext
+    from moalign.rewards.objectives import RewardSettings
 
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.jsonl"
@@ -75,7 +76,7 @@ class EvalSettings(StrictModel):
     controllability: ControllabilityConfig | None = None
     bf16: bool | None = None
     """Decode in bf16 autocast; None: where the device runs it natively. The recipe's run-level
-    ``precision`` sets it like every stage's (:mod:`moalign.training.precision`)."""
+    ``precision`` sets it like every stage's (:mod:`moalign.precision`)."""
     bootstrap_resamples: int = Field(1000, ge=10)
     seed: int = 0
 
@@ -87,11 +88,13 @@ class EvalSettings(StrictModel):
         return None if raw is None else plugin_spec(SCORERS, raw)
 
 
-def judge_reward(judge: PluginSpec | str | Mapping[str, Any] | None, recipe: Any = None) -> MultiObjectiveReward:
+def judge_reward(
+    judge: PluginSpec | str | Mapping[str, Any] | None, recipe: RewardSettings | None = None
+) -> MultiObjectiveReward:
     """The judge as a reward: one objective named after the scorer, or (``judge=None``) the recipe's
     objectives aggregated, or the task suite's default objectives when there is no recipe."""
     from moalign.rewards import SCORERS, MultiObjectiveReward
-    from moalign.stages.best_of_n import DEFAULT_OBJECTIVES
+    from moalign.rewards.objectives import DEFAULT_OBJECTIVES
 
     if judge is None and recipe is not None and recipe.objectives:
         reward = MultiObjectiveReward.from_recipe(recipe)
@@ -110,7 +113,7 @@ def judge_reward(judge: PluginSpec | str | Mapping[str, Any] | None, recipe: Any
 
 
 def load_eval_records(
-    dataset: DatasetSpec, split: str, num: int, ctx: StageContext | None = None
+    dataset: DatasetSpec, split: str, num: int, ctx: DataContext | None = None
 ) -> list[dict[str, Any]]:
     """The first ``num`` records of the split (any dataset spec of :mod:`moalign.data.specs`)."""
     from moalign.data.specs import load_dataset_spec, require_prompt
@@ -130,7 +133,7 @@ def load_eval_records(
 
 def reference_texts(records: Sequence[Mapping[str, Any]], column: str | None = None) -> list[str | None]:
     """Each record's reference response (a string, or the last message of a chat), None where it has none."""
-    from moalign.rewards.objectives import message_text
+    from moalign.data.specs import message_text
 
     names = [column] if column else [c for c in REFERENCE_COLUMNS if any(r.get(c) for r in records)][:1]
     out: list[str | None] = []

@@ -157,13 +157,13 @@ def cached_generate(
     :func:`load_for_generation`), each batch stored as soon as it is done. ``cache=None`` always generates.
 
     Missing prompts are generated shortest first, so each batch pads little; one progress bar counts them.
-    ``bf16`` is the decoding precision (:func:`~moalign.training.precision.resolve_bf16`: None decodes in
+    ``bf16`` is the decoding precision (:func:`~moalign.precision.resolve_bf16`: None decodes in
     bf16 where the device runs it natively); it is part of the cache key.
     """
     from tqdm.auto import tqdm
 
     from moalign.generation import generate
-    from moalign.training.precision import resolve_bf16
+    from moalign.precision import resolve_bf16
 
     bf16 = resolve_bf16(bf16)
     fingerprint = model_fingerprint(spec)

@@ -13,7 +13,7 @@ def merge_model(spec: str, output: str | Path) -> Path:
     ``output``. ``transformers.AutoModelForCausalLM.from_pretrained(output)`` loads it without moalign."""
     from moalign.models.card import chain_lines, derived_card, read_card, write_card
     from moalign.models.loading import ADAPTER_CONFIG, is_adapter, load_causal_lm, load_tokenizer, model_chain
-    from moalign.training.checkpoint import save_final_model
+    from moalign.models.saving import save_final_model
 
     if not is_adapter(spec):
         raise UserError(f"'{spec}' is not a LoRA checkpoint (no {ADAPTER_CONFIG})")

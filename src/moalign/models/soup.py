@@ -100,7 +100,7 @@ def soup_models(specs: Sequence[str], weights: Sequence[float], output: str | Pa
     from moalign.atomic import atomic_write_json
     from moalign.models.card import derived_card, write_card
     from moalign.models.loading import load_causal_lm, load_tokenizer, resolve_model
-    from moalign.training.checkpoint import save_final_model
+    from moalign.models.saving import save_final_model
 
     check_weights(weights, len(specs), normalised=normalised)
     t0, c0 = time.time(), time.process_time()

@@ -26,6 +26,7 @@ from moalign.atomic import atomic_write_json
 from moalign.cost import find_run_root, total_cost, training_stages
 from moalign.errors import UserError
 from moalign.eval.pareto import hypervolume, pareto_mask
+from moalign.run_dir import SWEEP_FILE
 
 PARETO_FILE = "pareto.json"
 PARETO_KIND = "moalign-pareto"
@@ -74,8 +75,6 @@ def _producing_runs(spec: str, method: Method) -> None:
 
 def collect_methods(source: str | Path) -> list[Method]:
     """The methods one source directory holds (see the module docstring); none if it has no evaluation."""
-    from moalign.sweep import SWEEP_FILE
-
     root = Path(source)
     if not root.is_dir():
         raise UserError("directory not found", source=str(root))

@@ -12,52 +12,149 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, Protocol
 
 import torch
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from moalign.atomic import atomic_write_json
+from moalign.config.base import StrictModel
+from moalign.config.plugins import PluginSpec, format_loc, plugin_spec
+from moalign.config.yaml_source import Loc
+from moalign.data.specs import StageOutputs, message_text, resolve_stage_refs
 from moalign.errors import UserError
 from moalign.processes import is_main_process
+from moalign.registry import did_you_mean
 from moalign.rewards.aggregators import AGGREGATORS, aggregate, group_zscore
 from moalign.rewards.moslim import MoslimMapper
 from moalign.rewards.scorers import SCORERS, ModelCache, ScorerDef
 from moalign.tags import (
     DEFAULT_TAG_DIMENSIONS,
+    IntensityRange,
     TagDimensions,
     TagError,
     check_dimensions,
     parse_tags,
     tags_from_columns,
 )
-
-if TYPE_CHECKING:
-    from moalign.config.recipe import ObjectiveConfig, PluginSpec, Recipe
+from moalign.training.context import MetricsLogger
 
 REWARD_STATE_FILE = "reward_state.json"
 """Written into a training stage's directory: the MOSLIM statistics its reward gathered (seed 002 eq. 11)."""
 
-MetricsLogger = Callable[[dict[str, float]], Any]
-"""Receives one ``{"reward/<objective>/mean": ..., ...}`` mapping per scored batch (e.g. ``StageContext.log``)."""
+class ObjectiveConfig(StrictModel):
+    """One objective: a named score with its scorer and its place in the aggregate.
+
+    ```yaml
+    - name: fluency
+      scorer: {classifier: {model: ./disfluency-bert, label: disfluent, complement: true}}
+      weight: 1.0
+      ideal: 1.0            # for gap_to_ideal / chebyshev / soft_chebyshev
+      normalize: group      # z-score within each prompt's group before aggregating
+      tag_dimension: null   # if set, the objective applies only to prompts tagged with it
+    ```
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    scorer: PluginSpec
+    """A registered scorer name, or a one-key mapping ``{scorer_name: {its config}}``."""
+    weight: float = 1.0
+    ideal: float | None = None
+    """The score this objective aims at (distance-based aggregators)."""
+    normalize: Literal["batch", "group"] | None = None
+    """z-score this objective over the batch, or within each prompt group, before aggregating."""
+    tag_dimension: str | None = None
+    """A declared tag dimension: the objective applies only to prompts whose tags name it."""
+
+    @field_validator("scorer", mode="before")
+    @classmethod
+    def _validate_scorer(cls, raw: Any) -> PluginSpec:
+        return plugin_spec(SCORERS, raw)
+
+
+def objective_problems(
+    objectives: list[ObjectiveConfig], aggregator_spec: PluginSpec, dims: dict[str, IntensityRange]
+) -> list[tuple[Loc, str]]:
+    """Checks across keys: unique names, declared tag dimensions, what the aggregator needs."""
+    problems: list[tuple[Loc, str]] = []
+    aggregator = AGGREGATORS.get(aggregator_spec.type)
+    seen: dict[str, int] = {}
+    tagged: dict[str, int] = {}
+    for i, obj in enumerate(objectives):
+        loc: Loc = ("objectives", i)
+        if obj.name in seen:
+            problems.append(
+                ((*loc, "name"), f"objective name '{obj.name}' is already used by objectives[{seen[obj.name]}]")
+            )
+        seen.setdefault(obj.name, i)
+        if obj.tag_dimension is not None and obj.tag_dimension not in dims:
+            known = ", ".join(dims) or "none"
+            problems.append(
+                (
+                    (*loc, "tag_dimension"),
+                    f"tag dimension '{obj.tag_dimension}' is not declared in tag_dimensions"
+                    f"{did_you_mean(obj.tag_dimension, list(dims))}; declared: {known}",
+                )
+            )
+        if aggregator.needs_ideals and obj.ideal is None:
+            problems.append(
+                ((*loc, "ideal"), f"aggregator '{aggregator.name}' needs an ideal value for every objective")
+            )
+        if aggregator.needs_tags and obj.tag_dimension is not None:
+            if obj.tag_dimension in tagged:
+                first = tagged[obj.tag_dimension]
+                problems.append(
+                    (
+                        (*loc, "tag_dimension"),
+                        f"tag dimension '{obj.tag_dimension}' is already scored by objectives[{first}]",
+                    )
+                )
+            else:
+                tagged[obj.tag_dimension] = i
+            if obj.weight != 1.0:
+                problems.append(((*loc, "weight"), f"aggregator '{aggregator.name}' (seed 002, eq. 11) has no weights"))
+    if aggregator.needs_tags and objectives and not tagged:
+        problems.append(
+            (("objectives",), f"aggregator '{aggregator.name}' needs at least one objective with a tag_dimension")
+        )
+    return problems
+
+
+DEFAULT_OBJECTIVES: tuple[dict[str, Any], ...] = (
+    {"name": "constraints", "scorer": "verifier"},
+    {"name": "brevity", "scorer": "brevity"},
+    {"name": "structure", "scorer": "structure"},
+)
+"""The task suite's objectives, used when the recipe declares none (weight 1 each, summed)."""
+
+
+class RewardSettings(Protocol):
+    """What a reward reads of a recipe: its objectives, aggregator and tag dimensions
+    (:class:`moalign.recipe.Recipe` is one)."""
+
+    @property
+    def objectives(self) -> Sequence[ObjectiveConfig]: ...
+
+    @property
+    def aggregator(self) -> PluginSpec: ...
+
+    @property
+    def tag_dimensions(self) -> TagDimensions: ...
+
+
+class RewardStage(StageOutputs, Protocol):
+    """What :meth:`MultiObjectiveReward.for_stage` reads of a stage: its recipe, and where ``stage:``
+    references resolve (:class:`moalign.stages.base.StageContext` is one)."""
+
+    @property
+    def recipe(self) -> RewardSettings: ...
 
 
 class ScoreError(UserError):
     """A scorer returned something that is not a score (NaN where it should score, inf, wrong count)."""
-
-
-def message_text(item: Any, role: str | None) -> str:
-    """The text of a prompt or completion: a string, or the last ``role`` message of a chat (TRL's
-    conversational format; ``role=None`` takes the last message)."""
-    if isinstance(item, str):
-        return item
-    if isinstance(item, list) and all(isinstance(m, Mapping) and "content" in m for m in item):
-        messages = [m for m in item if role is None or m.get("role") == role]
-        return str(messages[-1]["content"]) if messages else ""
-    raise TypeError(f"expected a text or a list of chat messages, got {type(item).__name__}")
 
 
 def _excerpt(text: str, width: int = 60) -> str:
@@ -102,7 +199,7 @@ class ScoreMatrix:
 class MultiObjectiveReward:
     """Scores batches on k objectives and aggregates them into one reward per sample.
 
-    ``objectives`` are :class:`~moalign.config.ObjectiveConfig` (or mappings of their keys);
+    ``objectives`` are :class:`ObjectiveConfig` (or mappings of their keys);
     every scorer sees the whole batch (one forward per batch, shared where models are shared) and
     the entries of an objective tied to a tag dimension are then kept only for prompts tagged with it;
     ``aggregator`` is a registered aggregator name or ``{name: {params}}``. Objectives whose scorers
@@ -120,8 +217,6 @@ class MultiObjectiveReward:
         log: MetricsLogger | None = None,
         models: ModelCache | None = None,
     ) -> None:
-        from moalign.config.recipe import ObjectiveConfig, format_loc, objective_problems, plugin_spec
-
         self.objectives: list[ObjectiveConfig] = []
         for i, o in enumerate(objectives):
             try:
@@ -161,14 +256,14 @@ class MultiObjectiveReward:
 
     @classmethod
     def from_recipe(
-        cls, recipe: Recipe, *, log: MetricsLogger | None = None, models: ModelCache | None = None
+        cls, recipe: RewardSettings, *, log: MetricsLogger | None = None, models: ModelCache | None = None
     ) -> MultiObjectiveReward:
         return cls(recipe.objectives, recipe.aggregator, tag_dimensions=recipe.tag_dimensions, log=log, models=models)
 
     @classmethod
     def for_stage(
         cls,
-        ctx: Any,
+        ctx: RewardStage,
         objectives: Sequence[Any] | None = None,
         aggregator: Any = None,
         *,
@@ -177,8 +272,6 @@ class MultiObjectiveReward:
         """The reward a stage of a run uses: the recipe's objectives and aggregator (or the stage's own),
         with ``stage:TYPE/FILE`` references in scorer configs (e.g. a reward model trained earlier in
         the run) resolved to that stage's output."""
-        from moalign.data.specs import resolve_stage_refs
-
         raw = ctx.recipe.objectives if objectives is None else objectives
         entries = [resolve_stage_refs(o.model_dump(mode="json") if hasattr(o, "model_dump") else o, ctx) for o in raw]
         aggregator = ctx.recipe.aggregator if aggregator is None else aggregator

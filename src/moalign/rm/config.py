@@ -77,7 +77,7 @@ class RewardModelConfig(StrictModel):
     """A separate validation source (same columns); replaces ``validation_fraction``."""
     metric_for_best_model: Literal["loss", "intensity_accuracy", "preference_accuracy"] = "loss"
     bf16: bool | None = None
-    """None: bf16 autocast where the device runs it fast (see :func:`moalign.training.precision.resolve_bf16`)."""
+    """None: bf16 autocast where the device runs it fast (see :func:`moalign.precision.resolve_bf16`)."""
     peft: LoraSpec | None = None
     """LoRA on the backbone (the heads are always trained in full); merged into the saved weights."""
     seed: int | None = None

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from moalign.data.ratings import parse_rating
 from moalign.errors import UserError
 from moalign.rm.config import ColumnMap
-from moalign.rm.labels import Bins, parse_rating
+from moalign.rm.labels import Bins
 
 _MISSING = object()
 

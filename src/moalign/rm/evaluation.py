@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from moalign.atomic import atomic_write_json
+from moalign.correlation import spearman
 from moalign.errors import UserError
-from moalign.eval.metrics import spearman
 
 if TYPE_CHECKING:
     from moalign.rm.data import PairExample, RatedExample

@@ -36,7 +36,6 @@ from __future__ import annotations
 import bisect
 import math
 import re
-from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -168,26 +167,3 @@ def resolve_bins(dimensions: dict[str, int] | str | None, bins: dict[str, Bins] 
     if extra:
         raise UserError(f"bins: {', '.join(extra)} not among the dimensions ({', '.join(out)})")
     return out
-
-
-def parse_rating(value: Any) -> float | None:
-    """A rating from a dataset cell: a number, a numeric string (UltraFeedback's ``"4"``) or missing.
-
-    ``None``, ``""``, ``"N/A"`` and NaN are missing; anything else non-numeric is a ``ValueError``.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"rating {value!r} is not a number")
-    if isinstance(value, int | float):
-        return None if isinstance(value, float) and math.isnan(value) else value
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lower() in ("", "n/a", "na", "none", "null"):
-            return None
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError(f"rating {value!r} is not a number") from None
-        return int(number) if number == int(number) else number
-    raise ValueError(f"rating {value!r} is not a number")

@@ -20,13 +20,13 @@ import torch
 
 from moalign.errors import UserError
 from moalign.losses.multihead import joint_softmax_cross_entropy, multihead_cross_entropy
+from moalign.precision import resolve_bf16
 from moalign.rm.config import RewardModelConfig
 from moalign.rm.data import RatedExample, load_rated
 from moalign.rm.evaluation import head_metrics, write_report
 from moalign.rm.labels import resolve_bins
 from moalign.rm.model import MultiHeadRewardModel
 from moalign.training.args import stage_accelerator
-from moalign.training.precision import resolve_bf16
 
 LOSSES = {"per_head": multihead_cross_entropy, "joint_softmax": joint_softmax_cross_entropy}
 BEST_WEIGHTS = "best.safetensors"

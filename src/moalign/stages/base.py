@@ -9,21 +9,33 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from moalign.config.base import StrictModel
+from moalign.data.specs import STAGE_PREFIX
+from moalign.errors import UserError
 from moalign.registry import Registry
+from moalign.rewards.objectives import MultiObjectiveReward, RewardSettings
 
 if TYPE_CHECKING:
-    from moalign.config.recipe import Recipe
     from moalign.run_dir import RunDir
+    from moalign.tags import TagDimensions
+    from moalign.training.context import RewardFactory
+
+
+class StageRecipe(RewardSettings, Protocol):
+    """What a stage reads of its run's recipe: the reward's settings and the run's model
+    (:class:`moalign.recipe.Recipe` is one)."""
+
+    @property
+    def model(self) -> str: ...
 
 
 @dataclass
 class StageContext:
     """What a stage receives: the recipe, its run directory and the model it starts from."""
 
-    recipe: Recipe
+    recipe: StageRecipe
     run: RunDir
     index: int
     stage_type: str
@@ -39,6 +51,23 @@ class StageContext:
     def checkpoint_dir(self) -> Path:
         """Where the stage's trainer keeps its resumable ``checkpoint-<step>`` directories."""
         return self.dir / "checkpoints"
+
+    @property
+    def tag_dimensions(self) -> TagDimensions:
+        """The recipe's preference-tag dimensions."""
+        return self.recipe.tag_dimensions
+
+    def stage_output(self, spec: str) -> Path:
+        """Resolve ``stage:TYPE/FILE`` to the file written by the latest earlier stage of that type."""
+        stage_type, _, name = spec.removeprefix(STAGE_PREFIX).partition("/")
+        for index in range(self.index - 1, 0, -1):
+            candidate = self.run.root / f"{index:02d}-{stage_type}"
+            if candidate.is_dir():
+                path = candidate / name
+                if not path.exists():
+                    raise UserError(f"dataset '{spec}': stage {candidate.name} wrote no file '{name}'")
+                return path
+        raise UserError(f"dataset '{spec}': no earlier '{stage_type}' stage in this recipe")
 
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
         self.run.log_metrics(metrics, stage=f"{self.index:02d}-{self.stage_type}", step=step)
@@ -73,3 +102,11 @@ def register_stage(name: str, config_cls: type[StrictModel]) -> Callable[[StageR
         return run
 
     return decorator
+
+
+def training_reward(ctx: StageContext) -> RewardFactory:
+    """The recipe's reward for a training stage's loop, built when the loop asks for it (with the loop's
+    metrics log); a :class:`UserError` at once if the recipe declares no objectives."""
+    if not ctx.recipe.objectives:
+        raise UserError(f"stage {ctx.index:02d}-{ctx.stage_type} needs the recipe's 'objectives' to score samples")
+    return lambda log: MultiObjectiveReward.for_stage(ctx, log=log)

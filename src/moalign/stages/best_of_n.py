@@ -30,7 +30,7 @@ from pydantic import Field, field_validator, model_validator
 
 from moalign.atomic import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from moalign.config.base import StrictModel
-from moalign.config.recipe import ObjectiveConfig, PluginSpec, plugin_spec
+from moalign.config.plugins import PluginSpec, plugin_spec
 from moalign.data.constraints import check_constraints, parse_constraints, repair_response
 from moalign.data.dimensions import (
     DIMENSIONS,
@@ -48,6 +48,7 @@ from moalign.data.sources import load_records
 from moalign.errors import UserError
 from moalign.eval.generations import CachedGeneration
 from moalign.rewards import MultiObjectiveReward
+from moalign.rewards.objectives import DEFAULT_OBJECTIVES, ObjectiveConfig
 from moalign.stages.base import StageContext, StageResult, register_stage
 from moalign.tags import parse_tags
 
@@ -143,14 +144,6 @@ class BestOfNConfig(StrictModel):
         from moalign.rewards.aggregators import AGGREGATORS
 
         return None if raw is None else plugin_spec(AGGREGATORS, raw)
-
-
-DEFAULT_OBJECTIVES: tuple[dict[str, Any], ...] = (
-    {"name": "constraints", "scorer": "verifier"},
-    {"name": "brevity", "scorer": "brevity"},
-    {"name": "structure", "scorer": "structure"},
-)
-"""The task suite's objectives, used when the recipe declares none (weight 1 each, summed)."""
 
 
 def build_reward(ctx: Any, config: BestOfNConfig) -> MultiObjectiveReward:

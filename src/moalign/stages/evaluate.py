@@ -1,4 +1,4 @@
-"""The ``eval`` stage: evaluate the run's models against its start model, then write ``report.html``.
+"""The ``eval`` stage: evaluate the run's models against its start model.
 
 ```yaml
 stages:
@@ -14,8 +14,8 @@ stages:
       judge: null                      # a scorer spec; default: the recipe's objectives aggregated
       controllability: {dimensions: [brevity, structure], num_prompts: 8}
 ```
-It writes ``metrics.json`` and ``samples.jsonl`` into its stage directory and ``report.html`` at the run
-root, logs the headline numbers as ``eval/<model>/<metric>`` and hands on no new model.
+It writes ``metrics.json`` and ``samples.jsonl`` into its stage directory, logs the headline numbers as
+``eval/<model>/<metric>`` and hands on no new model; the pipeline then rebuilds the run's ``report.html``.
 """
 
 from __future__ import annotations
@@ -86,9 +86,8 @@ def add_evaluation_to_cards(metrics: dict[str, Any], candidates: dict[str, str],
 
 @register_stage("eval", EvalStageConfig)
 def run(ctx: StageContext, config: EvalStageConfig) -> StageResult:
-    """Evaluate, write the stage's outputs and rebuild the run's report (see the module docstring)."""
+    """Evaluate and write the stage's outputs (see the module docstring)."""
     from moalign.data.specs import resolve_stage_refs
-    from moalign.report.page import build_report
     from moalign.rewards import MultiObjectiveReward
 
     candidates = candidate_labels(config.models or [ctx.model], ctx)
@@ -117,5 +116,4 @@ def run(ctx: StageContext, config: EvalStageConfig) -> StageResult:
     ctx.log(summary)
     if is_main_process():
         add_evaluation_to_cards(metrics, candidates, ctx)
-    build_report(ctx.run.root)
     return StageResult(model=None, summary=summary)

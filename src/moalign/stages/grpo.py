@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from moalign.stages.base import StageContext, StageResult, register_stage
+from moalign.stages.base import StageContext, StageResult, register_stage, training_reward
 from moalign.training.trl_online import TRLOnlineStageConfig, online_trainer_kwargs, run_trl_online
 
 Advantage = Literal["group", "leave_one_out"]
@@ -81,6 +81,6 @@ def run_grpo(ctx: StageContext, config: GRPOStageConfig) -> StageResult:
     from moalign.training.checkpoint import save_trainer_model
 
     args = grpo_args(config, ctx.checkpoint_dir, ctx.seed)
-    trainer, output = run_trl_online(ctx, config, grpo_trainer_class(config), args)
+    trainer, output = run_trl_online(ctx, config, grpo_trainer_class(config), args, make_reward=training_reward(ctx))
     path = save_trainer_model(trainer, trainer.processing_class, ctx.dir / "model")
     return StageResult(model=str(path), summary={"train_loss": output.training_loss, "steps": output.global_step})

@@ -19,7 +19,7 @@ import torch
 from pydantic import Field
 
 from moalign.losses.preference import best_worst_pairs, dpo_loss
-from moalign.stages.base import StageContext, StageResult, register_stage
+from moalign.stages.base import StageContext, StageResult, register_stage, training_reward
 from moalign.training.online import OnlineStageConfig, ScoredRollout, sample_token_logps, train_online
 
 
@@ -60,5 +60,5 @@ def online_dpo_step_loss(config: OnlineDPOStageConfig):
 @register_stage("online_dpo", OnlineDPOStageConfig)
 def run_online_dpo(ctx: StageContext, config: OnlineDPOStageConfig) -> StageResult:
     """Train with online DPO against the starting checkpoint; hand on the final checkpoint."""
-    path = train_online(ctx, config, online_dpo_step_loss(config), reference=True)
+    path = train_online(ctx, config, online_dpo_step_loss(config), reference=True, make_reward=training_reward(ctx))
     return StageResult(model=path, summary={"steps": config.max_steps})

@@ -30,7 +30,7 @@ from moalign.losses.ppo import (
     masked_whiten,
     token_entropy,
 )
-from moalign.stages.base import StageContext, StageResult, register_stage
+from moalign.stages.base import StageContext, StageResult, register_stage, training_reward
 from moalign.training.logprobs import token_logps
 from moalign.training.online import OnlineStageConfig, ScoredRollout, train_online
 
@@ -126,5 +126,6 @@ def run_ppo(ctx: StageContext, config: PPOStageConfig) -> StageResult:
         wrap_policy=PolicyWithValueHead,
         epochs=config.num_ppo_epochs,
         minibatches=config.num_mini_batches,
+        make_reward=training_reward(ctx),
     )
     return StageResult(model=path, summary={"steps": config.max_steps})

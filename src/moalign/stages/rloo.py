@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from moalign.stages.base import StageContext, StageResult, register_stage
+from moalign.stages.base import StageContext, StageResult, register_stage, training_reward
 from moalign.training.trl_online import TRLOnlineStageConfig, online_trainer_kwargs, run_trl_online
 
 
@@ -47,6 +47,6 @@ def run_rloo(ctx: StageContext, config: RLOOStageConfig) -> StageResult:
         **online_trainer_kwargs(config, ctx.checkpoint_dir, ctx.seed),
         normalize_advantages=config.normalize_advantages,
     )
-    trainer, output = run_trl_online(ctx, config, rloo_trainer_class(config), args)
+    trainer, output = run_trl_online(ctx, config, rloo_trainer_class(config), args, make_reward=training_reward(ctx))
     path = save_trainer_model(trainer, trainer.processing_class, ctx.dir / "model")
     return StageResult(model=str(path), summary={"train_loss": output.training_loss, "steps": output.global_step})

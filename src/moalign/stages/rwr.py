@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from moalign.losses.policy import Baseline, reward_weighted_nll
-from moalign.stages.base import StageContext, StageResult, register_stage
+from moalign.stages.base import StageContext, StageResult, register_stage, training_reward
 from moalign.training.logprobs import prompt_completion_logps
 from moalign.training.online import OnlineStageConfig, train_online
 from moalign.training.rollout import Rollout
@@ -41,5 +41,5 @@ def rwr_step_loss(config: RWRStageConfig):
 @register_stage("rwr", RWRStageConfig)
 def run_rwr(ctx: StageContext, config: RWRStageConfig) -> StageResult:
     """Train with reward-weighted likelihood; hand on the final checkpoint."""
-    path = train_online(ctx, config, rwr_step_loss(config))
+    path = train_online(ctx, config, rwr_step_loss(config), make_reward=training_reward(ctx))
     return StageResult(model=path, summary={"steps": config.max_steps})

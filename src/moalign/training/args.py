@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from moalign.config.base import StrictModel
 from moalign.data.adapters import DatasetSpec
-from moalign.training.precision import accelerator_available, resolve_bf16
+from moalign.precision import accelerator_available, resolve_bf16
 
 
 class LoraSpec(StrictModel):
@@ -72,7 +72,7 @@ class TrainerStageConfig(StrictModel):
     early_stopping_patience: int | None = None
     bf16: bool | None = None
     """bf16 autocast over float32 weights; None: where the device runs it natively, as TRL's default
-    intends (:func:`moalign.training.precision.resolve_bf16`). The recipe's ``precision`` overrides it."""
+    intends (:func:`moalign.precision.resolve_bf16`). The recipe's ``precision`` overrides it."""
     gradient_checkpointing: bool = False
     report_to: list[str] = Field(default_factory=list)
     """``tensorboard``, ``wandb``, ``trackio``...; metrics.jsonl is always written."""

@@ -10,6 +10,8 @@ from typing import Any
 from transformers import TrainerCallback
 
 from moalign.cost import count_tokens
+from moalign.run_dir import RunDir
+from moalign.training.context import TrainingStage
 
 
 class MetricsCallback(TrainerCallback):
@@ -57,7 +59,7 @@ class CheckpointMarker(TrainerCallback):
     normaliser statistics); :func:`moalign.training.checkpoint.train_resuming` hands it back on resume.
     """
 
-    def __init__(self, run: Any, state: Callable[[], dict[str, Any]] | None = None) -> None:
+    def __init__(self, run: RunDir, state: Callable[[], dict[str, Any]] | None = None) -> None:
         self._run = run
         self._state = state
 
@@ -73,7 +75,7 @@ class CheckpointMarker(TrainerCallback):
 
 
 def trainer_callbacks(
-    ctx: Any,
+    ctx: TrainingStage,
     config: Any,
     has_eval: bool,
     derive: Callable[[dict[str, Any]], dict[str, float]] | None = None,

@@ -1,4 +1,5 @@
-"""Checkpoints: final models written atomically, and resumable training checkpoints.
+"""Checkpoints: a trainer's final model (:func:`moalign.models.saving.save_final_model`) and resumable
+training checkpoints.
 
 A training checkpoint is a directory ``<stage>/checkpoints/checkpoint-<step>`` holding whatever its
 trainer saves (weights, optimizer, scheduler, RNG states) and, written last, the completeness marker
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from moalign.atomic import atomic_directory, atomic_write_json
+from moalign.models.saving import save_final_model
 from moalign.processes import is_main_process, wait_for_everyone, world_size
 
 logger = logging.getLogger(__name__)
@@ -32,20 +34,6 @@ CHECKPOINT_PREFIX = "checkpoint-"
 """transformers' ``PREFIX_CHECKPOINT_DIR`` plus its dash: both kinds of checkpoint share the naming."""
 MARKER = "checkpoint.json"
 _NAME = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
-
-
-def save_final_model(model: Any, tokenizer: Any, path: Path) -> Path:
-    """Save ``model`` (a ``PreTrainedModel`` or a peft model: adapter only) and its tokenizer to ``path``.
-
-    The directory appears only once complete, so a crash never leaves a checkpoint that looks whole.
-    Under ``accelerate launch`` only the main process writes (the weights are the same on every rank).
-    """
-    if not is_main_process():
-        return path
-    with atomic_directory(path) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-    return path
 
 
 def save_trainer_model(trainer: Any, tokenizer: Any, path: Path) -> Path:

@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
+from moalign.generation import group_by_prompt
+from moalign.precision import fast_path_dtype
 from moalign.training.branch_attention import Segment, branch_attention_for
-from moalign.training.precision import fast_path_dtype
 
 ROWS_PER_CHUNK = 1024
 """Rows of logits turned into float32 at a time (1024 x 49,152 float32 = 192 MiB)."""
@@ -216,7 +217,7 @@ PACKABLE_ATTENTION = ("sdpa", "eager")
 
 def takes_packed_rows(model: Any) -> bool:
     """Whether ``model`` (possibly wrapped: PEFT, DDP, DeepSpeed) attends with a :data:`PACKABLE_ATTENTION`
-    and computes in a dtype the packed paths take (:func:`~moalign.training.precision.fast_path_dtype`:
+    and computes in a dtype the packed paths take (:func:`~moalign.precision.fast_path_dtype`:
     float32 or bf16, autocast's when it is on)."""
     from accelerate.utils import extract_model_from_parallel
 
@@ -322,14 +323,6 @@ def unpack_completion_rows(
     columns = [[j for j, m in enumerate(keep[split:]) if m] for keep in mask]
     completions = [[row[split + j] for j in cols] for row, cols in zip(ids, columns, strict=True)]
     return prompts, completions, columns
-
-
-def group_by_prompt(prompts: list[list[int]]) -> list[list[int]]:
-    """Row indices grouped by identical prompt tokens, groups in order of first appearance."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, prompt in enumerate(prompts):
-        groups.setdefault(tuple(prompt), []).append(i)
-    return list(groups.values())
 
 
 def pack_by_prompt(

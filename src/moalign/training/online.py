@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 from pydantic import Field
@@ -19,11 +19,14 @@ from pydantic import Field
 from moalign.config.base import StrictModel
 from moalign.cost import count_tokens
 from moalign.data.adapters import DatasetSpec
+from moalign.data.specs import DataContext
 from moalign.errors import UserError
 from moalign.generation import SamplingConfig
 from moalign.losses.ppo import kl_estimate
+from moalign.precision import resolve_bf16
 from moalign.training.args import LoraSpec, stage_accelerator
 from moalign.training.checkpoint import generator_from_text, generator_text
+from moalign.training.context import Reward, RewardFactory, TrainingStage
 from moalign.training.logprobs import (
     join_prompt_completion,
     pack_by_prompt,
@@ -32,8 +35,10 @@ from moalign.training.logprobs import (
     takes_packed_rows,
     token_logps,
 )
-from moalign.training.precision import resolve_bf16
 from moalign.training.rollout import Rollout, sample_rollout
+
+if TYPE_CHECKING:
+    from moalign.tags import TagDimensions
 
 
 class OnlineStageConfig(StrictModel):
@@ -171,7 +176,7 @@ def clipped_ratio(completion_ids: list[list[int]], max_length: int, eos_ids: set
     return sum(clipped) / max(len(clipped), 1)
 
 
-def loop_state(step: int, reward: Any, shuffle: torch.Generator, metrics_bytes: int) -> dict[str, Any]:
+def loop_state(step: int, reward: Reward, shuffle: torch.Generator, metrics_bytes: int) -> dict[str, Any]:
     """What a checkpoint of the loop records beside accelerate's state: the step (the data position: the
     prompt order is a function of the seed and the number of batches drawn), the reward's normaliser
     statistics, the minibatch-shuffle generator and how far ``metrics.jsonl`` had been written."""
@@ -183,7 +188,7 @@ def loop_state(step: int, reward: Any, shuffle: torch.Generator, metrics_bytes: 
     }
 
 
-def restore_loop_state(state: dict[str, Any], reward: Any, shuffle: torch.Generator) -> int:
+def restore_loop_state(state: dict[str, Any], reward: Reward, shuffle: torch.Generator) -> int:
     """Load :func:`loop_state` back into ``reward`` and ``shuffle``; returns the step it was taken at."""
     reward.load_state_dict(state["reward"])
     shuffle.set_state(generator_from_text(state["shuffle_rng"]))
@@ -199,7 +204,9 @@ def prompt_batches(records: list[dict[str, Any]], batch_size: int, seed: int):
             yield [records[i] for i in order[start : start + batch_size]]
 
 
-def online_prompt_records(config: OnlineStageConfig, ctx: Any, tag_dimensions: Any) -> list[dict[str, Any]]:
+def online_prompt_records(
+    config: OnlineStageConfig, ctx: DataContext | None, tag_dimensions: TagDimensions | None
+) -> list[dict[str, Any]]:
     """The stage's prompt records, checked whole before any model loads: a ``prompt`` column, no empty
     prompt, tags within ``tag_dimensions``, and a full batch of prompts for every process (the loop draws
     only full batches)."""
@@ -227,10 +234,11 @@ def online_prompt_records(config: OnlineStageConfig, ctx: Any, tag_dimensions: A
 
 
 def train_online(
-    ctx: Any,
+    ctx: TrainingStage,
     config: OnlineStageConfig,
     step_loss: StepLoss,
     *,
+    make_reward: RewardFactory,
     reference: bool = False,
     prepare: Prepare | None = None,
     wrap_policy: Callable[[Any], torch.nn.Module] | None = None,
@@ -239,6 +247,7 @@ def train_online(
 ) -> str:
     """Run the loop for ``config.max_steps`` steps; return the saved final checkpoint directory.
 
+    ``make_reward(log)`` builds the stage's reward once the models are loaded; it logs at the loop's step.
     ``reference``: keep a frozen copy of the starting model (with LoRA: the adapters disabled) and
     compute ``ref_logps``; the KL to it is then logged each step and ``config.kl_bound`` can stop the
     run. ``prepare`` runs once per rollout (no grad). ``wrap_policy(lm)`` returns the module that is
@@ -249,20 +258,17 @@ def train_online(
     from transformers import get_scheduler
 
     from moalign.models import load_causal_lm, load_tokenizer
-    from moalign.rewards import MultiObjectiveReward
+    from moalign.models.saving import save_final_model
     from moalign.training.checkpoint import (
         checkpoint_state,
         latest_complete_checkpoint,
         rotate_checkpoints,
         save_checkpoint,
-        save_final_model,
     )
 
-    if not ctx.recipe.objectives:
-        raise UserError(f"stage {ctx.index:02d}-{ctx.stage_type} needs the recipe's 'objectives' to score samples")
     if config.kl_bound is not None and not reference:
         raise UserError(f"stage {ctx.stage_type} keeps no reference model: kl_bound does not apply")
-    records = online_prompt_records(config, ctx, ctx.recipe.tag_dimensions)
+    records = online_prompt_records(config, ctx, ctx.tag_dimensions)
 
     bf16 = resolve_bf16(config.bf16)
     accelerator = stage_accelerator(bf16=bf16, gradient_accumulation_steps=config.gradient_accumulation_steps)
@@ -286,7 +292,7 @@ def train_online(
     eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
 
     step = 0
-    reward = MultiObjectiveReward.for_stage(ctx, log=lambda m: ctx.log(m, step=step))
+    reward = make_reward(lambda m: ctx.log(m, step=step))
     shard = records[accelerator.process_index :: accelerator.num_processes]  # each launched process its share
     batches = prompt_batches(shard, config.per_device_train_batch_size, ctx.seed)
     shuffle = torch.Generator().manual_seed(ctx.seed)

@@ -21,8 +21,8 @@ from transformers import TrainerCallback
 from moalign.cost import count_tokens
 from moalign.data.specs import record_chat, require_prompt
 from moalign.errors import UserError
-from moalign.rewards import MultiObjectiveReward
 from moalign.training.args import TrainerStageConfig, trainer_kwargs
+from moalign.training.context import Reward, RewardFactory, TrainingStage
 
 TRL_ONLY_KWARGS = ("completion_ids", "trainer_state", "log_extra", "log_metric", "environments")
 """Keyword arguments TRL adds to every reward-function call that are not dataset columns."""
@@ -102,7 +102,7 @@ class TRLReward:
 
     __name__ = "moalign"
 
-    def __init__(self, reward: MultiObjectiveReward, log: Any) -> None:
+    def __init__(self, reward: Reward, log: Any) -> None:
         self.reward = reward
         self._log = log
         self._step = 0
@@ -198,8 +198,8 @@ def name_reference_weights(model: Any, tokenizer: Any, spec: str, scratch: Path)
     (once per stage) and named instead. Models loaded from a plain directory keep their name.
     """
     from moalign.models.loading import is_adapter
+    from moalign.models.saving import save_final_model
     from moalign.processes import wait_for_everyone
-    from moalign.training.checkpoint import save_final_model
 
     if not is_adapter(spec):
         return
@@ -208,22 +208,22 @@ def name_reference_weights(model: Any, tokenizer: Any, spec: str, scratch: Path)
     model.config._name_or_path = model.name_or_path = str(scratch)
 
 
-def run_trl_online(ctx: Any, config: TRLOnlineStageConfig, trainer_cls: Any, args: Any) -> tuple[Any, Any]:
+def run_trl_online(
+    ctx: TrainingStage, config: TRLOnlineStageConfig, trainer_cls: Any, args: Any, *, make_reward: RewardFactory
+) -> tuple[Any, Any]:
     """Build and train a TRL online trainer on the recipe's prompts and reward; returns ``(trainer, output)``.
 
-    ``args`` is the TRL ``*Config`` built by the stage; the model, the reward bridge and the callbacks
-    are the same for every online stage.
+    ``args`` is the TRL ``*Config`` built by the stage; ``make_reward(None)`` builds the stage's reward. The
+    model, the reward bridge and the callbacks are the same for every online stage.
     """
     from moalign.data.specs import train_eval_datasets
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.training.callbacks import trainer_callbacks
     from moalign.training.checkpoint import train_resuming
 
-    if not ctx.recipe.objectives:
-        raise UserError(f"stage {ctx.index:02d}-{ctx.stage_type} needs the recipe's 'objectives' to score samples")
-    dims = ctx.recipe.tag_dimensions
+    dims = ctx.tag_dimensions
     train, evaluation = train_eval_datasets(config, ctx, prompt_records, dims, prompts_per_step(config))
-    reward = TRLReward(MultiObjectiveReward.for_stage(ctx), ctx.log)
+    reward = TRLReward(make_reward(None), ctx.log)
     callbacks = trainer_callbacks(
         ctx, config, evaluation is not None, derive=online_metrics, state=lambda: {"reward": reward.reward.state_dict()}
     )

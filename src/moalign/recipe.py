@@ -18,93 +18,29 @@ stages:
 ```
 Each stage item is a one-key mapping from a registered stage type to that stage's typed config;
 an objective's ``scorer`` and the ``aggregator`` are plug-in entries of the same shape, validated
-against the scorer and aggregator registries (imported on first use, so this module stays light).
+against the scorer and aggregator registries. Loading a recipe imports :mod:`moalign.stages`, which
+registers every built-in stage.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
-from moalign.config.base import StrictModel, unknown_key_hint
+from moalign.config.base import StrictModel
+from moalign.config.plugins import PluginSpec, describe_error, format_loc, plugin_spec, validate_plugin
 from moalign.config.yaml_source import Loc, YamlSource, apply_override, load_yaml
 from moalign.errors import UserError
-from moalign.registry import Registry, did_you_mean
+from moalign.precision import Precision, stage_bf16
+from moalign.registry import did_you_mean
+from moalign.rewards.aggregators import AGGREGATORS
+from moalign.rewards.objectives import ObjectiveConfig, objective_problems
+from moalign.rewards.scorers import SCORERS
 from moalign.tags import DEFAULT_TAG_DIMENSIONS, IntensityRange, check_dimensions
-from moalign.training.precision import Precision, stage_bf16
-
-
-class PluginSpec(BaseModel):
-    """A validated plug-in entry (a scorer, an aggregator): its registered name and typed config.
-
-    It serialises back to the recipe form ``{name: {config}}``.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    type: str
-    config: SerializeAsAny[StrictModel]
-
-    @model_serializer(mode="plain")
-    def _as_entry(self) -> dict[str, Any]:
-        return {self.type: self.config.model_dump(mode="json")}
-
-
-def _scorers() -> Registry[Any]:
-    from moalign.rewards.scorers import SCORERS
-
-    return SCORERS
-
-
-def _aggregators() -> Registry[Any]:
-    from moalign.rewards.aggregators import AGGREGATORS
-
-    return AGGREGATORS
-
-
-def plugin_spec(registry: Registry[Any], raw: Any) -> PluginSpec:
-    """``raw`` (a name or ``{name: {config}}``) as a :class:`PluginSpec`; ``ValueError`` if invalid."""
-    if isinstance(raw, PluginSpec):
-        return raw
-    problems: list[tuple[Loc, str]] = []
-    checked = validate_plugin(registry, raw, (), problems)
-    if checked is None:
-        raise ValueError("; ".join(f"{format_loc(loc)}: {msg}" if loc else msg for loc, msg in problems))
-    return PluginSpec(type=checked[0], config=checked[1])
-
-
-class ObjectiveConfig(StrictModel):
-    """One objective: a named score with its scorer and its place in the aggregate.
-
-    ```yaml
-    - name: fluency
-      scorer: {classifier: {model: ./disfluency-bert, label: disfluent, complement: true}}
-      weight: 1.0
-      ideal: 1.0            # for gap_to_ideal / chebyshev / soft_chebyshev
-      normalize: group      # z-score within each prompt's group before aggregating
-      tag_dimension: null   # if set, the objective applies only to prompts tagged with it
-    ```
-    """
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    scorer: PluginSpec
-    """A registered scorer name, or a one-key mapping ``{scorer_name: {its config}}``."""
-    weight: float = 1.0
-    ideal: float | None = None
-    """The score this objective aims at (distance-based aggregators)."""
-    normalize: Literal["batch", "group"] | None = None
-    """z-score this objective over the batch, or within each prompt group, before aggregating."""
-    tag_dimension: str | None = None
-    """A declared tag dimension: the objective applies only to prompts whose tags name it."""
-
-    @field_validator("scorer", mode="before")
-    @classmethod
-    def _validate_scorer(cls, raw: Any) -> PluginSpec:
-        return plugin_spec(_scorers(), raw)
 
 
 class StageSpec(BaseModel):
@@ -137,9 +73,9 @@ class Recipe(StrictModel):
     precision: Precision = "auto"
     """``auto``: each stage's ``bf16`` key decides (unset: bf16 autocast where the device runs it
     natively); ``fp32`` or ``bf16`` sets every stage's ``bf16`` key, overriding the stages' own
-    (:mod:`moalign.training.precision`)."""
+    (:mod:`moalign.precision`)."""
     objectives: list[ObjectiveConfig] = Field(default_factory=list)
-    aggregator: PluginSpec = Field(default_factory=lambda: plugin_spec(_aggregators(), "weighted_sum"))
+    aggregator: PluginSpec = Field(default_factory=lambda: plugin_spec(AGGREGATORS, "weighted_sum"))
     """How the objectives' scores become one reward: a name or ``{name: {params}}``."""
     tag_dimensions: dict[str, IntensityRange] = Field(default_factory=lambda: dict(DEFAULT_TAG_DIMENSIONS))
     """Preference-tag dimensions and their intensity ranges, ``{name: [low, high]}``."""
@@ -152,7 +88,7 @@ class Recipe(StrictModel):
     @field_validator("aggregator", mode="before")
     @classmethod
     def _validate_aggregator(cls, raw: Any) -> PluginSpec:
-        return plugin_spec(_aggregators(), raw)
+        return plugin_spec(AGGREGATORS, raw)
 
     @field_validator("tag_dimensions", mode="after")
     @classmethod
@@ -165,56 +101,12 @@ class Recipe(StrictModel):
         return yaml.safe_dump(data, sort_keys=False)
 
 
+
+
 class RecipeError(UserError):
     """An invalid recipe; the message lists every problem with its file, line and key path."""
 
 
-def format_loc(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "<root>"
-
-
-def _describe(error: dict[str, Any], root: type[BaseModel]) -> tuple[Loc, str]:
-    loc = tuple(error["loc"])
-    if error["type"] == "extra_forbidden":
-        return loc, unknown_key_hint(root, loc)
-    msg = error["msg"]
-    if error["type"] not in ("missing",) and not isinstance(error.get("input"), dict | list):
-        msg += f" (got {error['input']!r})"
-    return loc, msg
-
-
-def validate_plugin(
-    registry: Registry[Any], raw: Any, loc: Loc, problems: list[tuple[Loc, str]]
-) -> tuple[str, StrictModel] | None:
-    """Validate a plug-in entry: a registered name, or ``{name: {config}}``; its config is typed.
-
-    The registry's items carry a ``config_cls``. Problems are appended with their key path.
-    """
-    if isinstance(raw, str):
-        name, body = raw, {}
-    elif isinstance(raw, dict) and len(raw) == 1:
-        name, body = next(iter(raw.items()))
-        body = {} if body is None else body
-    else:
-        problems.append((loc, f"expected a {registry.kind} name or a one-key mapping {{name: {{config}}}}"))
-        return None
-    if name not in registry:
-        known = ", ".join(registry.names()) or "none"
-        problems.append(
-            ((*loc, name), f"unknown {registry.kind} '{name}'{did_you_mean(name, registry.names())}; known: {known}")
-        )
-        return None
-    cls = registry.get(name).config_cls
-    try:
-        return name, cls.model_validate(body)
-    except ValidationError as exc:
-        for err in exc.errors():
-            sub, msg = _describe(err, cls)
-            problems.append(((*loc, name, *sub), msg))
-        return None
 
 
 def validate_recipe(source: YamlSource) -> Recipe:
@@ -236,13 +128,13 @@ def validate_recipe(source: YamlSource) -> Recipe:
             _checked_objective(raw, ("objectives", i), problems) for i, raw in enumerate(raw_objectives)
         ]
     if "aggregator" in data:
-        checked = validate_plugin(_aggregators(), data["aggregator"], ("aggregator",), problems)
+        checked = validate_plugin(AGGREGATORS, data["aggregator"], ("aggregator",), problems)
         checked_data["aggregator"] = _spec(checked)
     recipe = None
     try:
         recipe = Recipe.model_validate(checked_data)
     except ValidationError as exc:
-        problems.extend(_describe(err, Recipe) for err in exc.errors())
+        problems.extend(describe_error(err, Recipe) for err in exc.errors())
     if recipe is not None and not problems:
         problems.extend(objective_problems(recipe.objectives, recipe.aggregator, recipe.tag_dimensions))
         problems.extend(sweep_problems(recipe))
@@ -278,55 +170,9 @@ def _spec(checked: tuple[str, StrictModel] | None) -> PluginSpec:
 def _checked_objective(raw: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> Any:
     if not isinstance(raw, dict) or "scorer" not in raw:
         return raw  # the model reports what is wrong with it
-    return {**raw, "scorer": _spec(validate_plugin(_scorers(), raw["scorer"], (*loc, "scorer"), problems))}
+    return {**raw, "scorer": _spec(validate_plugin(SCORERS, raw["scorer"], (*loc, "scorer"), problems))}
 
 
-def objective_problems(
-    objectives: list[ObjectiveConfig], aggregator_spec: PluginSpec, dims: dict[str, IntensityRange]
-) -> list[tuple[Loc, str]]:
-    """Checks across keys: unique names, declared tag dimensions, what the aggregator needs."""
-    problems: list[tuple[Loc, str]] = []
-    aggregator = _aggregators().get(aggregator_spec.type)
-    seen: dict[str, int] = {}
-    tagged: dict[str, int] = {}
-    for i, obj in enumerate(objectives):
-        loc: Loc = ("objectives", i)
-        if obj.name in seen:
-            problems.append(
-                ((*loc, "name"), f"objective name '{obj.name}' is already used by objectives[{seen[obj.name]}]")
-            )
-        seen.setdefault(obj.name, i)
-        if obj.tag_dimension is not None and obj.tag_dimension not in dims:
-            known = ", ".join(dims) or "none"
-            problems.append(
-                (
-                    (*loc, "tag_dimension"),
-                    f"tag dimension '{obj.tag_dimension}' is not declared in tag_dimensions"
-                    f"{did_you_mean(obj.tag_dimension, list(dims))}; declared: {known}",
-                )
-            )
-        if aggregator.needs_ideals and obj.ideal is None:
-            problems.append(
-                ((*loc, "ideal"), f"aggregator '{aggregator.name}' needs an ideal value for every objective")
-            )
-        if aggregator.needs_tags and obj.tag_dimension is not None:
-            if obj.tag_dimension in tagged:
-                first = tagged[obj.tag_dimension]
-                problems.append(
-                    (
-                        (*loc, "tag_dimension"),
-                        f"tag dimension '{obj.tag_dimension}' is already scored by objectives[{first}]",
-                    )
-                )
-            else:
-                tagged[obj.tag_dimension] = i
-            if obj.weight != 1.0:
-                problems.append(((*loc, "weight"), f"aggregator '{aggregator.name}' (seed 002, eq. 11) has no weights"))
-    if aggregator.needs_tags and objectives and not tagged:
-        problems.append(
-            (("objectives",), f"aggregator '{aggregator.name}' needs at least one objective with a tag_dimension")
-        )
-    return problems
 
 
 def sweep_problems(recipe: Recipe) -> list[tuple[Loc, str]]:

@@ -1,16 +1,11 @@
 """Cost accounting: what a stage spent (wall, CPU and GPU time, tokens generated and trained).
 
-Tokens are counted by one mechanism: the pipeline opens a :func:`counting_tokens` scope around each
-stage, and the code that generates or trains adds to it with :func:`count_tokens` (the one generation
-path :func:`moalign.generation.generate`, the project's on-policy loop, and a trainer callback that
-reads TRL's ``num_input_tokens_seen``). Outside a scope the counts go nowhere.
-
-*Generated* tokens are new tokens sampled by the model (end-of-turn token excluded). *Trained* tokens
-are the non-padding tokens (prompt and completion) that went through a training forward and backward
-pass, counted once per pass, as transformers' ``num_input_tokens_seen``.
-
+Tokens are counted inside a :func:`counting_tokens` scope the pipeline opens around each stage; the one
+generation path, the on-policy loop and a trainer callback add to it with :func:`count_tokens`.
 GPU time follows seed 002's table 8 ("GPU hours"): device-seconds held, i.e. wall time times the
 GPUs the run uses (one per accelerate process); None where CUDA is absent.
+
+Reading notes: docs/papers.md#costpy.
 """
 
 from __future__ import annotations

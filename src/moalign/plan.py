@@ -1,20 +1,12 @@
 """The dry run: what ``moalign run RECIPE --dry-run`` checks and reports, without loading a model.
 
-For a validated recipe it
-
-1. checks every dataset a stage names: an adapter spec converts a few rows of its source through its
-   adapter (the first rows of a local file; a streamed head of a hub dataset; the adapter's shipped
-   schema sample when the hub cannot be reached) and must give the record kind the stage consumes;
-   a ``builtin:`` spec loads its first records; a local file must exist, and a stage whose datasets are
-   all local files has them read whole through the checks the stage runs before loading a model
-   (columns, empty prompts, tags, enough records for one step: :func:`stage_data_checks`);
-2. builds the stage graph: every ``stage:TYPE[/FILE]`` reference (datasets, eval models, scorer configs,
-   and the recipe's objectives for the stages that score samples) must name an earlier stage;
-3. estimates each stage's token budget, ``steps x sequences per step x tokens per sequence``, an upper
-   bound with every sequence at its maximum length (``max_length`` for trained sequences,
-   ``max_completion_length`` / ``max_new_tokens`` for generated ones).
-
+For a validated recipe it (1) checks every dataset a stage names (a few rows through its adapter, the first
+records of a ``builtin:`` spec, local files whole through :func:`stage_data_checks`); (2) builds the stage
+graph, every ``stage:TYPE[/FILE]`` reference naming an earlier stage; (3) estimates each stage's token
+budget, ``steps x sequences per step x tokens per sequence``, an upper bound at the maximum lengths.
 Every problem is collected; :func:`dry_run` raises one :class:`UserError` listing them all.
+
+Notes: docs/papers.md#planpy.
 """
 
 from __future__ import annotations

@@ -1,15 +1,11 @@
 """The precision policy: which precision each stage computes in, and which dtypes the fast paths take.
 
-A recipe's run-level ``precision`` is ``auto``, ``fp32`` or ``bf16``. ``fp32`` and ``bf16`` set every
-stage's ``bf16`` key (:func:`stage_bf16`: an explicit run-level precision overrides the stages' own);
-``auto`` leaves each stage's key, and a stage without one (``bf16: null``) gets bf16 autocast where the
-device runs it natively (:func:`resolve_bf16`). bf16 is always autocast over float32 weights: training
-keeps float32 master weights. ``auto`` does not differ by stage: on a 2-core CPU with AMX, bf16 was
-faster for every stage measured (DPO, GRPO, generation, SFT, the reward model; README, Performance).
+A recipe's run-level ``precision`` is ``auto``, ``fp32`` or ``bf16``: ``fp32`` and ``bf16`` set every stage's
+``bf16`` key (:func:`stage_bf16`); ``auto`` leaves each stage's, and ``bf16: null`` gets bf16 autocast where
+the device runs it natively (:func:`resolve_bf16`). bf16 is always autocast over float32 master weights.
+Every fast path computes in :func:`fast_path_dtype`'s dtype, or steps aside where it gives None.
 
-Every fast path of the project (packed decoding weights, branch attention, packed log-probabilities)
-computes in the dtype :func:`fast_path_dtype` gives, or steps aside for the plain path where it gives
-None.
+Notes: docs/papers.md#precisionpy.
 """
 
 from __future__ import annotations

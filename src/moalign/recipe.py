@@ -1,25 +1,11 @@
 """The recipe: a YAML mapping of run-level keys, objectives and an ordered list of stages.
 
-```yaml
-name: demo
-seed: 0
-model: builtin:smollm2-135m-instruct
-objectives:
-  - {name: constraints, scorer: verifier, weight: 1.0}
-  - name: concise
-    scorer: {length: {unit: words, target: 60, penalty: over}}
-    weight: 0.01
-    tag_dimension: brevity      # applies only to prompts tagged <brevity n>
-aggregator: weighted_sum        # or {soft_chebyshev: {tau: 0.1}}, {moslim: {k: all}}, ...
-tag_dimensions: {helpfulness: [1, 5], brevity: [1, 5], structure: [1, 5]}
-stages:
-  - sft: {dataset: builtin:..., learning_rate: 2.0e-5}
-  - dpo: {beta: 0.1}
-```
 Each stage item is a one-key mapping from a registered stage type to that stage's typed config;
 an objective's ``scorer`` and the ``aggregator`` are plug-in entries of the same shape, validated
 against the scorer and aggregator registries. Loading a recipe imports :mod:`moalign.stages`, which
 registers every built-in stage.
+
+Notes: docs/papers.md#recipepy (an example recipe).
 """
 
 from __future__ import annotations

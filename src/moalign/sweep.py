@@ -1,18 +1,12 @@
 """MORLHF (seed 002 eq. 1): one policy per objective-weight vector, each trained with the weighted sum.
 
-A recipe with a ``sweep:`` key runs its stages once per vector of ``sweep.weights``, into the run's
-sub-directories ``w0/``, ``w1/`` ... (each a complete run directory); vector ``i`` sets the
-objectives' weights in the order they are listed::
+A recipe with a ``sweep:`` key (e.g. ``sweep: {weights: [[1, 0], [0.5, 0.5], [0, 1]]}``) runs its stages once
+per vector into ``w0/``, ``w1/`` ... (each a complete run directory); vector ``i`` sets the objectives' weights
+in the order they are listed. The sweep root holds ``sweep.json`` and, once the runs have evaluations,
+``pareto.json`` and ``report.html``. One-hot vectors train the single-objective policies that Rewarded Soups
+(``moalign soup``) interpolates.
 
-    objectives:
-      - {name: brevity, scorer: {brevity: {}}}
-      - {name: structure, scorer: {structure: {}}}
-    aggregator: weighted_sum
-    sweep: {weights: [[1, 0], [0.5, 0.5], [0, 1]]}
-
-The sweep root holds ``sweep.json`` (which run has which weights) and, once the runs have evaluations,
-the sweep's Pareto front (``pareto.json``) and ``report.html``. One-hot vectors train the
-single-objective policies that Rewarded Soups (``moalign soup``) interpolates.
+Notes: docs/papers.md#sweeppy (an example sweep recipe).
 """
 
 from __future__ import annotations

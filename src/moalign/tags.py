@@ -1,16 +1,13 @@
 """Preference tags (MOSLIM, seed 002): ``<helpfulness 4> <harmless max> prompt``.
 
-A tag names a declared *dimension* and an *intensity*: an integer within the dimension's declared
-range, or ``max`` for the top of that range. Tags form a prefix of the prompt; :func:`parse_tags`
-splits them off (scorers only ever see the prompt without them, seed 002's "prompt alignment") and
-:func:`format_tags` writes them back. :func:`tag_records` / :func:`tag_dataset` turn plain prompts
-into tagged prompts by sampling 1-3 dimensions with random intensities per prompt (seed 002, 3.2),
-and carry the tags on as ``tag_<dimension>`` columns (an int, or None where the prompt has no tag
-for that dimension) so that trainers and aggregators know each prompt's mask and targets.
+A tag names a declared dimension and an intensity (an integer in its range, or ``max``); tags form a prefix.
+:func:`parse_tags` splits them off (scorers see the prompt without them, seed 002's "prompt alignment"),
+:func:`format_tags` writes them back; :func:`tag_records` / :func:`tag_dataset` sample 1-3 dimensions with
+random intensities per prompt (seed 002, 3.2) and carry them as ``tag_<dimension>`` columns.
+Reading taken: seed 002 samples harmlessness tags in 0-1 (section 3.2) but classifies it 1-2 (table 5);
+a tag selects a reward-model class, so the default ``harmless`` range is 1-2.
 
-Reading taken: seed 002 samples *harmlessness* tags in 0-1 (section 3.2) but its reward model
-classifies harmlessness into two intensities 1-2 (Table 5). A tag's intensity selects a reward-model
-class, so the defaults use 1-2 for ``harmless``; a recipe may declare any range.
+Reading notes: docs/papers.md#tagspy.
 """
 
 from __future__ import annotations

@@ -1,28 +1,11 @@
 """Dataset adapters: public datasets (hub id or a local copy) -> the project's standard records.
 
-A stage's ``dataset`` key takes an adapter spec in place of a string::
+A stage's ``dataset`` key takes an adapter spec (``adapter``, ``path``, ``split``, ``records``, ``columns``,
+``on_malformed``) in place of a string; records are of kind ``sft``, ``preferences``, ``ratings`` or ``prompts``.
+Every adapter documents its source's schema and ships one schema sample row (:attr:`Adapter.sample`) for the
+dry run. A malformed row is reported with its index: fatal (``on_malformed: error``) or skipped and counted.
 
-    dataset:
-      adapter: ultrafeedback_binarized       # a registered adapter (below)
-      path: HuggingFaceH4/ultrafeedback_binarized   # default; or a local .json/.jsonl/.parquet/.csv copy
-      split: "train_prefs[2000:]"            # datasets' split syntax, slices included
-      records: preferences                   # sft | preferences | ratings | prompts (default: the adapter's first)
-      columns: {prompt: prompt}              # adapter field -> source column (dotted path into nested columns)
-      on_malformed: skip                     # or error (the default)
-
-Standard records, by kind:
-
-- ``sft``: ``{"messages": [{role, content}, ...]}``, the last message the assistant's;
-- ``preferences``: ``{"prompt": str | chat, "chosen": str, "rejected": str}``;
-- ``ratings``: ``{"prompt": str, "response": str, "ratings": {dimension: number | None}}`` (one record per
-  rated response);
-- ``prompts``: ``{"prompt": str}`` (plus ``tag_<dimension>`` columns when ``tags`` is set): one user
-  message, which is what the reward layer and the evaluation read.
-
-Every adapter documents its source's schema and ships one schema sample row
-(:attr:`Adapter.sample`), which the dry run converts when the source cannot be reached. A malformed
-row is reported with its index: fatal with ``on_malformed: error``, skipped and counted with ``skip``
-(the count and the first indices are logged; nothing is dropped silently).
+Notes: docs/papers.md#dataadapterspy (the spec's keys, the standard records' fields).
 """
 
 from __future__ import annotations

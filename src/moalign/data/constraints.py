@@ -1,18 +1,12 @@
 """Verifiable constraints: small pure functions ``check(response, **params) -> (score, reason)``.
 
 A record carries its constraints as JSON, e.g. ``[{"kind": "word_count", "min_words": 20, "max_words": 60}]``.
-Every kind registers with :func:`register_constraint` beside its check: its parameters are read from the
-check's signature, and the decorator names the sentence that asks for it in a prompt, a sampler of
-parameters and the kinds it cannot be combined with.
+Every kind registers with :func:`register_constraint` beside its check (parameters read from its signature).
+Scores lie in [0, 1], *satisfied* at 1: count constraints give partial credit, format ones all-or-nothing.
+Readings taken: an empty response satisfies nothing; outer whitespace is ignored; matching is case-insensitive,
+keywords whole words; text measures are those of :mod:`moalign.data.text_features`.
 
-Scores lie in [0, 1]; a constraint is *satisfied* when its score is 1. Count constraints give partial
-credit (a denser reward signal for RL), format constraints are all-or-nothing. Shared readings:
-
-- an empty or whitespace-only response satisfies nothing (score 0), so a policy cannot earn
-  "no commas" or "all lowercase" by saying nothing;
-- leading and trailing whitespace is ignored; phrase and keyword matching is case-insensitive
-  (Unicode case folding) and keywords match whole words;
-- text measures (words, bullets, headers, ...) are those of :mod:`moalign.data.text_features`.
+Notes: docs/papers.md#dataconstraintspy.
 """
 
 from __future__ import annotations

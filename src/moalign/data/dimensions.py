@@ -1,39 +1,12 @@
 """Controllable dimensions of the task suite: ``brevity`` and ``structure``, intensity 1 to 5.
 
-A tagged prompt such as ``<brevity 4><structure 2> Explain tides.`` asks for a response of that
-intensity in each named dimension (the MOSLIM prompt format, ``<dimension n>``). Each dimension has
-a **measure** (the intensity a response shows, 1-5) and a **match** score in [0, 1] (how well a
-response shows the requested intensity); the ``brevity`` and ``structure`` scorers wrap them.
+A tagged prompt such as ``<brevity 4><structure 2> Explain tides.`` asks for that intensity in each named
+dimension (the MOSLIM prompt format). Each dimension has a **measure** (the intensity a response shows, 1-5)
+and a **match** score in [0, 1]; the ``brevity`` and ``structure`` scorers wrap them. ``brevity`` bands the
+word count (5: 1-15 words ... 1: 101 or more); ``structure`` reads the layout (1: one paragraph of prose ...
+5: sections with headers and a list).
 
-``brevity`` (higher = shorter), by word count (:func:`moalign.data.text_features.word_count`):
-
-=====  ==============  ==========================================
-level  words           reading
-=====  ==============  ==========================================
-5      1 - 15          one sentence
-4      16 - 30         two or three sentences
-3      31 - 60         a short paragraph
-2      61 - 100        a long paragraph or two short ones
-1      101 or more     a detailed answer
-=====  ==============  ==========================================
-
-The bands are sized so that every level fits in the generation budgets used on a CPU
-(``max_new_tokens`` 160 is about 110-120 words). Match is 1 inside the band and falls linearly
-in log2 of the word count, reaching 0 at half the lower bound or twice the upper bound.
-
-``structure`` (higher = more structured), from the response's layout (code blocks ignored):
-
-=====  ================================================================================
-level  layout
-=====  ================================================================================
-1      plain prose in one paragraph: no list, no headers
-2      prose in two or more paragraphs: no list, no headers
-3      a list (two or more bullet or numbered items), no section headers
-4      two or more sections with headers (Markdown ``##`` or bold-only lines), no list
-5      two or more sections with headers, and a list
-=====  ================================================================================
-
-Match is ``1 - |measured - requested| / 2`` clipped at 0 (one level off scores 0.5).
+Notes: docs/papers.md#datadimensionspy (the level tables and the match functions).
 """
 
 from __future__ import annotations

@@ -1,19 +1,12 @@
 """The prompt generator of the built-in task suite: topic x task template x constraints (x tags).
 
-Prompts are drawn deterministically from ``(variant, seed, split)``: the same arguments always give
-the same records in the same order, and asking for fewer records gives a prefix of a longer list.
-Topics are partitioned into train / validation / test by a fixed hash of the topic (70 / 15 / 15 %),
-independent of the seed, so the test split always measures generalisation to unseen topics. The
-phrasings are disjoint too: each constraint is asked for in one wording in the train split and in
-another in the validation and test splits (:attr:`~moalign.data.constraints.ConstraintKind.held_out_instruction`),
-so a gain on the test split is a gain in following the request, not in recognising its words.
+Prompts are drawn deterministically from ``(variant, seed, split)`` (fewer records give a prefix of more).
+Topics are split train / validation / test (70 / 15 / 15 %) by a fixed hash, and each constraint has one
+wording in train and another in validation and test, so the test split measures following the request on
+unseen topics. Variants: ``constraints`` (1-3 compatible constraints per prompt) and ``tagged`` (a
+``<brevity n><structure m>`` prefix, MOSLIM's tagged prompts, plus at most one constraint).
 
-Two variants:
-
-- ``constraints``: one to three compatible constraints per prompt (the IFEval-style suite);
-- ``tagged``: a ``<brevity n><structure m>`` prefix naming one or both controllable dimensions with
-  random intensities (MOSLIM's tagged prompts), plus at most one constraint that does not fix the
-  response's length or layout.
+Notes: docs/papers.md#datapromptspy.
 """
 
 from __future__ import annotations

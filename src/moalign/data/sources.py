@@ -1,17 +1,11 @@
 """Dataset specs -> standard prompt records.
 
-A spec is one of
+A spec is ``builtin:ifeval-lite`` / ``builtin:ifeval-lite-tagged`` (optionally ``?seed=N``; topic-disjoint
+splits ``train``, ``validation``, ``test``), a local ``.jsonl`` file or a directory of ``SPLIT.jsonl`` files.
+A standard record has ``prompt`` and optionally ``id``, ``constraints`` and ``tag_brevity`` / ``tag_structure``;
+records are validated on load, and a malformed one raises :class:`UserError` naming its file and line.
 
-- ``builtin:ifeval-lite`` / ``builtin:ifeval-lite-tagged`` (optionally ``?seed=N``): the built-in task
-  suite (:mod:`moalign.data.prompts`), splits ``train`` (5,000 prompts), ``validation`` and ``test``
-  (500 each), topic-disjoint;
-- a local ``.jsonl`` file (one record per line; the split argument is ignored) or a directory holding
-  ``SPLIT.jsonl`` files.
-
-A standard record is a dict with at least ``prompt`` (str), and optionally ``id``, ``constraints``
-(a list of constraint dicts, :mod:`moalign.data.constraints`) and ``tag_brevity`` / ``tag_structure``
-(the requested intensity, or None; a ``tags`` mapping or string, or a tag prefix of the prompt, is also
-understood). Records are validated on load; a malformed one raises :class:`UserError` naming its file and line.
+Notes: docs/papers.md#datasourcespy.
 """
 
 from __future__ import annotations

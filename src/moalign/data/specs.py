@@ -1,14 +1,10 @@
 """Training-data specs -> ``datasets.Dataset`` for the trainer-backed stages.
 
-A stage's ``dataset`` key takes any of:
-
-- ``builtin:NAME`` - a suite the project generates offline (:mod:`moalign.data.sources`);
-- a local ``.json``/``.jsonl``/``.parquet``/``.csv`` file, with any columns;
-- ``stage:TYPE/FILE`` - a file written by the latest earlier stage of that type in the same run,
-  e.g. ``stage:best_of_n/pairs.jsonl``;
-- a Hugging Face hub dataset id (``HuggingFaceH4/ultrafeedback_binarized``);
-- an adapter spec ``{adapter: NAME, path: ..., split: ...}`` or a list of them, read into the project's
-  standard records (:mod:`moalign.data.adapters`); its own ``split`` wins over the stage's.
+A stage's ``dataset`` key takes any of: ``builtin:NAME`` (:mod:`moalign.data.sources`); a local
+``.json``/``.jsonl``/``.parquet``/``.csv`` file, with any columns; ``stage:TYPE/FILE``, a file written by the
+latest earlier stage of that type in the same run (e.g. ``stage:best_of_n/pairs.jsonl``); a Hugging Face hub
+dataset id; an adapter spec ``{adapter: NAME, path: ..., split: ...}`` or a list of them, read into the
+project's standard records (:mod:`moalign.data.adapters`), whose own ``split`` wins over the stage's.
 """
 
 from __future__ import annotations

@@ -1,17 +1,12 @@
 """Measurements of a response's text: words, sentences, paragraphs, bullets, headers, code blocks.
 
-The constraints and the controllable dimensions of the task suite are all defined in terms of
-these few functions, so they agree on what a "word" or a "bullet point" is:
+The constraints and the controllable dimensions of the task suite are all defined in terms of these few
+functions, so they agree on what a "word" or a "bullet point" is. Readings taken: a word is a run of word
+characters with inner apostrophes or hyphens; fenced code blocks are not prose; a bullet is ``-``, ``*``,
+``+`` or ``•`` and a space, a numbered item ``1.`` or ``1)``; a header is ``## Title`` (or, for
+:func:`header_lines`, a bold-only line); a paragraph is prose separated by a blank line.
 
-- a **word** is a run of Unicode word characters, with inner apostrophes or hyphens (``don't``,
-  ``well-known``, ``café`` are one word each);
-- **fenced code blocks** (```` ``` ```` or ``~~~``) are not prose: bullets, headers, paragraphs
-  and sentences inside them are not counted (an unterminated fence runs to the end);
-- a **bullet** is a line starting with ``-``, ``*``, ``+`` or ``•`` and a space; a **numbered
-  item** is a line starting with ``1.`` or ``1)``;
-- a **header** is a Markdown ATX header (``## Title``); :func:`header_lines` can also count a
-  line that is bold text only (``**Title**``), a header style small models often use;
-- a **paragraph** is a block of prose separated from the next by at least one blank line.
+Notes: docs/papers.md#datatext_featurespy.
 """
 
 from __future__ import annotations

@@ -1,18 +1,12 @@
 """Controllability of preference intensity (seed 002, figures 5 and 6).
 
-**Sweep** (figure 5): for each tag dimension ``d`` and each requested intensity ``n``, the same base
-prompts are prefixed with ``<d n>``; each response's *measured* intensity comes from the dimension's
-scorer in ``output: level`` mode (e.g. ``brevity`` measures word-count bands). Per intensity we report
-the mean measured level and its spread (population std), and per dimension the Spearman correlation
-between requested and measured intensity over all samples (1 = turning the intensity up always moves
-the response the requested way). The paper plots means per intensity; we take Spearman over samples,
-which also penalises spread.
+**Sweep** (figure 5): each tag dimension at each requested intensity on the same base prompts; per intensity
+the mean and spread of the measured level, per dimension the Spearman correlation of requested against
+measured. Reading taken: Spearman over samples (the paper plots means), which also penalises spread.
+**Pairs** (figure 6): each pair of dimensions at every combination of their lowest and highest intensities;
+the measured level of every swept dimension under each is one polygon of a radar chart.
 
-**Pairs** (figure 6): for each pair of dimensions, every combination of their lowest and highest
-intensities (``<d1 lo><d2 hi>`` ...) on the same prompts; the mean measured level of *every* swept
-dimension under each combination (as the paper scores all of them, which shows whether steering two
-dimensions disturbs the others) is one polygon of a radar chart (a grouped bar chart when there are
-two axes).
+Reading notes: docs/papers.md#evalcontrollabilitypy.
 """
 
 from __future__ import annotations

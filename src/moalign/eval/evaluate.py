@@ -1,16 +1,11 @@
 """One evaluation: generate with candidate models and a reference, judge every response, compute metrics.
 
-Outputs, written atomically into the output directory:
+Writes ``metrics.json`` (the settings; per model the judge reward, win rate against the reference and reward
+difference with bootstrap intervals, length statistics, BLEU-1/2/4 and perplexity where the set has references,
+controllability when asked for) and ``samples.jsonl`` (every model's response and scores, per prompt).
+The judge is any scorer of the reward layer; by default the run's objectives aggregated.
 
-- ``metrics.json``: the settings, and per model its judge reward (mean, per objective), win rate
-  against the reference (wins, ties, losses, N, rate, bootstrap 95% interval), mean reward difference
-  to the reference with its bootstrap 95% interval over prompts, response length statistics, the
-  number of responses cut off by ``max_new_tokens``, BLEU-1/2/4 and perplexity where the set has
-  reference responses, generation speed; plus controllability curves when asked for;
-- ``samples.jsonl``: one line per prompt with every model's response, token count and judge scores.
-
-The judge is any scorer of the reward layer, configured like an objective's ``scorer``; by default the
-run's objectives aggregated (the task suite's verifier + brevity + structure when there are none).
+Notes: docs/papers.md#evalevaluatepy (the files' contents).
 """
 
 from __future__ import annotations

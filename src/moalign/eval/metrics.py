@@ -1,16 +1,12 @@
 """Evaluation arithmetic as pure functions: win rate with ties, bootstrap intervals, BLEU, perplexity and
 length statistics (Spearman correlation: :mod:`moalign.correlation`).
 
-Where the papers are vague we say which reading we took:
+Readings taken where the papers are vague:
+- **win rate** (seed 000, section 5): a tie counts half a win and is reported; NaN prompts are left out of N;
+- **BLEU-n** (seed 004, section 4.5): sacrebleu's corpus BLEU, uniform weights over 1..n-grams, scale 0-100;
+- **perplexity** (seed 004, section 4.5): per token over the whole set, ``exp(sum_i sum_t nll / sum_i T_i)``.
 
-- **win rate** (seed 000, table of section 5): a candidate *wins* a prompt when the judge scores its
-  response above the reference's on the same prompt. The paper counts wins out of N; we count a tie
-  as half a win and report the ties beside it (with a continuous judge ties are rare; with a verifier
-  they are common). Prompts where either score is NaN (judge does not apply) are left out of N.
-- **BLEU-n** (seed 004, section 4.5): corpus BLEU with uniform weights over 1..n-grams (sacrebleu's
-  ``max_ngram_order=n``), on sacrebleu's 0-100 scale, one reference per hypothesis.
-- **perplexity** (seed 004, section 4.5): of a model on held-out reference responses, per token over the
-  whole set, ``exp(sum_i sum_t nll_{i,t} / sum_i T_i)`` (a long response weighs by its tokens).
+Reading notes: docs/papers.md#evalmetricspy.
 """
 
 from __future__ import annotations

@@ -2,15 +2,11 @@
 
     L = L_SFT + lambda * E_{y ~ pi(.|x)} [ max(0, |y| - |y_ref|)^2 ]
 
-|y| is the length of a completion sampled from the current policy and |y_ref| the length of the
-reference completion of the same prompt. A sampled length has no gradient, so the expectation's
-gradient is taken with the score-function (REINFORCE) estimator
+|y| is the length of a completion sampled from the current policy, |y_ref| the reference completion's; the
+gradient is the REINFORCE estimate ``E[(P(y) - b) * grad log pi(y|x)]``. Reading taken (the paper gives no
+estimator): b is the leave-one-out mean of the other k-1 samples' penalties, the batch mean when k = 1.
 
-    grad E[P(y)] = E[(P(y) - b) * grad log pi(y|x)]
-
-with a baseline b that does not depend on y. Reading taken: the paper gives no estimator; we sample
-k completions per prompt and use the leave-one-out mean of the other k-1 penalties as b (unbiased,
-and the same baseline seed 004 uses for GRPO); with k = 1 the batch mean is used.
+Reading notes: docs/papers.md#losseslength_penaltypy.
 """
 
 from __future__ import annotations

@@ -1,26 +1,12 @@
 """Losses of the multi-head classification reward model (seed 002, MOSLIM, section 2.2).
 
 Each preference dimension ``i`` has a head with logits ``z_i`` over its ``K_i`` intensity classes.
+:func:`multihead_cross_entropy` (the default) sums the per-head cross-entropy of eqs. 6-9 over the heads that
+have a label; :func:`joint_softmax_cross_entropy` is the first line of eq. 10, for comparison. Reading taken:
+eq. 10 is not the per-head loss it claims to be (it makes the heads share one distribution), so the default
+keeps the heads independent. Missing labels are masked, never guessed; labels are 0-based class indices.
 
-- eq. 7: ``S_i = softmax(z_i)``; eq. 8: ``L_i`` is the one-hot label of head ``i``;
-- eqs. 6 and 9: ``L_{R,head_i} = CrossEntropy(S_i, L_i) = -sum_j L_{i,j} log S_{i,j}``;
-- eq. 10: the heads' losses combined "for computational convenience" as one cross-entropy over
-  the concatenation ``S_1 || ... || S_n`` against the multi-hot ``L_1 || ... || L_n``.
-
-:func:`multihead_cross_entropy` (the default) sums eq. 9 over the heads that have a label. We
-prefer it to eq. 10 because eq. 10 is not what it claims to be: its second line pools
-``exp(z_{i,j})`` over heads for each class index ``j``, which needs every head to have the same
-``K`` and cannot tell "helpfulness 3" from "honesty 3"; and the first line's single softmax over
-the concatenated logits makes the heads compete for one unit of probability mass, so a head's
-own probabilities no longer form a distribution over its intensities (which the reward mapping
-and the expected intensity need), and its gradient depends on the other heads' logits. The
-per-head form keeps the heads independent and is what "the accuracy of intensity classification
-for each head" measures. :func:`joint_softmax_cross_entropy` implements the first line of
-eq. 10 (one softmax over all heads' logits, multi-hot target) for comparison.
-
-Missing labels (a sample rated on some dimensions only, e.g. UltraFeedback rows have no harmless
-rating) are masked, never guessed. Labels are 0-based class indices (intensity ``k`` is index
-``k - 1``).
+Reading notes: docs/papers.md#lossesmultiheadpy.
 """
 
 from __future__ import annotations

@@ -1,14 +1,11 @@
 """PPO (Schulman et al. 2017) as pure functions: KL estimators, per-token rewards, GAE, clipped losses.
 
-Every function works on ``[N, T]`` per-token tensors with a ``mask`` (1 on the completion tokens
-that count, 0 on prompt and padding positions). Seed 002 trains its policy with PPO on eq. 12,
+Every function works on ``[N, T]`` per-token tensors with a ``mask`` (1 on the completion tokens that count).
+Seed 002 trains its policy with PPO on eq. 12, ``E[r_theta(x, y) - beta * log(pi_phi(y|x) / pi_SFT(y|x))]``,
+clip range 0.2, entropy coefficient 0.01 (appendix D). Reading taken: eq. 12's KL term is folded into the
+per-token reward (Ziegler et al. 2019); summed over tokens it is eq. 12's sequence-level log-ratio.
 
-    objective(phi) = E_{(x,y) ~ pi_phi} [ r_theta(x, y) - beta * log( pi_phi(y|x) / pi_SFT(y|x) ) ]
-
-with clip range 0.2 and entropy coefficient 0.01 (appendix D). Reading taken: the KL term of eq. 12
-is folded into the per-token reward (``-beta * (log pi - log pi_ref)`` on every token, the sequence
-reward on the last one), as in Ziegler et al. (2019) and the InstructGPT-style implementations;
-the sum over tokens of the per-token terms is exactly eq. 12's sequence-level log-ratio.
+Reading notes: docs/papers.md#lossesppopy.
 """
 
 from __future__ import annotations

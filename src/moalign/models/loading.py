@@ -1,18 +1,12 @@
 """Model specs -> loaded models. A spec is ``builtin:NAME``, a local directory or a hub id.
 
-Every loader goes through :func:`resolve_model`, so a model that cannot be found gives one
-clear :class:`UserError` naming the spec and how to obtain it.
+Every loader goes through :func:`resolve_model` (one clear :class:`UserError` for a model not found). A LoRA
+checkpoint loads as the model it was trained on plus its adapter, merged, chains of adapters included
+(:func:`adapter_base`); a ``./`` base is relative to the adapter's directory (:func:`portable_base`). Loading
+is safe by default (:func:`pretrained_kwargs`): a model's own code runs only inside :func:`remote_code`, and
+weights come from safetensors or ``torch.load(weights_only=True)``.
 
-A LoRA checkpoint is loaded as the model it was trained on plus its adapter, merged: its
-``adapter_config.json`` names that model (:func:`adapter_base`), which may itself be a LoRA checkpoint, so
-a chain of adapters (SFT, then DPO on the SFT model, ...) loads as every stage of the chain applied in
-order. A base written as ``./...`` or ``../...`` is relative to the adapter's directory, so a run
-directory stays loadable when it is copied elsewhere (:func:`portable_base`).
-
-Loading is safe by default: every ``from_pretrained`` of the project passes :func:`pretrained_kwargs`,
-so a model's own Python code (``auto_map``) runs only inside :func:`remote_code` (a recipe's
-``trust_remote_code: true``), and weights come from safetensors or from ``torch.load(weights_only=True)``,
-which refuses pickled code.
+Notes: docs/papers.md#modelsloadingpy.
 """
 
 from __future__ import annotations

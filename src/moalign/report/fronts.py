@@ -1,16 +1,11 @@
 """The Pareto view across methods: points from run directories, fronts, hypervolumes and costs (``pareto.json``).
 
-Each source directory is one *method*, and each of its evaluated policies one *point* whose
-coordinates are the policy's per-objective mean scores (``metrics.json``):
+Each source directory is one *method*, each of its evaluated policies one *point* (its per-objective mean
+scores): a sweep root (MORLHF) gives each ``wN/`` run's candidate, an evaluation or run directory every
+candidate of its latest evaluation, plus one ``NAME:LABEL tags`` method from its controllability pairs
+(seed 002 figure 6). A method's cost (seed 002 table 8) is what the runs that produced it took to train.
 
-- a sweep root (``sweep.json``, MORLHF): the candidate of each ``wN/`` run's latest evaluation;
-- an evaluation or run directory: every candidate of its latest evaluation (e.g. soups with several
-  weights evaluated together); where that evaluation measured controllability, the tag combinations
-  of each candidate (seed 002 figure 6) form one more method, ``NAME:LABEL tags``, whose coordinates
-  are the measured level of each tag dimension (comparable when the axes are those dimensions).
-
-The method's cost (seed 002 table 8) is what training its policies took: the training stages of every
-run that produced them (a soup counts its ingredients' runs, once each, and its own time).
+Reading notes: docs/papers.md#reportfrontspy.
 """
 
 from __future__ import annotations

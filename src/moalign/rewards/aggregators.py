@@ -1,14 +1,8 @@
 """Aggregators: pure functions that turn a ``[B, k]`` score matrix into one reward per sample.
 
-Shared conventions (every function here):
-
-- ``scores`` is ``[B, k]``: B samples, k objectives. NaN means "does not apply to this sample".
-- ``mask`` is an optional ``[B, k]`` bool tensor; False also means "does not apply". An entry is
-  *active* when it is not NaN and its mask is True. Inactive entries are left out of the
-  aggregate (never counted as 0).
-- A row with no active entry has no reward: the result is NaN there, for the caller to handle.
-- ``weights`` and ``ideals`` are length-k sequences or tensors; weights default to 1.
-
+Shared conventions: NaN in ``scores``, or False in the optional ``[B, k]`` bool ``mask``, means "does not
+apply"; such inactive entries are left out of the aggregate (never counted as 0); a row with no active entry
+gets NaN, for the caller to handle; ``weights`` and ``ideals`` are length-k, weights default to 1.
 The stateful MOSLIM mapping (seed 002, eq. 11) keeps moving statistics; its pure core is
 :func:`moslim_reward` and :class:`moalign.rewards.MoslimMapper` holds the state.
 """

@@ -1,21 +1,12 @@
 """Evaluation of a multi-head reward model: what seed 002's table 1 reports, and pairwise accuracy.
 
-Per head (intensities are 1-based):
+Per head: intensity accuracy (the most probable class is the label), preference accuracy, Spearman of the
+expected intensity against the label, the confusion matrix; on (prompt, chosen, rejected) sets, pairwise
+accuracy (ties count half), per head and for a weighted combination of the heads.
+Reading taken (seed 002 does not define preference accuracy): the expected intensity falls on the label's
+side of the scale's middle ``(n + 1) / 2``; labels at the middle are left out, an expectation there is wrong.
 
-- **intensity accuracy**: the most probable class equals the label;
-- **preference accuracy**: the expected intensity falls on the same side of the middle of the scale
-  ``(n + 1) / 2`` as the label. Labels *at* the middle (odd ``n``) have no side and are left out; an
-  expected intensity exactly at the middle counts as wrong. (Seed 002 does not define the metric;
-  this is the reading the issue asks for. Using the expected intensity, the quantity the reward
-  mapping sees, keeps it meaningful for 3 classes, where an argmax reading would equal intensity
-  accuracy.)
-- **Spearman** of the expected intensity against the label: whether the head orders responses the way the
-  labels (for brevity/structure, the measured levels) do, the quantity a MOSLIM reward climbs;
-- the **confusion matrix** ``C[true - 1, predicted - 1]``.
-
-On (prompt, chosen, rejected) sets, **pairwise accuracy** is the share of pairs whose chosen response
-scores above the rejected one (ties count half), per head by expected intensity and for a weighted
-combination of the heads' expected intensities normalised to ``[0, 1]``.
+Reading notes: docs/papers.md#rmevaluationpy.
 """
 
 from __future__ import annotations

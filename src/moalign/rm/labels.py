@@ -1,34 +1,12 @@
 """Ratings -> intensity classes: seed 002's DataType 1-4 presets and custom bin specs.
 
-A head for a dimension with ``n`` classes predicts an intensity in ``1..n`` (seed 002 writes it
-as the tag ``<dimension n>``). Source datasets rate on other scales: UltraFeedback rates
-helpfulness and honesty 1 to 5, UltraSafety labels harmlessness 0 (harmful) or 1 (harmless).
-A :class:`Bins` maps one such rating to a class.
+A head with ``n`` classes predicts an intensity in ``1..n`` (seed 002's tag ``<dimension n>``); a :class:`Bins`
+maps a source rating (UltraFeedback 1-5, UltraSafety harmless 0/1) to a class. Presets (appendix B, table 5):
+DataTypes 2 and 3 cut 1-5 into 2 and 3 equal-width bins, DataType 4 keeps the five ratings, harmless is binary
+in all four. Reading taken for DataType 1 (its 4 "categories" fit no product of class counts): binary
+preference on clear cases, ratings 1-2 class 1, 4-5 class 2, the middle rating 3 unlabelled.
 
-**Our reading of seed 002, appendix B, table 5.** The table lists per DataType the tags
-that exist, and a "Categories" column of 4, 8, 18 and 50:
-
-========  =============================  ==========  ==========================================
-DataType  tags in table 5                categories  classes (helpfulness / honesty / harmless)
-========  =============================  ==========  ==========================================
-1         helpfulness 1, honesty 1,      4           2 / 2 / 2 (see below)
-          harmless 1 to 2
-2         1 to 2, 1 to 2, 1 to 2         8 = 2*2*2   2 / 2 / 2
-3         1 to 3, 1 to 3, 1 to 2         18 = 3*3*2  3 / 3 / 2
-4         1 to 5, 1 to 5, 1 to 2         50 = 5*5*2  5 / 5 / 2
-========  =============================  ==========  ==========================================
-
-DataTypes 2 to 4 are unambiguous: the categories are the product of the class counts. DataType 1
-is not: the text says it "simplified [the dimension] to two categories, removing the need to
-predict preference intensity and focusing solely on preference classification", while the table
-lists a single helpfulness and honesty tag and 4 categories, which fits no product of class counts
-(a one-class head would learn nothing). We read DataType 1 as *binary preference classification
-on clear cases*: ratings 1-2 are class 1, ratings 4-5 class 2, and the undecided middle rating 3
-is left unlabelled (masked in the loss), which is what tells it apart from DataType 2, where
-every rating gets a class. DataTypes 2 and 3 cut the 1-5 scale into equal-width bins, as
-:func:`moalign.data.ratings.rebin_level` does for the offline task suite (1-2 / 3-5 and
-1-2 / 3 / 4-5); DataType 4 keeps the five ratings. Harmless is binary in all four: UltraSafety's
-0 -> 1, 1 -> 2 (any score in [0, 1], split at 0.5).
+Reading notes: docs/papers.md#rmlabelspy (table 5 and the DataType 1 reading in full).
 """
 
 from __future__ import annotations

@@ -1,18 +1,12 @@
 """The multi-head classification reward model (seed 002, MOSLIM, section 2.2 and figure 2).
 
-A Hugging Face backbone (encoder or decoder) reads a (question, answer) pair with the preference
-tags stripped from the question (seed 002's "prompt alignment"); its pooled hidden state feeds
-one linear head per preference dimension, each with that dimension's number of intensity classes.
-One forward pass serves every head.
+A Hugging Face backbone (encoder or decoder) reads a (question, answer) pair with the preference tags stripped
+from the question (seed 002's "prompt alignment"); its pooled hidden state feeds one linear head per dimension,
+each with that dimension's number of intensity classes, all from one forward pass. Pooling: the mean over
+non-pad tokens for encoders, the last non-pad token for decoders. On disk: the backbone and its tokenizer as a
+Hugging Face model, the heads in ``heads.safetensors``, and ``reward_model.json``.
 
-Pooling: mean over the non-pad tokens for encoders (BERT-like families: what all-MiniLM-L6-v2 was
-trained with), the last non-pad token for decoders (it alone has seen the whole sequence). Encoders
-read the pair as a text pair (``[CLS] q [SEP] a [SEP]``); decoders read ``q + "\\n\\n" + a + eos``,
-truncated from the left so the end of the answer always survives.
-
-On disk a model is a directory: the backbone as a Hugging Face model (``config.json`` +
-``model.safetensors``), its tokenizer, the heads in ``heads.safetensors`` and ``reward_model.json``
-naming the backbone, the dimensions with their classes, pooling and max length.
+Reading notes: docs/papers.md#rmmodelpy.
 """
 
 from __future__ import annotations

@@ -1,18 +1,12 @@
 """The ``best_of_n`` stage: sample n responses per prompt, score them, write SFT, preference and rating sets.
 
-The offline stand-in for Smoltalk (SFT: the best response per prompt) and UltraFeedback (pairs: best
-versus worst with the score margin), plus the rating labels the multi-head reward model trains on
-(:mod:`moalign.data.ratings`). It trains nothing. Outputs in the stage directory, all written atomically:
+The offline stand-in for Smoltalk (SFT: the best response per prompt) and UltraFeedback (pairs: best versus
+worst), plus the rating labels the multi-head reward model trains on (:mod:`moalign.data.ratings`). It trains
+nothing. It writes ``samples.jsonl``, ``sft.jsonl``, ``pairs.jsonl``, ``ratings.jsonl`` and ``constraints.json``.
+Samples are scored by the recipe's aggregated reward (without objectives: ``verifier``, ``brevity`` and
+``structure`` summed); the best and worst samples of a prompt have the highest and lowest reward.
 
-- ``samples.jsonl``: every sample with its per-objective scores, total and per-constraint results;
-- ``sft.jsonl``: ``{id, prompt, completion, messages, score}`` (the best sample of each prompt);
-- ``pairs.jsonl``: ``{id, prompt, chosen, rejected, margin, chosen_score, rejected_score}``;
-- ``ratings.jsonl``: ``{prompt, response, ratings: {dimension: class 1..rating_classes or null}}``;
-- ``constraints.json``: satisfaction rates over all samples and over the best samples.
-
-Samples are scored by the recipe's multi-objective reward (objectives and aggregator; with no
-objectives, the ``verifier``, ``brevity`` and ``structure`` scorers summed with weight 1 each): the
-best and worst samples of a prompt are those with the highest and lowest aggregated reward.
+Notes: docs/papers.md#stagesbest_of_npy (the output files' fields).
 """
 
 from __future__ import annotations

@@ -1,17 +1,12 @@
 """The ``chat_template`` stage: the input model with preference tags rendered by its own chat template.
 
-It trains nothing. It writes ``<stage dir>/model``: the input model's files with a tokenizer whose chat
-template turns each brevity/structure tag of a message into the plain request it stands for
-(:func:`moalign.data.dimensions.spelled_chat_template`), so every later stage, the evaluation and any
-user of the saved model through ``tokenizer.apply_chat_template`` show the policy the same words for a
-tag. The tags stay the prompt's interface (seed 002's ``<brevity 4>``); what the policy learns is to
-follow those requests precisely. Without this stage the policy must learn what the bare tag tokens
-mean, which a small model does not pick up in a short CPU budget (see the README).
-
-```yaml
-stages:
-  - chat_template: {tags: spelled}
-```
+It trains nothing. It writes ``<stage dir>/model``: the input model with a tokenizer whose chat template turns
+each brevity/structure tag into the plain request it stands for
+(:func:`moalign.data.dimensions.spelled_chat_template`), so later stages, the evaluation and any user of
+``tokenizer.apply_chat_template`` show the policy the same words for a tag.
+The tags stay the prompt's interface (seed 002's ``<brevity 4>``); without this stage the policy must learn what
+bare tag tokens mean, which a small model does not pick up in a short CPU budget (see the README).
+In a recipe: ``- chat_template: {tags: spelled}``.
 """
 
 from __future__ import annotations

@@ -1,21 +1,12 @@
 """The ``eval`` stage: evaluate the run's models against its start model.
 
-```yaml
-stages:
-  - sft: {...}
-  - dpo: {...}
-  - eval:
-      models: [stage:sft, stage:dpo]   # default: the model this stage receives (the previous output)
-      reference: null                  # default: the recipe's start model
-      dataset: builtin:ifeval-lite
-      split: test
-      num_samples: 64
-      decoding: greedy                 # greedy | sampled | beam
-      judge: null                      # a scorer spec; default: the recipe's objectives aggregated
-      controllability: {dimensions: [brevity, structure], num_prompts: 8}
-```
-It writes ``metrics.json`` and ``samples.jsonl`` into its stage directory, logs the headline numbers as
-``eval/<model>/<metric>`` and hands on no new model; the pipeline then rebuilds the run's ``report.html``.
+Keys: ``models`` (default: the model this stage receives), ``reference`` (default: the recipe's start model),
+``dataset``, ``split``, ``num_samples``, ``decoding`` (greedy | sampled | beam), ``judge`` (a scorer spec;
+default: the recipe's objectives aggregated) and ``controllability``. It writes ``metrics.json`` and
+``samples.jsonl`` into its stage directory, logs the headline numbers as ``eval/<model>/<metric>`` and hands
+on no new model; the pipeline then rebuilds the run's ``report.html``.
+
+Notes: docs/papers.md#stagesevaluatepy (an example stage).
 """
 
 from __future__ import annotations

@@ -1,25 +1,13 @@
 """GRPO on TRL's GRPOTrainer, fed by the project's multi-objective reward (seed 004 section 3.4, eq. 6).
 
-Seed 004's variant (eq. 6) is
+``advantage: leave_one_out`` (the default) replaces TRL's advantages with eq. 6's exact leave-one-out ones
+(:func:`moalign.losses.advantages.leave_one_out_advantages`); ``advantage: group`` keeps TRL's own.
+Readings taken for eq. 6: TRL's ``loss_type: dr_grpo`` (no per-length averaging) and its per-token k3 KL
+with ``beta`` = lambda. Defaults follow seed 004 section 4.4 (lr 5e-6, KL 0.1, 4 responses, 10 warmup steps).
+``shared_prompt`` (the default) scores a group's k completions from one packed ``prompt + completions``
+segment (:func:`moalign.training.logprobs.pack_completions`), equal to TRL's forward within float32 rounding.
 
-    L = -E_x [ sum_i ( R(y_i, x) - 1/(k-1) sum_{j != i} R(y_j, x) ) grad log pi(y_i|x) ] + lambda * KL(pi || pi_ref)
-
-``advantage: leave_one_out`` (the default) implements it: TRL's advantages are replaced by the exact
-leave-one-out ones (:func:`moalign.losses.advantages.leave_one_out_advantages`, NaN-aware), which differ from
-TRL's group-mean advantage with ``scale_rewards: none`` by the factor k/(k-1); scaling the rewards
-instead would also scale the logged rewards, and the factor matters because it sets the weight of
-the policy term against ``beta``. ``advantage: group`` keeps TRL's own (``scale_rewards`` group,
-batch or none). Readings taken for eq. 6: the sum over tokens of ``log pi`` with a constant
-normaliser is TRL's ``loss_type: dr_grpo`` (the default here; eq. 6 has no per-length averaging);
-KL(pi || pi_ref) is TRL's per-token k3 estimate with ``beta`` = lambda, summed over the same tokens,
-so policy and KL terms keep eq. 6's relative weight. Defaults follow seed 004 section 4.4 (lr 5e-6,
-KL coefficient 0.1, 4 responses per prompt, 10 warmup steps).
-
-``shared_prompt`` (the default) computes the per-token log-probabilities of a group's k completions
-from one ``prompt + completion_1 + ... + completion_k`` segment
-(:func:`moalign.training.logprobs.pack_completions`): the prompt once instead of k times, no padding
-between groups, and the vocabulary projection only where a completion token is scored. The values
-equal TRL's own forward within float32 rounding (checked by a test); the loss is TRL's.
+Reading notes: docs/papers.md#stagesgrpopy.
 """
 
 from __future__ import annotations

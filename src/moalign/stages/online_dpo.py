@@ -1,14 +1,12 @@
 """Online DPO (Guo et al. 2024; seed 002 section 3.3, best in its table 4) on the project's on-policy loop.
 
-Each step samples k completions per prompt from the current policy, ranks them with the recipe's
-aggregated reward, and applies the DPO loss (:func:`moalign.losses.preference.dpo_loss`) to the best
-and the worst of each group (:func:`moalign.losses.preference.best_worst_pairs`) against the frozen
-starting checkpoint. Groups whose samples all score the same carry no preference and are skipped.
+Each step samples k completions per prompt, ranks them with the recipe's aggregated reward, and applies
+:func:`moalign.losses.preference.dpo_loss` to the best and the worst of each group
+(:func:`moalign.losses.preference.best_worst_pairs`) against the frozen starting checkpoint; groups whose
+samples all score the same are skipped. Not TRL's experimental ``OnlineDPOTrainer``: it takes exactly two
+samples per prompt and counts a reward of None as 0.
 
-Why not TRL's experimental ``OnlineDPOTrainer``: it samples exactly two completions per prompt,
-counts a reward of None (no objective applied) as 0 in its sum, and lives under
-``trl.experimental`` (no stability promise); the compact version takes k samples, leaves unscored
-samples out, and shares its loss with the offline DPO stage.
+Reading notes: docs/papers.md#stagesonline_dpopy.
 """
 
 from __future__ import annotations

@@ -1,17 +1,12 @@
 """PPO (Schulman et al. 2017) on the project's on-policy loop: seed 002's policy optimisation (eq. 12).
 
-TRL 1.x no longer ships PPO; this is the compact form. Per step: sample k completions per prompt,
-score them with the recipe's aggregated reward, fold ``-beta * log pi/pi_ref`` into the per-token
-reward (:func:`moalign.losses.ppo.kl_penalised_rewards`, eq. 12), estimate values with a linear value
-head on the policy's last hidden state, take GAE advantages (whitened over the batch), and run
-``num_ppo_epochs`` passes of ``num_mini_batches`` minibatches of the clipped surrogate plus
-``vf_coef`` times the clipped value loss minus ``entropy_coef`` times the mean token entropy.
-Defaults: clip range 0.2 and entropy coefficient 0.01 (seed 002 appendix D); the rest are TRL's
-former PPOConfig defaults (gamma 1, lambda 0.95, vf_coef 0.1, 4 epochs, beta 0.05).
+TRL 1.x no longer ships PPO; this is the compact form: sample, score, fold ``-beta * log pi/pi_ref`` into the
+per-token reward (:func:`moalign.losses.ppo.kl_penalised_rewards`, eq. 12), GAE with a linear value head, then
+the clipped surrogate plus the value loss minus an entropy bonus. Defaults: clip range 0.2 and entropy
+coefficient 0.01 (seed 002 appendix D), the rest TRL's former PPOConfig defaults. Departure from seed 002:
+the value head shares the policy's trunk instead of a critic initialised from the reward model.
 
-Departures from seed 002: its critic is initialised from the reward model; here the value head
-shares the policy's trunk (one model in memory), so the value loss also trains the trunk. Samples
-with no applicable objective (NaN reward) get a sequence score of 0 and keep only the KL term.
+Reading notes: docs/papers.md#stagesppopy.
 """
 
 from __future__ import annotations

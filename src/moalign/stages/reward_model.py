@@ -1,17 +1,10 @@
 """The ``reward_model`` stage: train seed 002's multi-head classification reward model.
 
-It trains on rated responses (e.g. the ``ratings.jsonl`` a ``best_of_n`` stage writes), writes the
-best model to ``<stage dir>/model`` and its validation report (``rm_eval.json``, ``rm_eval.png``)
-beside it. The policy model passes through unchanged; the summary names the reward model for the
-stages (and the ``multihead`` scorer) that use it.
-
-```yaml
-stages:
-  - reward_model:
-      dataset: stage:best_of_n/ratings.jsonl   # the latest best_of_n stage's output in this run
-      dimensions: {constraints: 5, length: 3}
-      max_steps: 300
-```
+It trains on rated responses (e.g. the ``ratings.jsonl`` a ``best_of_n`` stage writes), writes the best model
+to ``<stage dir>/model`` and its validation report (``rm_eval.json``, ``rm_eval.png``) beside it. The policy
+model passes through unchanged; the summary names the reward model for the stages (and the ``multihead``
+scorer) that use it. In a recipe: ``- reward_model: {dataset: stage:best_of_n/ratings.jsonl,
+dimensions: {constraints: 5, length: 3}, max_steps: 300}``.
 """
 
 from __future__ import annotations

@@ -1,21 +1,12 @@
 """Branch attention: SDPA over packed ``prompt + completion_1 + ... + completion_n`` segments, branch by branch.
 
-A packed row (:class:`~moalign.training.logprobs.PackedCompletions`) holds several segments, each a
-prompt followed by completions that attend to that prompt and to themselves only. Its 4-D mask
-makes SDPA compute every query against every key of the row and discard most of the products: a row
-of L positions costs ``L^2`` however little of it is allowed. Branch attention computes exactly the
-allowed blocks instead: each prompt causally over itself, each completion over ``[its prompt, itself]``
-(the prompt in full, itself causally). For a row of s segments of one prompt P and n completions C
-that is ``s (P^2 + n C (P + C))`` products instead of ``(s (P + n C))^2`` - at the bench's lengths
-about 7 times fewer for 4 DPO pairs in a row and 4 times fewer for a GRPO group of 8 - with the same
-result within float32 rounding (checked by a test). Each block goes through transformers' own SDPA
-function (GQA, dropout, scaling as usual).
+In a packed row (:class:`~moalign.training.logprobs.PackedCompletions`) each completion attends to its prompt
+and itself only. A 4-D mask makes SDPA compute all ``L^2`` products of a row; branch attention computes only
+the allowed blocks (about 7 times fewer for 4 DPO pairs in a row, 4 for a GRPO group of 8), the same result
+within float32 rounding. The model uses it when its attention implementation is :data:`BRANCH_ATTENTION`
+(:func:`branch_attention_for`) and the forward gets ``branch_layout``; checkpointed models get the 4-D mask.
 
-The model calls it when its attention implementation is :data:`BRANCH_ATTENTION` (set for one
-forward by :func:`branch_attention_for`) and the forward is given ``branch_layout``; without a
-layout it is plain SDPA. A checkpointed model would replay the forward in its backward with its own
-attention, outside that one forward, so :func:`~moalign.training.logprobs.packed_logits` gives such
-models the 4-D mask instead.
+Notes: docs/papers.md#trainingbranch_attentionpy.
 """
 
 from __future__ import annotations

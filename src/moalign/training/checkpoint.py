@@ -1,14 +1,12 @@
 """Checkpoints: a trainer's final model (:func:`moalign.models.saving.save_final_model`) and resumable
 training checkpoints.
 
-A training checkpoint is a directory ``<stage>/checkpoints/checkpoint-<step>`` holding whatever its
-trainer saves (weights, optimizer, scheduler, RNG states) and, written last, the completeness marker
-``checkpoint.json``: the step, every file's size, and the loop's own state (data position,
-reward-normaliser statistics). The project's loop writes the directory under a temporary name and
-renames it once the marker is in; transformers' Trainer writes in place, so its checkpoints get the
-marker from :class:`moalign.training.callbacks.CheckpointMarker` after the Trainer has finished them.
-A directory without a valid marker, with a file of another size than the marker records, or with a
-truncated safetensors file is incomplete: it is reported and the previous checkpoint is used.
+A training checkpoint ``<stage>/checkpoints/checkpoint-<step>`` holds what its trainer saves and, written last,
+the completeness marker ``checkpoint.json`` (the step, every file's size, the loop's own state). The project's
+loop renames a temporary directory once the marker is in; transformers' Trainer gets the marker from
+:class:`moalign.training.callbacks.CheckpointMarker` after it has finished a checkpoint. A directory without a
+valid marker, with a file of another size or a truncated safetensors file is incomplete: it is reported and
+the previous checkpoint is used.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """The ``multihead`` scorer: one head (dimension) of the project's multi-head classification reward model.
 
-The reward model (seed 002's MOSLIM RM, built by ``moalign.rm``) classifies the intensity of every
-preference dimension of a (prompt, response) at once. The scorer reads one dimension:
-
-- ``expected``: the expected intensity ``sum_n n * P(n)``, in ``1..N``;
-- ``target_probability``: ``P(target)``, the probability of the intensity the prompt's tag asks for
-  (``p_i^target`` of seed 002, eq. 11), or of a fixed ``target``. A prompt without a tag for the
-  dimension is not scored (NaN).
-
-All objectives that read the same reward model share one loaded model and ONE forward pass per
-batch: the cost saving seed 002 claims over one reward model per objective.
+The reward model (seed 002's MOSLIM RM, built by ``moalign.rm``) classifies the intensity of every preference
+dimension of a (prompt, response) at once. Outputs: ``expected``, ``sum_n n * P(n)`` in ``1..N``; or
+``target_probability``, ``P(target)`` for the intensity the prompt's tag asks for (``p_i^target`` of seed 002,
+eq. 11) or a fixed ``target`` (NaN for a prompt without that tag). All objectives reading one reward model
+share one loaded model and one forward pass per batch: the saving seed 002 claims over one model per objective.
 """
 
 from __future__ import annotations

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from moalign.losses.advantages import gae_advantages
 from moalign.losses.ppo import (
     clipped_surrogate_loss,
     clipped_value_loss,
-    gae_advantages,
     kl_penalised_rewards,
     masked_mean,
     masked_whiten,

@@ -109,7 +109,7 @@ def ppo_step_loss(config: PPOStageConfig):
     return step_loss
 
 
-@register_stage("ppo", PPOStageConfig)
+@register_stage("ppo", PPOStageConfig, consumes=("prompts",), scores_samples=True)
 def run_ppo(ctx: StageContext, config: PPOStageConfig) -> StageResult:
     """Train with PPO against the starting checkpoint; hand on the final checkpoint (the LM, no value head)."""
     path = train_online(

@@ -23,25 +23,10 @@ from moalign.data.adapters import AdapterSpec, adapt_rows, load_rows
 from moalign.data.specs import STAGE_PREFIX, names_local_file
 from moalign.errors import UserError, exception_summary
 from moalign.recipe import Recipe
+from moalign.stages import STAGES
 
 SCHEMA_ROWS = 5
 """Source rows converted per adapter spec in a dry run."""
-
-STAGE_RECORDS: dict[str, tuple[str, ...]] = {
-    "sft": ("sft",),
-    "dpo": ("preferences",),
-    "reward_model": ("ratings",),
-    "grpo": ("prompts",),
-    "rloo": ("prompts",),
-    "ppo": ("prompts",),
-    "rwr": ("prompts",),
-    "online_dpo": ("prompts",),
-    "eval": ("prompts", "preferences"),
-}
-"""The adapter record kinds each stage consumes (keyed by stage type)."""
-
-SCORING_STAGES = {"grpo", "rloo", "ppo", "rwr", "online_dpo"}
-"""Stages that score samples with the recipe's objectives (whose ``stage:`` references they resolve)."""
 
 
 @dataclass
@@ -117,7 +102,7 @@ def _head(spec: AdapterSpec) -> tuple[list[Any], str]:
 
 def check_adapter(spec: AdapterSpec, stage_type: str) -> str:
     """Convert the head of ``spec``'s source; a :class:`UserError` if a row or the record kind is wrong."""
-    wanted = STAGE_RECORDS.get(stage_type)
+    wanted = STAGES.get(stage_type).consumes
     if wanted is not None and spec.kind not in wanted:
         raise UserError(f"stage '{stage_type}' reads {' or '.join(wanted)} records, this spec gives {spec.kind}")
     rows, origin = _head(spec)
@@ -369,7 +354,7 @@ def plan_recipe(recipe: Recipe) -> Plan:
         if not any(check.detail == "FAILED" for check in plan.datasets):
             check_stage_data(spec.type, spec.config, recipe.tag_dimensions, problems, plan.name)
         plan.references = list(stage_references(spec.config))
-        if spec.type in SCORING_STAGES:
+        if STAGES.get(spec.type).scores_samples:
             plan.references += objective_refs
         for ref in unresolved(plan.references, earlier):
             problems.append(f"{plan.name}: '{ref}' names no earlier stage (earlier: {', '.join(earlier) or 'none'})")

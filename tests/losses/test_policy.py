@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from moalign.losses.advantages import leave_one_out_advantages
-from moalign.losses.policy import centred_rewards, reward_weighted_nll
+from moalign.losses.advantages import centred_rewards, leave_one_out_advantages
+from moalign.losses.policy import reward_weighted_nll
 
 NAN = float("nan")
 

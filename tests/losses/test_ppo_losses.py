@@ -3,11 +3,10 @@ import math
 import pytest
 import torch
 
-from moalign.losses.advantages import group_advantages, leave_one_out_advantages
+from moalign.losses.advantages import gae_advantages, group_advantages, leave_one_out_advantages
 from moalign.losses.ppo import (
     clipped_surrogate_loss,
     clipped_value_loss,
-    gae_advantages,
     kl_estimate,
     kl_penalised_rewards,
     masked_mean,
@@ -104,3 +103,22 @@ def test_best_worst_pairs_skip_ties_and_unscored():
     chosen, rejected, valid = best_worst_pairs(rewards)
     assert chosen[0] == 1 and rejected[0] == 0 and chosen[3] == 1 and rejected[3] == 2
     assert valid.tolist() == [True, False, False, True]
+
+
+def test_group_advantages_leave_nan_rewards_out_of_the_group():
+    nan = float("nan")
+    got = group_advantages(torch.tensor([[1.0, nan, 5.0], [2.0, nan, nan]]))
+    assert got[0, 0].item() == -2.0 and got[0, 2].item() == 2.0 and got[1, 0].item() == 0.0
+    assert math.isnan(got[0, 1].item()) and math.isnan(got[1, 1].item())
+    scaled = group_advantages(torch.tensor([[1.0, nan, 5.0]]), scale=True)  # std of (1, 5): 2 * sqrt(2)
+    assert scaled[0, 2].item() == pytest.approx(2.0 / (math.sqrt(8.0) + 1e-4))
+
+
+def test_the_advantage_registry_names_each_group_estimator():
+    from moalign.losses.advantages import ADVANTAGES, centred_rewards
+
+    assert ADVANTAGES.names() == ["group", "leave_one_out", "mean", "none"]
+    r = torch.tensor([[1.0, 2.0, 6.0], [0.0, 0.0, 3.0]])
+    assert torch.equal(centred_rewards(r, "none"), r)
+    assert torch.allclose(centred_rewards(r, "mean"), r - 2.0)
+    assert torch.allclose(centred_rewards(r, "leave_one_out"), 1.5 * centred_rewards(r, "group"))

@@ -306,7 +306,13 @@ def test_one_dimension_pairs_take_the_dimensions_in_turn_and_mirror_each_pair():
     assert {(p.chosen, p.rejected) for p in pairs} == {(0, 1), (1, 0), (0, 2), (2, 0)}
 
 
-def test_one_dimension_pairs_need_mirrored_relabelling():
-    with pytest.raises(ValueError, match="one_dimension_pairs needs"):
+def test_switches_that_act_on_another_are_refused_without_it():
+    with pytest.raises(ValueError, match="one_dimension_pairs needs mirror_pairs: true"):
         B.BestOfNConfig(one_dimension_pairs=True, relabel_tags=True)
     assert B.BestOfNConfig(one_dimension_pairs=True, relabel_tags=True, mirror_pairs=True).one_dimension_pairs
+    with pytest.raises(ValueError, match="spread_levels needs spell_out_tags: true"):
+        B.BestOfNConfig(spread_levels=True)
+    for switch in ("sentence_prefixes", "layout_variants", "mirror_pairs"):
+        with pytest.raises(ValueError, match=f"{switch} needs relabel_tags: true"):
+            B.BestOfNConfig(**{switch: True})
+        assert getattr(B.BestOfNConfig(relabel_tags=True, **{switch: True}), switch)

@@ -12,10 +12,7 @@ at the timed steps' share of the pairs.
 
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from typing import Any
-from unittest import mock
 
 from transformers import TrainerCallback
 
@@ -35,22 +32,6 @@ def dpo_flops_per_token(n_params: int, *, trains_weights: bool) -> float:
     return (8 if trains_weights else 6) * n_params
 
 
-@contextmanager
-def _timed_precompute(trainer_cls: type, record: dict[str, float]) -> Any:
-    """Time the trainer's reference log-prob precomputation (run inside its constructor)."""
-    original = trainer_cls._precompute_ref_logps
-
-    def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            record["precompute_s"] = record.get("precompute_s", 0.0) + time.perf_counter() - start
-
-    with mock.patch.object(trainer_cls, "_precompute_ref_logps", timed):
-        yield
-
-
 class PackedTokens(TrainerCallback):
     """The shared-prompt trainer's ``packed_tokens`` after each step (None for TRL's trainer)."""
 
@@ -66,10 +47,12 @@ def _measure(build: Any, *, warmup: int, peak: dict[str, float], trains_weights:
     """Build a trainer with ``build(callbacks)``, train it and summarise its timed steps."""
     from trl import DPOTrainer
 
+    from moalign.training.trl_fence import timed_reference_precompute
+
     times = StepTimes()
     record: dict[str, float] = {}
     with PeakRSS() as rss:
-        with _timed_precompute(DPOTrainer, record):
+        with timed_reference_precompute(DPOTrainer, record):
             trainer = build([times])
         packed = PackedTokens(trainer)
         trainer.add_callback(packed)

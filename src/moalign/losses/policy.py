@@ -2,30 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-from moalign.losses.advantages import leave_one_out_advantages
-
-Baseline = Literal["none", "mean", "leave_one_out"]
-
-
-def centred_rewards(rewards: torch.Tensor, baseline: Baseline) -> torch.Tensor:
-    """Rewards ``[B, k]`` (k samples per prompt) minus a baseline that does not depend on the sample.
-
-    ``none``: r; ``mean``: r - mean of the batch; ``leave_one_out``: r_i - mean_{j != i} r_j within the
-    prompt's group (a sample with no valid peer gets NaN). NaN rewards (no objective applied) are
-    left out of the means and stay NaN.
-    """
-    if baseline == "none":
-        return rewards
-    valid = ~torch.isnan(rewards)
-    if baseline == "mean":
-        return rewards - rewards[valid].mean()
-    if baseline == "leave_one_out":  # seed 004 eq. 6, over the valid samples of each group
-        return leave_one_out_advantages(rewards)
-    raise ValueError(f"unknown baseline '{baseline}'")
+from moalign.losses.advantages import Baseline, centred_rewards
 
 
 def reward_weighted_nll(

@@ -1,4 +1,4 @@
-"""PPO (Schulman et al. 2017) as pure functions: KL estimators, per-token rewards, GAE, clipped losses.
+"""PPO (Schulman et al. 2017) as pure functions: KL estimators, per-token rewards, clipped losses (GAE: advantages).
 
 Every function works on ``[N, T]`` per-token tensors with a ``mask`` (1 on the completion tokens that count).
 Seed 002 trains its policy with PPO on eq. 12, ``E[r_theta(x, y) - beta * log(pi_phi(y|x) / pi_SFT(y|x))]``,
@@ -62,32 +62,6 @@ def kl_penalised_rewards(
     rows = torch.arange(mask.shape[0], device=mask.device)[has_tokens]
     rewards[rows, last[has_tokens]] += scores[has_tokens].to(rewards.dtype)
     return rewards
-
-
-def gae_advantages(
-    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation (Schulman et al. 2016, eq. 16) along each row.
-
-        delta_t = r_t + gamma * V_{t+1} - V_t,     A_t = sum_l (gamma * lam)^l * delta_{t+l}
-
-    rewards, values, mask: ``[N, T]``. The completion tokens of a row are one contiguous run of the
-    mask; the value after the run's last token is 0 (the episode ends), positions off the mask get
-    advantage 0 and do not leak into the run before them. Returns ``(advantages, returns)``, both
-    ``[N, T]``, with ``returns = advantages + values`` on the mask (the value targets) and 0 off it.
-    """
-    mask_f = mask.to(values.dtype)
-    values = values * mask_f
-    rewards = rewards * mask_f
-    advantages = torch.zeros_like(values)
-    running = torch.zeros_like(values[:, 0])
-    horizon = values.shape[1]
-    for t in reversed(range(horizon)):
-        next_value = values[:, t + 1] if t + 1 < horizon else torch.zeros_like(running)
-        delta = rewards[:, t] + gamma * next_value - values[:, t]
-        running = (delta + gamma * lam * running) * mask_f[:, t]
-        advantages[:, t] = running
-    return advantages, (advantages + values) * mask_f
 
 
 def clipped_surrogate_loss(

@@ -86,19 +86,32 @@ StageRun = Callable[[StageContext, Any], StageResult]
 
 @dataclass(frozen=True)
 class StageDef:
+    """A registered stage: its name, typed config and run function, and what it declares about itself."""
+
     name: str
     config_cls: type[StrictModel]
     run: StageRun
+    consumes: tuple[str, ...] | None = None
+    """The adapter record kinds its ``dataset`` may give (None: any, or no dataset)."""
+    scores_samples: bool = False
+    """It scores samples with the recipe's objectives (so it resolves their ``stage:`` references)."""
 
 
 STAGES: Registry[StageDef] = Registry("stage")
 
 
-def register_stage(name: str, config_cls: type[StrictModel]) -> Callable[[StageRun], StageRun]:
-    """Register ``run(ctx, config) -> StageResult`` as the stage ``name`` with its typed config."""
+def register_stage(
+    name: str,
+    config_cls: type[StrictModel],
+    *,
+    consumes: tuple[str, ...] | None = None,
+    scores_samples: bool = False,
+) -> Callable[[StageRun], StageRun]:
+    """Register ``run(ctx, config) -> StageResult`` as the stage ``name`` with its typed config, the record
+    kinds it reads (:attr:`StageDef.consumes`) and whether it scores samples (:attr:`StageDef.scores_samples`)."""
 
     def decorator(run: StageRun) -> StageRun:
-        STAGES.add(name, StageDef(name=name, config_cls=config_cls, run=run))
+        STAGES.add(name, StageDef(name, config_cls, run, consumes=consumes, scores_samples=scores_samples))
         return run
 
     return decorator

@@ -127,9 +127,19 @@ class BestOfNConfig(StrictModel):
     mostly contrast lengths, the dimension samples vary most in)."""
 
     @model_validator(mode="after")
-    def _one_dimension_needs_mirror(self) -> BestOfNConfig:
-        if self.one_dimension_pairs and not (self.mirror_pairs and self.relabel_tags):
-            raise ValueError("one_dimension_pairs needs relabel_tags: true and mirror_pairs: true")
+    def _switches_need_their_base(self) -> BestOfNConfig:
+        """A switch that only acts on top of another one is refused without it (it would be ignored)."""
+        needs = {
+            "spread_levels": ("spell_out_tags",),
+            "sentence_prefixes": ("relabel_tags",),
+            "layout_variants": ("relabel_tags",),
+            "mirror_pairs": ("relabel_tags",),
+            "one_dimension_pairs": ("relabel_tags", "mirror_pairs"),
+        }
+        for switch, bases in needs.items():
+            missing = [b for b in bases if not getattr(self, b)]
+            if getattr(self, switch) and missing:
+                raise ValueError(f"{switch} needs {' and '.join(f'{b}: true' for b in missing)}")
         return self
 
     @field_validator("aggregator", mode="before")

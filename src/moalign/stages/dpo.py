@@ -113,7 +113,7 @@ def dpo_trainer(
     )
 
 
-@register_stage("dpo", DPOStageConfig)
+@register_stage("dpo", DPOStageConfig, consumes=("preferences",))
 def run_dpo(ctx: StageContext, config: DPOStageConfig) -> StageResult:
     """Train with DPO against the starting checkpoint; hand on the final checkpoint."""
     from moalign.training.callbacks import trainer_callbacks

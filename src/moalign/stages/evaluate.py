@@ -75,7 +75,7 @@ def add_evaluation_to_cards(metrics: dict[str, Any], candidates: dict[str, str],
             write_card(path, with_evaluation(card, section))
 
 
-@register_stage("eval", EvalStageConfig)
+@register_stage("eval", EvalStageConfig, consumes=("prompts", "preferences"))
 def run(ctx: StageContext, config: EvalStageConfig) -> StageResult:
     """Evaluate and write the stage's outputs (see the module docstring)."""
     from moalign.data.specs import resolve_stage_refs

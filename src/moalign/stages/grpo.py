@@ -63,7 +63,7 @@ def grpo_trainer_class(config: GRPOStageConfig) -> Any:
     return fence.SharedPromptGRPOTrainer if config.shared_prompt else GRPOTrainer
 
 
-@register_stage("grpo", GRPOStageConfig)
+@register_stage("grpo", GRPOStageConfig, consumes=("prompts",), scores_samples=True)
 def run_grpo(ctx: StageContext, config: GRPOStageConfig) -> StageResult:
     """Train with GRPO on the recipe's prompts and reward; hand on the final checkpoint."""
     from moalign.training.checkpoint import save_trainer_model

@@ -55,7 +55,7 @@ def online_dpo_step_loss(config: OnlineDPOStageConfig):
     return step_loss
 
 
-@register_stage("online_dpo", OnlineDPOStageConfig)
+@register_stage("online_dpo", OnlineDPOStageConfig, consumes=("prompts",), scores_samples=True)
 def run_online_dpo(ctx: StageContext, config: OnlineDPOStageConfig) -> StageResult:
     """Train with online DPO against the starting checkpoint; hand on the final checkpoint."""
     path = train_online(ctx, config, online_dpo_step_loss(config), reference=True, make_reward=training_reward(ctx))

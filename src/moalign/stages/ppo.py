@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from moalign.losses.advantages import gae_advantages
 from moalign.losses.ppo import (
     clipped_surrogate_loss,
     clipped_value_loss,
-    gae_advantages,
     kl_penalised_rewards,
     masked_mean,
     masked_whiten,
@@ -109,7 +109,7 @@ def ppo_step_loss(config: PPOStageConfig):
     return step_loss
 
 
-@register_stage("ppo", PPOStageConfig)
+@register_stage("ppo", PPOStageConfig, consumes=("prompts",), scores_samples=True)
 def run_ppo(ctx: StageContext, config: PPOStageConfig) -> StageResult:
     """Train with PPO against the starting checkpoint; hand on the final checkpoint (the LM, no value head)."""
     path = train_online(

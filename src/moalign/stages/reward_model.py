@@ -33,7 +33,7 @@ def _source(spec: DatasetSpec | None, ctx: StageContext, name: str = "train") ->
     return str(stage_output(spec, ctx))
 
 
-@register_stage("reward_model", RewardModelConfig)
+@register_stage("reward_model", RewardModelConfig, consumes=("ratings",))
 def run_reward_model(ctx: StageContext, config: RewardModelConfig) -> StageResult:
     from moalign.rm.training import train_reward_model
 

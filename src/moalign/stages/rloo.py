@@ -36,7 +36,7 @@ def rloo_trainer_class(config: RLOOStageConfig) -> Any:
     return SharedPromptRLOOTrainer if config.shared_prompt else RLOOTrainer
 
 
-@register_stage("rloo", RLOOStageConfig)
+@register_stage("rloo", RLOOStageConfig, consumes=("prompts",), scores_samples=True)
 def run_rloo(ctx: StageContext, config: RLOOStageConfig) -> StageResult:
     """Train with RLOO on the recipe's prompts and reward; hand on the final checkpoint."""
     from trl import RLOOConfig

@@ -38,7 +38,7 @@ def rwr_step_loss(config: RWRStageConfig):
     return step_loss
 
 
-@register_stage("rwr", RWRStageConfig)
+@register_stage("rwr", RWRStageConfig, consumes=("prompts",), scores_samples=True)
 def run_rwr(ctx: StageContext, config: RWRStageConfig) -> StageResult:
     """Train with reward-weighted likelihood; hand on the final checkpoint."""
     path = train_online(ctx, config, rwr_step_loss(config), make_reward=training_reward(ctx))

@@ -73,7 +73,7 @@ def sft_records(dataset: Any, source: str) -> Any:
     return dataset.map(convert, with_indices=True, remove_columns=dataset.column_names)
 
 
-@register_stage("sft", SFTStageConfig)
+@register_stage("sft", SFTStageConfig, consumes=("sft",))
 def run_sft(ctx: StageContext, config: SFTStageConfig) -> StageResult:
     """Train with completion-only SFT (+ optional length penalty); hand on the final checkpoint."""
     from trl import SFTConfig

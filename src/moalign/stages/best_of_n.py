@@ -42,7 +42,7 @@ from moalign.data.sources import load_records
 from moalign.errors import UserError
 from moalign.eval.generations import CachedGeneration
 from moalign.rewards import MultiObjectiveReward
-from moalign.rewards.objectives import DEFAULT_OBJECTIVES, ObjectiveConfig
+from moalign.rewards.objectives import DEFAULT_OBJECTIVES, ObjectiveConfig, RewardStage
 from moalign.stages.base import StageContext, StageResult, register_stage
 from moalign.tags import parse_tags
 
@@ -150,7 +150,7 @@ class BestOfNConfig(StrictModel):
         return None if raw is None else plugin_spec(AGGREGATORS, raw)
 
 
-def build_reward(ctx: Any, config: BestOfNConfig) -> MultiObjectiveReward:
+def build_reward(ctx: RewardStage, config: BestOfNConfig) -> MultiObjectiveReward:
     """The ranking reward: the stage's objectives, else the recipe's, else the task suite's defaults."""
     if config.objectives:
         return MultiObjectiveReward.for_stage(ctx, config.objectives, config.aggregator or "weighted_sum")

@@ -207,7 +207,7 @@ def sentence_prefixes(response: str) -> list[str]:
     layout would flood the data with single paragraphs). A cut never leaves a header or a line ending in
     ``:`` last; a response with a code block gives none. Shortest first.
     """
-    if any(tf.FENCE_RE.match(line) for line in response.splitlines()):
+    if tf.has_code_block(response):
         return []
     ends = {m.start() for m in tf.SENTENCE_END_RE.finditer(response)} | {
         i for i, ch in enumerate(response) if ch == "\n"
@@ -240,7 +240,7 @@ def layout_variants(response: str) -> list[str]:
     sentences has variants, and only those that measure the level they were built for; otherwise none.
     The words are the model's; the layout is not (marked as augmentation where used).
     """
-    if any(tf.FENCE_RE.match(line) for line in response.splitlines()):
+    if tf.has_code_block(response):
         return []
     level = structure_level(response)
     sents = tf.sentences(response)

@@ -35,6 +35,11 @@ def prose(text: str) -> str:
     return "\n".join(out)
 
 
+def has_code_block(text: str) -> bool:
+    """Whether ``text`` has a fenced code block (a line opening with three backticks or tildes)."""
+    return any(FENCE_RE.match(line) for line in text.splitlines())
+
+
 def words(text: str) -> list[str]:
     """The words of ``text`` (code included: a word in a code block is still a word)."""
     return WORD_RE.findall(text)

@@ -249,11 +249,53 @@ def test_repair_response_edits_the_form_and_keeps_the_words():
     assert C.repair_response("Tides rise.", []) is None
 
 
+def test_layout_repairs_lay_out_the_responses_own_sentences():
+    text = "Tides rise. The moon pulls. The sun helps. Coasts see two highs. Sailors plan."
+    bullets = C.repair_response(text, [{"kind": "bullet_count", "count": 3}])
+    assert bullets == "Tides rise.\n\n- The moon pulls. The sun helps.\n- Coasts see two highs.\n- Sailors plan."
+    paragraphs = C.repair_response(text, [{"kind": "paragraph_count", "count": 2}])
+    assert paragraphs == "Tides rise. The moon pulls. The sun helps.\n\nCoasts see two highs. Sailors plan."
+    sections = C.repair_response(text, [{"kind": "sections", "count": 2}])
+    assert sections.startswith("## Part 1\n\nTides rise.") and "\n\n## Part 2\n\nCoasts see two highs." in sections
+    assert C.repair_response(text, [{"kind": "sentence_count", "max_sentences": 2}]) == "Tides rise. The moon pulls."
+    assert (
+        C.repair_response(text, [{"kind": "word_count", "max_words": 8}])
+        == "Tides rise. The moon pulls. The sun helps."
+    )
+    ps = C.repair_response(text, [{"kind": "postscript", "marker": "P.S."}])
+    assert ps == "Tides rise. The moon pulls. The sun helps. Coasts see two highs.\n\nP.S. Sailors plan."
+    obj = json.loads(C.repair_response(text, [{"kind": "json_format", "keys": ["title", "summary"]}]))
+    assert obj == {
+        "title": "Tides rise. The moon pulls. The sun helps.",
+        "summary": "Coasts see two highs. Sailors plan.",
+    }
+    # headers and list markers are not sentences; a layout kind is repaired before the case
+    listed = C.repair_response("## Tides\n- Tides rise.\n- The moon pulls.", [{"kind": "paragraph_count", "count": 2}])
+    assert listed == "Tides rise.\n\nThe moon pulls."
+    both = [{"kind": "lowercase"}, {"kind": "bullet_count", "count": 2}]
+    assert C.repair_response("Tides rise. The moon pulls.", both) == "- tides rise.\n- the moon pulls."
+    # too few sentences, too few words or a code block: no edit meets the count
+    assert C.repair_response("Tides rise.", [{"kind": "bullet_count", "count": 3}]) is None
+    assert C.repair_response("Tides rise.", [{"kind": "word_count", "min_words": 10}]) is None
+    assert C.repair_response("Tides.\n```\nx = 1\n```\nMoon.", [{"kind": "paragraph_count", "count": 3}]) is None
+
+
 def test_every_repair_satisfies_its_own_kind():
-    params = {"starts_with": {"phrase": "Well,"}, "ends_with": {"phrase": "Done."}}
+    params = {
+        "starts_with": {"phrase": "Well,"},
+        "ends_with": {"phrase": "Done."},
+        "word_count": {"max_words": 8},
+        "sentence_count": {"max_sentences": 2},
+        "bullet_count": {"count": 3},
+        "paragraph_count": {"count": 3},
+        "sections": {"count": 2},
+        "postscript": {"marker": "P.P.S."},
+        "json_format": {"keys": ["topic", "facts"]},
+    }
+    text = "Some Text, with Case. A second sentence here. And a third one. Then a fourth."
     for name in C.CONSTRAINTS.names():
         kind = C.CONSTRAINTS.get(name)
         if kind.repair is not None:
             constraint = {"kind": name, **params.get(name, {})}
-            repaired = C.repair_response("Some Text, with Case.", [constraint])
+            repaired = C.repair_response(text, [constraint])
             assert repaired is not None and C.check_constraint(repaired, constraint).satisfied, name

@@ -72,7 +72,8 @@ class ConstraintKind:
     """At least one of its (optional) parameters must be given."""
     repair: Callable[..., str] | None = None
     """``repair(response, **params)``: the response edited to satisfy this kind while keeping its words (case
-    changed, commas dropped, the phrase or quotes added), where such an edit exists (see :func:`repair_response`)."""
+    changed, commas dropped, the phrase or quotes added, its sentences laid out as the count asks, cut to the
+    first ones that fit, or put into JSON), or unchanged where no such edit exists (see :func:`repair_response`)."""
 
     @property
     def conflicts(self) -> frozenset[str]:
@@ -214,6 +215,80 @@ FILLER_WORDS = ("very", "really", "basically", "actually", "just", "thing", "imp
 JSON_KEY_SETS = (("answer",), ("title", "summary"), ("topic", "facts"), ("question", "answer"), ("name", "description"))
 
 
+# --- layout repairs: a response's own sentences laid out anew ------------------------------------
+
+_ITEM_MARKER_RE = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
+
+
+def _plain_sentences(response: str) -> list[str]:
+    """The sentences of ``response`` for a layout repair: header lines dropped, list markers stripped; none if
+    it has a code block (code is not re-laid)."""
+    if tf.has_code_block(response):
+        return []
+    lines = [ln for ln in response.splitlines() if not (tf.HEADER_RE.match(ln) or tf.BOLD_LINE_RE.match(ln))]
+    return [s for ln in lines for s in tf.sentences(_ITEM_MARKER_RE.sub("", ln))]
+
+
+def _chunks(items: Sequence[str], n: int) -> list[str]:
+    """``items`` cut into ``n`` contiguous groups of nearly equal size (the first ones larger), each joined."""
+    q, r = divmod(len(items), n)
+    starts = [k * q + min(k, r) for k in range(n + 1)]
+    return [" ".join(items[a:b]) for a, b in zip(starts, starts[1:], strict=False)]
+
+
+def _relay_list(response: str, count: int) -> str:
+    sents = _plain_sentences(response)
+    if len(sents) < count:
+        return response
+    intro, rest = (sents[:1], sents[1:]) if len(sents) > count else ([], sents)
+    items = "\n".join(f"- {chunk}" for chunk in _chunks(rest, count))
+    return f"{intro[0]}\n\n{items}" if intro else items
+
+
+def _relay_paragraphs(response: str, count: int) -> str:
+    sents = _plain_sentences(response)
+    return "\n\n".join(_chunks(sents, count)) if len(sents) >= count else response
+
+
+def _relay_sections(response: str, count: int) -> str:
+    sents = _plain_sentences(response)
+    if len(sents) < count:
+        return response
+    return "\n\n".join(f"## Part {k}\n\n{chunk}" for k, chunk in enumerate(_chunks(sents, count), start=1))
+
+
+def _first_sentences(response: str, fits: Callable[[list[str]], bool]) -> str:
+    """The longest run of ``response``'s first sentences (as one paragraph) that ``fits``; else ``response``."""
+    sents = _plain_sentences(response)
+    for n in range(len(sents) - 1, 0, -1):
+        if fits(sents[:n]):
+            return " ".join(sents[:n])
+    return response
+
+
+def _within(n: int, low: int | None, high: int | None) -> bool:
+    return (low is None or n >= low) and (high is None or n <= high)
+
+
+def _move_last_sentence(response: str, marker: str) -> str:
+    """The last sentence moved into a postscript opened by ``marker``."""
+    sents = tf.sentences(response)
+    text = response.rstrip()
+    start = text.rfind(sents[-1]) if len(sents) > 1 else -1
+    if start <= 0 or not text[:start].strip():
+        return response
+    return f"{text[:start].rstrip()}\n\n{marker} {_ITEM_MARKER_RE.sub('', sents[-1])}"
+
+
+def _as_json(response: str, keys: list[str] | None = None) -> str:
+    """The response's sentences as a JSON object: shared out over ``keys`` in order, else under ``answer``."""
+    sents = _plain_sentences(response)
+    names = keys or ["answer"]
+    if len(sents) < len(names):
+        return response
+    return json.dumps(dict(zip(names, _chunks(sents, len(names)), strict=True)), indent=2, ensure_ascii=False)
+
+
 # --- length and layout ------------------------------------------------------------------------
 
 
@@ -230,6 +305,9 @@ JSON_KEY_SETS = (("answer",), ("title", "summary"), ("topic", "facts"), ("questi
     needs_a_bound=True,
     held_out=lambda min_words=None, max_words=None: (
         f"Keep the response to {_bounds_text('words', min_words, max_words, True)}."
+    ),
+    repair=lambda response, min_words=None, max_words=None: _first_sentences(
+        response, lambda sents: _within(tf.word_count(" ".join(sents)), min_words, max_words)
     ),
 )
 def word_count(response: str, min_words: int | None = None, max_words: int | None = None) -> tuple[float, str]:
@@ -249,6 +327,9 @@ def word_count(response: str, min_words: int | None = None, max_words: int | Non
     held_out=lambda min_sentences=None, max_sentences=None: (
         f"Write {_bounds_text('sentences', min_sentences, max_sentences, True)} in total."
     ),
+    repair=lambda response, min_sentences=None, max_sentences=None: _first_sentences(
+        response, lambda sents: _within(len(sents), min_sentences, max_sentences)
+    ),
 )
 def sentence_count(
     response: str, min_sentences: int | None = None, max_sentences: int | None = None
@@ -262,6 +343,7 @@ def sentence_count(
     lambda rng, ctx: {"count": rng.randint(2, 5)},
     shapes_response=True,
     held_out=lambda count: f'Format the response as a Markdown list with {count} items; begin every line with "- ".',
+    repair=_relay_list,
 )
 def bullet_count(response: str, count: int) -> tuple[float, str]:
     """Exactly ``count`` Markdown bullet points outside code blocks."""
@@ -274,6 +356,7 @@ def bullet_count(response: str, count: int) -> tuple[float, str]:
     conflicts={"bullet_count", "sections", "sentence_count"},
     shapes_response=True,
     held_out=lambda count: f"Your response should consist of {count} paragraphs, with an empty line between them.",
+    repair=_relay_paragraphs,
 )
 def paragraph_count(response: str, count: int) -> tuple[float, str]:
     """Exactly ``count`` paragraphs separated by blank lines."""
@@ -289,6 +372,7 @@ def paragraph_count(response: str, count: int) -> tuple[float, str]:
     held_out=lambda count: (
         f'Organise the response in {count} parts, and open every part with its own "## " heading line.'
     ),
+    repair=_relay_sections,
 )
 def sections(response: str, count: int) -> tuple[float, str]:
     """Exactly ``count`` sections, each opened by a Markdown header line (``## Title``)."""
@@ -445,6 +529,7 @@ def ends_with(response: str, phrase: str) -> tuple[float, str]:
     lambda rng, ctx: {"marker": rng.choice(("P.S.", "P.P.S."))},
     shapes_response=True,
     held_out=lambda marker: f'Close the response with a postscript that begins with "{marker}".',
+    repair=_move_last_sentence,
 )
 def postscript(response: str, marker: str) -> tuple[float, str]:
     """A postscript: a line starting with ``marker`` (e.g. ``P.S.``) after some other content."""
@@ -524,6 +609,7 @@ def _json_body(response: str) -> str:
         if keys
         else "Reply with nothing but valid JSON."
     ),
+    repair=_as_json,
 )
 def json_format(response: str, keys: list[str] | None = None) -> tuple[float, str]:
     """The whole response is valid JSON (a single fenced block is accepted); with ``keys``, an object having them.
@@ -615,8 +701,8 @@ def check_constraints(response: str, constraints: Sequence[Mapping[str, Any]]) -
 
 
 def repair_response(response: str, constraints: Sequence[Mapping[str, Any]]) -> str | None:
-    """``response`` with each unsatisfied constraint's :attr:`~ConstraintKind.repair` applied in order (in
-    passes, as one edit can undo another: a phrase added after the text was lower-cased), if the result then
+    """``response`` with each unsatisfied constraint's :attr:`~ConstraintKind.repair` applied, layout kinds
+    first, in passes (one edit can undo another: a phrase added after the text was lower-cased), if the result then
     satisfies every constraint; None if nothing needed repair, a failed kind has no repair or the edits do
     not settle. An augmentation for rejection sampling: the words are the model's, the edit is not."""
     text = response
@@ -624,7 +710,7 @@ def repair_response(response: str, constraints: Sequence[Mapping[str, Any]]) -> 
         failed = [c for c in constraints if not check_constraint(text, c).satisfied]
         if not failed:
             return None if text == response else text
-        for constraint in failed:
+        for constraint in sorted(failed, key=lambda c: not CONSTRAINTS.get(c["kind"]).shapes_response):
             repair = CONSTRAINTS.get(constraint["kind"]).repair
             if repair is None:
                 return None

@@ -174,6 +174,19 @@ def test_mixed_records_share_the_prompts_evenly_and_interleave():
     assert [r["id"] for r in single] == ["train-00000", "train-00001"]
 
 
+def test_dataset_weights_share_the_prompts_in_proportion():
+    assert B.prompt_shares(5, [1, 1]) == [3, 2]  # even: the first source gets the remainder
+    assert B.prompt_shares(60, [2, 1]) == [40, 20]
+    assert B.prompt_shares(10, [1, 1, 1]) == [4, 3, 3]
+    assert B.prompt_shares(7, [3, 1]) == [5, 2]  # 5.25 and 1.75: the larger remainder rounds up
+    records = B.mixed_records(["builtin:ifeval-lite", "builtin:ifeval-lite-tagged"], "train", 6, [2, 1])
+    assert [r["id"].split(":")[0] for r in records] == ["0", "1", "0", "1", "0", "0"]
+    with pytest.raises(ValueError, match="2 weights for 1 datasets"):
+        B.BestOfNConfig(dataset="builtin:ifeval-lite", dataset_weights=[1, 2])
+    with pytest.raises(ValueError, match="> 0"):
+        B.BestOfNConfig(dataset=["builtin:ifeval-lite", "builtin:ifeval-lite-tagged"], dataset_weights=[1, 0])
+
+
 def fake_batches(calls):
     def generate_batch(indices):
         calls.append(indices)

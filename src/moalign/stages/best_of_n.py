@@ -51,7 +51,10 @@ class BestOfNConfig(StrictModel):
     """Keys of the ``best_of_n`` stage (decoding keys named as in ``transformers.GenerationConfig``)."""
 
     dataset: str | list[str] = "builtin:ifeval-lite"
-    """A prompt source, or a list of them sharing ``num_prompts`` evenly (interleaved)."""
+    """A prompt source, or a list of them sharing ``num_prompts`` (interleaved)."""
+    dataset_weights: list[float] | None = None
+    """With a list of sources: each one's share of ``num_prompts``, in proportion (None: even shares); as
+    OpenRLHF's ``prompt_data_probs``, but exact counts, not sampling probabilities."""
     split: str = "train"
     num_prompts: int = Field(64, ge=1)
     num_generations: int = Field(4, ge=2)
@@ -109,10 +112,11 @@ class BestOfNConfig(StrictModel):
     repair_constraints: bool = False
     """Each finished sample of a prompt with constraints that fails some of them also contributes its repaired
     text, where every failed constraint has a repair (lower or upper case, commas dropped, the start or end
-    phrase or the quotes added: :func:`moalign.data.constraints.repair_response`), as an extra candidate marked
-    ``"augmented": "repair"``. Augmentation: the words are the model's, the edit is a rule's; it gives
-    format constraints the base model rarely meets targets, and pairs of one response with and without
-    the requested form (each repaired text against its sample, before the prompt's best/worst pair)."""
+    phrase or the quotes added, its sentences laid out as a list, paragraphs, sections, a postscript or JSON,
+    or cut to the first ones that fit a length: :func:`moalign.data.constraints.repair_response`), as an extra
+    candidate marked ``"augmented": "repair"``. Augmentation: the words are the model's, the edit is a rule's;
+    it gives format constraints the base model rarely meets targets, and pairs of one response with and
+    without the requested form (each repaired text against its sample, before the prompt's best/worst pair)."""
     targets_per_prompt: int = Field(1, ge=1)
     """SFT targets per untagged prompt: its best eligible candidates with distinct texts, best first."""
     pairs_per_prompt: int = Field(1, ge=1)
@@ -125,6 +129,16 @@ class BestOfNConfig(StrictModel):
     """With ``mirror_pairs``: contrast two samples that differ in exactly one tagged dimension, taking the
     dimensions in turn (:func:`one_dimension_pairs`), instead of the samples whose levels differ most (which
     mostly contrast lengths, the dimension samples vary most in)."""
+
+    @model_validator(mode="after")
+    def _one_weight_per_source(self) -> BestOfNConfig:
+        if self.dataset_weights is not None:
+            sources = [self.dataset] if isinstance(self.dataset, str) else self.dataset
+            if len(self.dataset_weights) != len(sources):
+                raise ValueError(f"dataset_weights has {len(self.dataset_weights)} weights for {len(sources)} datasets")
+            if min(self.dataset_weights) <= 0:
+                raise ValueError("dataset_weights must all be > 0")
+        return self
 
     @model_validator(mode="after")
     def _switches_need_their_base(self) -> BestOfNConfig:
@@ -159,13 +173,25 @@ def build_reward(ctx: RewardStage, config: BestOfNConfig) -> MultiObjectiveRewar
     return MultiObjectiveReward(DEFAULT_OBJECTIVES, "weighted_sum", tag_dimensions=ctx.recipe.tag_dimensions)
 
 
-def mixed_records(datasets: str | Sequence[str], split: str, num: int) -> list[dict[str, Any]]:
-    """``num`` prompt records drawn evenly from ``datasets`` (the first ones get the remainder), interleaved;
+def prompt_shares(num: int, weights: Sequence[float]) -> list[int]:
+    """``num`` split in proportion to ``weights`` by largest remainders (ties to the first sources)."""
+    exact = [num * w / sum(weights) for w in weights]
+    shares = [math.floor(x) for x in exact]
+    by_remainder = sorted(range(len(weights)), key=lambda i: (shares[i] - exact[i], i))
+    for i in by_remainder[: num - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def mixed_records(
+    datasets: str | Sequence[str], split: str, num: int, weights: Sequence[float] | None = None
+) -> list[dict[str, Any]]:
+    """``num`` prompt records drawn from ``datasets`` in proportion to ``weights`` (even without), interleaved;
     with several sources, each record's ``id`` is prefixed by its source's position (``1:train-00003``)."""
     specs = [datasets] if isinstance(datasets, str) else list(datasets)
     if not specs:
         raise UserError("best_of_n: 'dataset' is an empty list")
-    shares = [num // len(specs) + (i < num % len(specs)) for i in range(len(specs))]
+    shares = prompt_shares(num, weights or [1.0] * len(specs))
     parts = [load_records(spec, split, limit=share) for spec, share in zip(specs, shares, strict=True)]
     if len(specs) > 1:
         parts = [[{**r, "id": f"{i}:{r.get('id')}"} for r in part] for i, part in enumerate(parts)]
@@ -392,7 +418,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     from moalign.generation import SamplingConfig, generate
     from moalign.models import load_causal_lm, load_tokenizer
 
-    records = mixed_records(config.dataset, config.split, config.num_prompts)
+    records = mixed_records(config.dataset, config.split, config.num_prompts, config.dataset_weights)
     if not records:
         raise UserError(f"no prompts in split '{config.split}'", source=str(config.dataset))
     reward = build_reward(ctx, config)

@@ -19,15 +19,44 @@ def test_splits_are_topic_disjoint_in_generated_records():
         assert found <= set(P.split_topics(split))
 
 
-def test_splits_ask_for_constraints_in_disjoint_wordings():
+def test_splits_ask_for_constraints_in_disjoint_wordings_and_draw_every_wording():
     from moalign.data.constraints import constraint_instruction
 
-    for split in P.SPLITS:
-        for record in P.generate_prompts(split, 100):
-            for c in record["constraints"]:
-                train, held_out = constraint_instruction(c), constraint_instruction(c, held_out=True)
-                assert (held_out if split == "train" else train) not in record["prompt"]
-                assert (train if split == "train" else held_out) in record["prompt"]
+    for variant in ("constraints", "tagged"):
+        drawn: dict[bool, set[tuple[str, int]]] = {False: set(), True: set()}
+        for split in P.SPLITS:
+            held_out = split != "train"
+            for record in P.generate_prompts(split, 300, variant=variant):
+                for c in record["constraints"]:
+                    n_own, n_other = (len(CONSTRAINTS.get(c["kind"]).wordings(h)) for h in (held_out, not held_out))
+                    own = [i for i in range(n_own) if constraint_instruction(c, held_out, i) in record["prompt"]]
+                    assert len(own) == 1, (record["prompt"], c)  # asked for once, in one of its split's wordings
+                    for i in range(n_other):  # never in a wording of the other side, rendered with its parameters
+                        assert constraint_instruction(c, not held_out, i) not in record["prompt"]
+                    drawn[held_out].add((c["kind"], own[0]))
+        kinds = {k for k, _ in drawn[True]}
+        for held_out, pairs in drawn.items():
+            assert pairs == {(k, i) for k in kinds for i in range(len(CONSTRAINTS.get(k).wordings(held_out)))}
+    assert kinds == {k for k in CONSTRAINTS.names() if not CONSTRAINTS.get(k).shapes_response}  # tagged: no shapes
+
+
+def test_the_wording_draw_leaves_topics_and_constraints_as_one_wording_gave_them():
+    """The wordings come from a stream of their own: with every kind reduced to its first wording, the records
+    are the same topics, tasks and constraints, in the same order."""
+    import dataclasses
+    from unittest import mock
+
+    from moalign.data.constraints import CONSTRAINTS as REGISTRY
+
+    records = P.generate_prompts("test", 200)
+    single = {
+        n: dataclasses.replace(k, instructions=k.instructions[:1], held_out_instructions=k.held_out_instructions[:1])
+        for n, k in REGISTRY._items.items()
+    }
+    with mock.patch.dict(REGISTRY._items, single):
+        one_wording = P.generate_prompts("test", 200)
+    assert [{**r, "prompt": None} for r in records] == [{**r, "prompt": None} for r in one_wording]
+    assert [r["prompt"] for r in records] != [r["prompt"] for r in one_wording]
 
 
 def test_deterministic_for_a_seed_prefix_stable_and_seed_dependent():

@@ -180,6 +180,38 @@ def test_perplexity_on_a_held_out_set_names_its_source(tiny_llama_dir, prompt_fi
     assert off["perplexity_source"] is None and off["models"]["tiny"]["perplexity"] is None
 
 
+def test_constraint_satisfaction_per_kind_for_prompts_with_constraints(tiny_llama_dir, prompt_file, tmp_path):
+    from moalign.data.constraints import check_constraint
+    from moalign.eval.evaluate import flat_metrics
+
+    never = {"kind": "keyword_frequency", "keyword": "zebra", "min_count": 50}  # not in 4 new tokens
+    rows = [
+        {"prompt": "Name a colour.", "constraints": [{"kind": "word_count", "max_words": 1000}, never]},
+        {"prompt": "Say hello in French.", "constraints": [never]},
+        {"prompt": "Count to three."},  # no constraints: left out of the rates
+    ]
+    path = tmp_path / "constrained.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = str(tiny_llama_dir)
+    settings = EvalSettings(dataset=str(path), num_samples=3, max_new_tokens=4, judge="length", perplexity=False)
+    metrics = evaluate({"tiny": spec}, spec, settings, tmp_path / "out", cache=None, progress=False)
+    first = read_jsonl(tmp_path / "out" / "samples.jsonl")[0]["responses"]
+    for label in ("tiny", "reference"):
+        rates = metrics["models"][label]["constraints"]
+        bounded = float(check_constraint(first[label], rows[0]["constraints"][0]).satisfied)  # any words: 1
+        assert (rates["prompts"], rates["constraints"], rates["prompt_level"]) == (2, 3, 0.0)
+        assert rates["constraint_level"] == round(bounded / 3, 4)
+        kinds = rates["per_kind"]
+        assert kinds["word_count"] == {"n": 1, "satisfied": bounded, "partial": bounded} and len(kinds) == 2
+        assert kinds["keyword_frequency"]["n"] == 2 and kinds["keyword_frequency"]["satisfied"] == 0.0
+        assert kinds["keyword_frequency"]["partial"] <= 4 / 50  # four tokens hold at most four "zebra"s
+        assert flat_metrics(metrics)[f"eval/{label}/constraints/prompt_level"] == 0.0
+    plain_settings = settings.model_copy(update={"dataset": str(prompt_file)})
+    plain = evaluate({"tiny": spec}, spec, plain_settings, tmp_path / "p", cache=None, progress=False)
+    assert plain["models"]["tiny"]["constraints"] is None  # prompts without constraints
+    assert not any("/constraints/" in k for k in flat_metrics(plain))
+
+
 def test_controllability_sweeps_only_the_models_asked_for(tiny_llama_dir, prompt_file, tmp_path):
     spec = str(tiny_llama_dir)
     control = ControllabilityConfig(num_prompts=1, intensities=[1, 5], pairs=False, models=["tiny"])

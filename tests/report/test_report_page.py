@@ -147,6 +147,49 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
         assert f'id="{sid}"' in dom
 
 
+def test_report_shows_constraint_satisfaction_per_kind_and_both_sets_of_wordings(run_dir, tmp_path):
+    from html import escape
+
+    from moalign.data.constraints import CONSTRAINTS
+    from moalign.report.page import wording_rows
+
+    # the run's own evaluation has no constraints in its prompts: a note, and no wordings (not the task suite)
+    text = build_report(run_dir).read_text()
+    assert "No constraint results in this evaluation" in text and "<h3>Wordings</h3>" not in text
+    # an evaluation of the task suite's test split with constraint results per model
+    shutil.copytree(run_dir / "02-eval", tmp_path / "03-eval")
+    metrics = json.loads((tmp_path / "03-eval" / "metrics.json").read_text())
+    metrics |= {"dataset": "builtin:ifeval-lite", "split": "test"}
+    for label, rate in (("reference", 0.25), ("tiny", 0.75)):
+        per_kind = {"lowercase": {"n": 4, "satisfied": rate, "partial": rate}, "no_commas": {"n": 2, "satisfied": 0.5}}
+        metrics["models"][label]["constraints"] = {
+            "prompts": 5,
+            "constraints": 6,
+            "prompt_level": rate / 2,
+            "constraint_level": (4 * rate + 1) / 6,
+            "per_kind": per_kind,
+        }
+    (tmp_path / "03-eval" / "metrics.json").write_text(json.dumps(metrics))
+    text = build_report(tmp_path).read_text()
+    checker = check_html(text)
+    assert "constraints" in checker.ids and "its prompts ask in the held-out wordings" in text
+    row = '<tr><td>lowercase</td><td class="num">4</td><td class="num">25.0%</td><td class="num">75.0%</td></tr>'
+    assert row in text
+    assert '<td class="num">6</td><td class="num">33.3%</td><td class="num">66.7%</td>' in text  # all constraints
+    assert '<td class="num">5</td><td class="num">12.5%</td><td class="num">37.5%</td>' in text  # whole prompts
+    # every kind's every wording, both sides, rendered with its example parameters
+    rows = wording_rows()
+    assert [name for name, *_ in rows] == CONSTRAINTS.names()
+    for name, params, train, held_out in rows:
+        assert len(train) >= 3 and len(held_out) >= 2 and not set(train) & set(held_out)
+        cells = ["<br>".join(f"{i + 1}. {escape(t)}" for i, t in enumerate(texts)) for texts in (train, held_out)]
+        assert f"<td>{name}</td><td>{escape(json.dumps(params))}</td><td>{cells[0]}</td><td>{cells[1]}</td>" in text
+    word_count = next(r for r in rows if r[0] == "word_count")
+    low, high = word_count[1]["min_words"], word_count[1]["max_words"]
+    assert word_count[2][0] == f"Your answer must be between {low} and {high} words long."
+    assert word_count[3][1] == f"The response should run to {low}-{high} words."
+
+
 def test_report_shows_data_levels_reward_heads_and_learning_curves(tmp_path):
     for step in (1, 2):
         append_jsonl(

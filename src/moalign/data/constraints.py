@@ -28,6 +28,8 @@ from moalign.errors import UserError
 from moalign.registry import Registry, did_you_mean
 
 Check = Callable[..., tuple[float, str]]
+Wording = Callable[..., str]
+"""``wording(**params) -> sentence``: one way of asking for a constraint in a prompt."""
 Sampler = Callable[[random.Random, Mapping[str, Any]], dict[str, Any]]
 """``sample(rng, context) -> params``; ``context`` carries the topic's ``keywords`` so keyword constraints fit
 the prompt."""
@@ -60,10 +62,12 @@ class ConstraintKind:
 
     name: str
     check: Check
-    instruction: Callable[..., str]
-    held_out_instruction: Callable[..., str]
-    """Another wording of the same request, used by the held-out splits (validation, test), so a test prompt
-    asks in words training never showed (the gain has to transfer, not follow one phrasing)."""
+    instructions: tuple[Wording, ...]
+    """The wordings a training prompt asks for it in (any one of them; a prompt draws one)."""
+    held_out_instructions: tuple[Wording, ...]
+    """Other wordings of the same request, disjoint from ``instructions``, used by the held-out splits
+    (validation, test), so a test prompt asks in words training never showed (the gain has to transfer, not
+    follow one phrasing)."""
     sample: Sampler
     params: dict[str, tuple[type, bool]]
     declared_conflicts: frozenset[str] = frozenset()
@@ -74,6 +78,10 @@ class ConstraintKind:
     """``repair(response, **params)``: the response edited to satisfy this kind while keeping its words (case
     changed, commas dropped, the phrase or quotes added, its sentences laid out as the count asks, cut to the
     first ones that fit, or put into JSON), or unchanged where no such edit exists (see :func:`repair_response`)."""
+
+    def wordings(self, held_out: bool = False) -> tuple[Wording, ...]:
+        """The training wordings, or (``held_out``) the held-out splits' ones."""
+        return self.held_out_instructions if held_out else self.instructions
 
     @property
     def conflicts(self) -> frozenset[str]:
@@ -112,11 +120,18 @@ def signature_params(check: Check) -> dict[str, tuple[type, bool]]:
     return {p.name: (_param_type(hints[p.name]), p.default is inspect.Parameter.empty) for p in parameters}
 
 
+def _wording_tuple(wordings: Wording | Sequence[Wording], name: str) -> tuple[Wording, ...]:
+    out = (wordings,) if callable(wordings) else tuple(wordings)
+    if not out or not all(callable(w) for w in out):
+        raise ValueError(f"constraint kind '{name}' needs one or more wordings (callables), got {wordings!r}")
+    return out
+
+
 def register_constraint(
-    instruction: Callable[..., str],
+    instructions: Wording | Sequence[Wording],
     sample: Sampler,
     *,
-    held_out: Callable[..., str],
+    held_out: Wording | Sequence[Wording],
     conflicts: Iterable[str] = (),
     shapes_response: bool = False,
     needs_a_bound: bool = False,
@@ -125,8 +140,10 @@ def register_constraint(
     """Register the decorated check as the constraint kind of its function's name, its parameters read from its
     signature (:func:`signature_params`); the check is wrapped to fail an empty response.
 
-    ``instruction(**params)`` is the sentence that asks for the constraint in a training prompt, ``held_out``
-    its other wording for held-out prompts (:attr:`ConstraintKind.held_out_instruction`); ``sample`` draws its
+    ``instructions`` are the wordings (``wording(**params) -> sentence``, one or a sequence) that ask for the
+    constraint in training prompts, ``held_out`` other wordings, sharing no phrase with those, for held-out
+    prompts (:attr:`ConstraintKind.held_out_instructions`); each must say every parameter exactly, so a
+    response that follows any wording passes the same check. ``sample`` draws its
     parameters; ``conflicts`` names kinds it cannot (or can hardly) be satisfied together with (the relation is
     symmetric: :attr:`ConstraintKind.conflicts`); ``repair`` edits a response to satisfy it
     (:attr:`ConstraintKind.repair`).
@@ -137,8 +154,8 @@ def register_constraint(
         kind = ConstraintKind(
             name=check.__name__,
             check=wrapped,
-            instruction=instruction,
-            held_out_instruction=held_out,
+            instructions=_wording_tuple(instructions, check.__name__),
+            held_out_instructions=_wording_tuple(held_out, check.__name__),
             sample=sample,
             params=signature_params(check),
             declared_conflicts=frozenset(conflicts),
@@ -183,20 +200,28 @@ def _quote_list(items: Sequence[str], conjunction: str = "and") -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" {conjunction} " + quoted[-1]
 
 
-BOUNDS_WORDINGS: dict[bool, tuple[str, str, str]] = {
-    False: ("between {} and {}", "at least {}", "at most {}"),
-    True: ("no fewer than {} and no more than {}", "no fewer than {}", "no more than {}"),
+BOUNDS_WORDINGS: dict[str, tuple[str, str, str]] = {
+    "between": ("between {} and {}", "at least {}", "at most {}"),
+    "minimum": ("anywhere from {} to {}", "a minimum of {}", "a maximum of {}"),
+    "no fewer": ("no fewer than {} and no more than {}", "no fewer than {}", "no more than {}"),
+    "or more": ("{}-{}", "{} or more", "{} or fewer"),
 }
-"""How a range is said (both bounds, lower only, upper only): the train wording (False), the held-out one (True)."""
+"""How a range is said (both bounds, lower only, upper only), bounds included: the train wordings use the
+first two styles, the held-out ones the last two."""
 
 
-def _bounds_text(noun: str, low: int | None, high: int | None, held_out: bool = False) -> str:
-    both, at_least, at_most = BOUNDS_WORDINGS[held_out]
+def _bounds_text(noun: str, low: int | None, high: int | None, style: str) -> str:
+    both, at_least, at_most = BOUNDS_WORDINGS[style]
     if low is not None and high is not None:
-        return f"{both.format(low, high)} {noun}"
-    if low is not None:
-        return f"{at_least.format(low)} {noun}"
-    return f"{at_most.format(high)} {noun}"
+        bound = both.format(low, high)
+    else:
+        bound = at_least.format(low) if low is not None else at_most.format(high)
+    return f"{bound} {noun}".strip()
+
+
+def _the_words(items: Sequence[str], conjunction: str = "and", noun: str = "word") -> str:
+    """``the word "a"`` or ``the words "a" and "b"``."""
+    return f"the {noun}{'s' if len(items) > 1 else ''} {_quote_list(items, conjunction)}"
 
 
 def _sample_bounds(rng: random.Random, choices: Sequence[tuple[int | None, int | None]], lo: str, hi: str) -> dict:
@@ -293,7 +318,18 @@ def _as_json(response: str, keys: list[str] | None = None) -> str:
 
 
 @register_constraint(
-    lambda min_words=None, max_words=None: f"Your answer must be {_bounds_text('words', min_words, max_words)} long.",
+    (
+        lambda min_words=None, max_words=None: (
+            f"Your answer must be {_bounds_text('words', min_words, max_words, 'between')} long."
+        ),
+        lambda min_words=None, max_words=None: (
+            f"Respond using {_bounds_text('words', min_words, max_words, 'minimum')}."
+        ),
+        lambda min_words=None, max_words=None: (
+            f"Count your words as you write: the whole reply needs "
+            f"{_bounds_text('words', min_words, max_words, 'between')}."
+        ),
+    ),
     lambda rng, ctx: _sample_bounds(
         rng,
         [(None, 25), (None, 40), (10, 30), (20, 50), (30, 60), (40, 80), (50, 100), (60, None)],
@@ -303,8 +339,13 @@ def _as_json(response: str, keys: list[str] | None = None) -> str:
     conflicts={"sentence_count"},
     shapes_response=True,
     needs_a_bound=True,
-    held_out=lambda min_words=None, max_words=None: (
-        f"Keep the response to {_bounds_text('words', min_words, max_words, True)}."
+    held_out=(
+        lambda min_words=None, max_words=None: (
+            f"Keep the response to {_bounds_text('words', min_words, max_words, 'no fewer')}."
+        ),
+        lambda min_words=None, max_words=None: (
+            f"The response should run to {_bounds_text('words', min_words, max_words, 'or more')}."
+        ),
     ),
     repair=lambda response, min_words=None, max_words=None: _first_sentences(
         response, lambda sents: _within(tf.word_count(" ".join(sents)), min_words, max_words)
@@ -316,16 +357,30 @@ def word_count(response: str, min_words: int | None = None, max_words: int | Non
 
 
 @register_constraint(
-    lambda min_sentences=None, max_sentences=None: (
-        f"Your answer must contain {_bounds_text('sentences', min_sentences, max_sentences)}."
+    (
+        lambda min_sentences=None, max_sentences=None: (
+            f"Your answer must contain {_bounds_text('sentences', min_sentences, max_sentences, 'between')}."
+        ),
+        lambda min_sentences=None, max_sentences=None: (
+            f"Write your reply in {_bounds_text('sentences', min_sentences, max_sentences, 'minimum')}."
+        ),
+        lambda min_sentences=None, max_sentences=None: (
+            f"The number of sentences in your reply must be "
+            f"{_bounds_text('', min_sentences, max_sentences, 'between')}."
+        ),
     ),
     lambda rng, ctx: _sample_bounds(
         rng, [(None, 2), (None, 3), (1, 2), (2, 4), (3, 5), (4, 6), (3, None)], "min_sentences", "max_sentences"
     ),
     shapes_response=True,
     needs_a_bound=True,
-    held_out=lambda min_sentences=None, max_sentences=None: (
-        f"Write {_bounds_text('sentences', min_sentences, max_sentences, True)} in total."
+    held_out=(
+        lambda min_sentences=None, max_sentences=None: (
+            f"Write {_bounds_text('sentences', min_sentences, max_sentences, 'no fewer')} in total."
+        ),
+        lambda min_sentences=None, max_sentences=None: (
+            f"Compose the response out of {_bounds_text('sentences', min_sentences, max_sentences, 'or more')}."
+        ),
     ),
     repair=lambda response, min_sentences=None, max_sentences=None: _first_sentences(
         response, lambda sents: _within(len(sents), min_sentences, max_sentences)
@@ -339,10 +394,19 @@ def sentence_count(
 
 
 @register_constraint(
-    lambda count: f'Your answer must contain exactly {count} bullet points, each starting with "- ".',
+    (
+        lambda count: f'Your answer must contain exactly {count} bullet points, each starting with "- ".',
+        lambda count: (
+            f'Present your answer as a bulleted list of exactly {count} points, each line beginning with "- ".'
+        ),
+        lambda count: f'Answer with {count} bullet points, no more and no fewer; start each one with "- ".',
+    ),
     lambda rng, ctx: {"count": rng.randint(2, 5)},
     shapes_response=True,
-    held_out=lambda count: f'Format the response as a Markdown list with {count} items; begin every line with "- ".',
+    held_out=(
+        lambda count: f'Format the response as a Markdown list with {count} items; begin every line with "- ".',
+        lambda count: f"Lay out the response as precisely {count} list entries, each introduced by a dash and a space.",
+    ),
     repair=_relay_list,
 )
 def bullet_count(response: str, count: int) -> tuple[float, str]:
@@ -351,11 +415,18 @@ def bullet_count(response: str, count: int) -> tuple[float, str]:
 
 
 @register_constraint(
-    lambda count: f"Write exactly {count} paragraphs, separated from each other by a blank line.",
+    (
+        lambda count: f"Write exactly {count} paragraphs, separated from each other by a blank line.",
+        lambda count: f"Split your answer into {count} paragraphs and leave a blank line after each one but the last.",
+        lambda count: f"Use exactly {count} paragraphs, and put a blank line between consecutive ones.",
+    ),
     lambda rng, ctx: {"count": rng.randint(2, 4)},
     conflicts={"bullet_count", "sections", "sentence_count"},
     shapes_response=True,
-    held_out=lambda count: f"Your response should consist of {count} paragraphs, with an empty line between them.",
+    held_out=(
+        lambda count: f"Your response should consist of {count} paragraphs, with an empty line between them.",
+        lambda count: f"Give the response {count} paragraphs in all, set apart from one another by empty lines.",
+    ),
     repair=_relay_paragraphs,
 )
 def paragraph_count(response: str, count: int) -> tuple[float, str]:
@@ -364,13 +435,23 @@ def paragraph_count(response: str, count: int) -> tuple[float, str]:
 
 
 @register_constraint(
-    lambda count: (
-        f'Divide your answer into exactly {count} sections, each starting with a Markdown header such as "## Title".'
+    (
+        lambda count: (
+            f"Divide your answer into exactly {count} sections, "
+            'each starting with a Markdown header such as "## Title".'
+        ),
+        lambda count: (
+            f'Your answer needs exactly {count} headed sections: start each with a header line such as "## Overview".'
+        ),
+        lambda count: (
+            f'Use exactly {count} Markdown headers (lines beginning with "## "), one at the top of each section.'
+        ),
     ),
     lambda rng, ctx: {"count": rng.randint(2, 4)},
     shapes_response=True,
-    held_out=lambda count: (
-        f'Organise the response in {count} parts, and open every part with its own "## " heading line.'
+    held_out=(
+        lambda count: f'Organise the response in {count} parts, and open every part with its own "## " heading line.',
+        lambda count: f'Break the response up into {count} segments, each led by a line that starts with "## ".',
     ),
     repair=_relay_sections,
 )
@@ -383,9 +464,19 @@ def sections(response: str, count: int) -> tuple[float, str]:
 
 
 @register_constraint(
-    lambda keywords: f"Include the words {_quote_list(keywords)} in your answer.",
+    (
+        lambda keywords: f"Include the words {_quote_list(keywords)} in your answer.",
+        lambda keywords: f"Work {_the_words(keywords)} into your reply.",
+        lambda keywords: f"Somewhere in your answer, write {_quote_list(keywords)}.",
+    ),
     lambda rng, ctx: {"keywords": rng.sample(list(ctx["keywords"]), rng.randint(1, 2))},
-    held_out=lambda keywords: f"Make sure the response mentions {_quote_list(keywords)}.",
+    held_out=(
+        lambda keywords: f"Make sure the response mentions {_quote_list(keywords)}.",
+        lambda keywords: (
+            f"The term{'s' if len(keywords) > 1 else ''} {_quote_list(keywords)} "
+            f"{'have' if len(keywords) > 1 else 'has'} to appear in the response."
+        ),
+    ),
 )
 def include_keywords(response: str, keywords: list[str]) -> tuple[float, str]:
     """Every keyword appears at least once; the score is the share that does."""
@@ -398,10 +489,17 @@ def include_keywords(response: str, keywords: list[str]) -> tuple[float, str]:
 
 
 @register_constraint(
-    lambda keyword, min_count: f'Use the word "{keyword}" at least {min_count} times.',
+    (
+        lambda keyword, min_count: f'Use the word "{keyword}" at least {min_count} times.',
+        lambda keyword, min_count: f'Mention "{keyword}" a minimum of {min_count} times in your answer.',
+        lambda keyword, min_count: (
+            f'Repeat the word "{keyword}" throughout your reply, {min_count} times at the very least.'
+        ),
+    ),
     lambda rng, ctx: {"keyword": rng.choice(list(ctx["keywords"])), "min_count": rng.randint(2, 3)},
-    held_out=lambda keyword, min_count: (
-        f'The word "{keyword}" should appear {min_count} or more times in the response.'
+    held_out=(
+        lambda keyword, min_count: f'The word "{keyword}" should appear {min_count} or more times in the response.',
+        lambda keyword, min_count: f'Say "{keyword}" no fewer than {min_count} times over the course of the response.',
     ),
 )
 def keyword_frequency(response: str, keyword: str, min_count: int) -> tuple[float, str]:
@@ -413,9 +511,19 @@ def keyword_frequency(response: str, keyword: str, min_count: int) -> tuple[floa
 
 
 @register_constraint(
-    lambda words: f"Do not use the words {_quote_list(words, 'or')} anywhere in your answer.",
+    (
+        lambda words: f"Do not use the words {_quote_list(words, 'or')} anywhere in your answer.",
+        lambda words: f"Leave {_the_words(words)} out of your answer entirely.",
+        lambda words: f"Cut {_the_words(words)} from your vocabulary for this answer.",
+    ),
     lambda rng, ctx: {"words": rng.sample(FILLER_WORDS, rng.randint(1, 3))},
-    held_out=lambda words: f"Never write {_quote_list(words, 'or')} in the response.",
+    held_out=(
+        lambda words: f"Never write {_quote_list(words, 'or')} in the response.",
+        lambda words: (
+            f"Steer clear of {_quote_list(words)}: "
+            f"{'they are' if len(words) > 1 else 'it is'} banned from the response."
+        ),
+    ),
 )
 def forbidden_words(response: str, words: list[str]) -> tuple[float, str]:
     """None of ``words`` appears; the score is the share that is absent."""
@@ -426,16 +534,35 @@ def forbidden_words(response: str, words: list[str]) -> tuple[float, str]:
 
 
 @register_constraint(
-    lambda min_count: (
-        f"Include at least {min_count} placeholders in square brackets, such as [name]."
-        if min_count > 1
-        else "Include at least one placeholder in square brackets, such as [name]."
+    (
+        lambda min_count: (
+            f"Include at least {min_count} placeholders in square brackets, such as [name]."
+            if min_count > 1
+            else "Include at least one placeholder in square brackets, such as [name]."
+        ),
+        lambda min_count: (
+            f"Leave at least {min_count} blanks for the reader to fill in, written in square brackets like [date]."
+            if min_count > 1
+            else "Leave at least one blank for the reader to fill in, written in square brackets like [date]."
+        ),
+        lambda min_count: (
+            f"Use square brackets for at least {min_count} fill-in fields of your answer, like [company]."
+            if min_count > 1
+            else "Use square brackets for at least one fill-in field of your answer, like [company]."
+        ),
     ),
     lambda rng, ctx: {"min_count": rng.randint(1, 3)},
-    held_out=lambda min_count: (
-        f"Put {min_count} or more bracketed placeholders, for example [address], in the response."
-        if min_count > 1
-        else "Put a bracketed placeholder, for example [address], somewhere in the response."
+    held_out=(
+        lambda min_count: (
+            f"Put {min_count} or more bracketed placeholders, for example [address], in the response."
+            if min_count > 1
+            else "Put a bracketed placeholder, for example [address], somewhere in the response."
+        ),
+        lambda min_count: (
+            f"Mark {min_count} or more spots in the response as template slots between [ and ], e.g. [recipient]."
+            if min_count > 1
+            else "Mark a spot in the response as a template slot between [ and ], e.g. [recipient]."
+        ),
     ),
 )
 def placeholders(response: str, min_count: int) -> tuple[float, str]:
@@ -450,10 +577,17 @@ def placeholders(response: str, min_count: int) -> tuple[float, str]:
 
 
 @register_constraint(
-    lambda: "Write your entire answer in lowercase letters; no capital letters are allowed.",
+    (
+        lambda: "Write your entire answer in lowercase letters; no capital letters are allowed.",
+        lambda: "Do not capitalise anything in your answer, not even the first word of a sentence.",
+        lambda: "Keep every word of your reply in lowercase.",
+    ),
     lambda rng, ctx: {},
     conflicts={"uppercase"},
-    held_out=lambda: "Use only small letters throughout the response: no uppercase at all.",
+    held_out=(
+        lambda: "Use only small letters throughout the response: no uppercase at all.",
+        lambda: "The response should contain zero upper-case characters, sentence starts and names included.",
+    ),
     repair=lambda response: response.lower(),
 )
 def lowercase(response: str) -> tuple[float, str]:
@@ -466,9 +600,16 @@ def lowercase(response: str) -> tuple[float, str]:
 
 
 @register_constraint(
-    lambda: "Write your entire answer in English capital letters only.",
+    (
+        lambda: "Write your entire answer in English capital letters only.",
+        lambda: "Type your whole reply in all caps.",
+        lambda: "Capitalise every single letter of your answer.",
+    ),
     lambda rng, ctx: {},
-    held_out=lambda: "Reply entirely in uppercase English letters.",
+    held_out=(
+        lambda: "Reply entirely in uppercase English letters.",
+        lambda: "Set the whole response in block capitals, with no small letters anywhere.",
+    ),
     repair=lambda response: response.upper(),
 )
 def uppercase(response: str) -> tuple[float, str]:
@@ -484,9 +625,16 @@ COMMAS = ",，、،"
 
 
 @register_constraint(
-    lambda: "Do not use any commas in your answer.",
+    (
+        lambda: "Do not use any commas in your answer.",
+        lambda: "Not one comma may appear in your answer.",
+        lambda: "Write without a single comma; use other punctuation where a comma would go.",
+    ),
     lambda rng, ctx: {},
-    held_out=lambda: "Avoid commas completely in the response.",
+    held_out=(
+        lambda: "Avoid commas completely in the response.",
+        lambda: "Punctuate the response without the comma character, not even once.",
+    ),
     repair=lambda response: re.sub(f"[{COMMAS}]", "", response),
 )
 def no_commas(response: str) -> tuple[float, str]:
@@ -499,10 +647,17 @@ def no_commas(response: str) -> tuple[float, str]:
 
 
 @register_constraint(
-    lambda phrase: f'Start your answer with the exact phrase "{phrase}".',
+    (
+        lambda phrase: f'Start your answer with the exact phrase "{phrase}".',
+        lambda phrase: f'The first words of your reply must be "{phrase}".',
+        lambda phrase: f'Open your answer with "{phrase}", word for word.',
+    ),
     lambda rng, ctx: {"phrase": rng.choice(OPENING_PHRASES)},
     conflicts={"title"},
-    held_out=lambda phrase: f'Begin the response with the exact words "{phrase}", with nothing before them.',
+    held_out=(
+        lambda phrase: f'Begin the response with the exact words "{phrase}", with nothing before them.',
+        lambda phrase: f'Lead off the response with "{phrase}" verbatim, ahead of anything else.',
+    ),
     repair=lambda response, phrase: f"{phrase} {response.lstrip()}",
 )
 def starts_with(response: str, phrase: str) -> tuple[float, str]:
@@ -512,10 +667,17 @@ def starts_with(response: str, phrase: str) -> tuple[float, str]:
 
 
 @register_constraint(
-    lambda phrase: f'End your answer with the exact phrase "{phrase}". No other words should follow it.',
+    (
+        lambda phrase: f'End your answer with the exact phrase "{phrase}". No other words should follow it.',
+        lambda phrase: f'Make "{phrase}" the final words of your answer, with nothing after it.',
+        lambda phrase: f'Conclude your reply with "{phrase}"; it has to be the last thing you write.',
+    ),
     lambda rng, ctx: {"phrase": rng.choice(CLOSING_PHRASES)},
     conflicts={"postscript"},
-    held_out=lambda phrase: f'Finish the response with the words "{phrase}" and write nothing after them.',
+    held_out=(
+        lambda phrase: f'Finish the response with the words "{phrase}" and write nothing after them.',
+        lambda phrase: f'The response\'s closing line has to read "{phrase}", and nothing may follow.',
+    ),
     repair=lambda response, phrase: f"{response.rstrip()}\n\n{phrase}",
 )
 def ends_with(response: str, phrase: str) -> tuple[float, str]:
@@ -525,10 +687,17 @@ def ends_with(response: str, phrase: str) -> tuple[float, str]:
 
 
 @register_constraint(
-    lambda marker: f'At the end of your answer, add a postscript starting with "{marker}".',
+    (
+        lambda marker: f'At the end of your answer, add a postscript starting with "{marker}".',
+        lambda marker: f'Below the main part of your answer, add one more line of text starting with "{marker}".',
+        lambda marker: f'Sign off your reply with a postscript line headed "{marker}".',
+    ),
     lambda rng, ctx: {"marker": rng.choice(("P.S.", "P.P.S."))},
     shapes_response=True,
-    held_out=lambda marker: f'Close the response with a postscript that begins with "{marker}".',
+    held_out=(
+        lambda marker: f'Close the response with a postscript that begins with "{marker}".',
+        lambda marker: f'Tack an afterthought onto the bottom of the response, introduced by "{marker}".',
+    ),
     repair=_move_last_sentence,
 )
 def postscript(response: str, marker: str) -> tuple[float, str]:
@@ -541,12 +710,23 @@ def postscript(response: str, marker: str) -> tuple[float, str]:
 
 
 @register_constraint(
-    lambda open="<<", close=">>": (
-        f"Give your answer a title wrapped in {open} and {close}, such as {open}a title{close}."
+    (
+        lambda open="<<", close=">>": (
+            f"Give your answer a title wrapped in {open} and {close}, such as {open}a title{close}."
+        ),
+        lambda open="<<", close=">>": f"Your answer needs a title, written as {open}Title Here{close}.",
+        lambda open="<<", close=">>": (
+            f"Head your reply with a title enclosed in {open} {close} markers, for example {open}Notes{close}."
+        ),
     ),
     lambda rng, ctx: {},
     shapes_response=True,
-    held_out=lambda open="<<", close=">>": f"Put a title at the top, enclosed like this: {open}title{close}.",
+    held_out=(
+        lambda open="<<", close=">>": f"Put a title at the top, enclosed like this: {open}title{close}.",
+        lambda open="<<", close=">>": (
+            f"Name the response with a title framed by {open} on the left and {close} on the right."
+        ),
+    ),
 )
 def title(response: str, open: str = "<<", close: str = ">>") -> tuple[float, str]:
     """A title wrapped in ``open``/``close`` markers, e.g. ``<<My title>>``, on one line."""
@@ -560,11 +740,18 @@ QUOTE_PAIRS = (('"', '"'), ("“", "”"), ("«", "»"), ("„", "“"))
 
 
 @register_constraint(
-    lambda: "Wrap your entire answer in double quotation marks.",
+    (
+        lambda: "Wrap your entire answer in double quotation marks.",
+        lambda: "Surround your whole reply with double quotation marks.",
+        lambda: "Enclose everything you write in double quotation marks, from the first word to the last.",
+    ),
     lambda rng, ctx: {},
     conflicts={"starts_with", "ends_with", "postscript", "sections", "bullet_count", "title"},
     shapes_response=True,
-    held_out=lambda: "Put the whole response inside a pair of double quotes.",
+    held_out=(
+        lambda: "Put the whole response inside a pair of double quotes.",
+        lambda: 'Make the response a single quotation, opening with " and closing with ".',
+    ),
     repair=lambda response: f'"{response.strip()}"',
 )
 def quoted(response: str) -> tuple[float, str]:
@@ -583,10 +770,22 @@ def _json_body(response: str) -> str:
 
 
 @register_constraint(
-    lambda keys=None: (
-        f"Format your entire answer as a JSON object with the keys {_quote_list(keys)}."
-        if keys
-        else "Format your entire answer as valid JSON."
+    (
+        lambda keys=None: (
+            f"Format your entire answer as a JSON object with the keys {_quote_list(keys)}."
+            if keys
+            else "Format your entire answer as valid JSON."
+        ),
+        lambda keys=None: (
+            f"Answer in JSON only: an object with {_the_words(keys, noun='field')}."
+            if keys
+            else "Answer in JSON only, with no text outside it."
+        ),
+        lambda keys=None: (
+            f"Output a single JSON object containing {_the_words(keys, noun='key')}, and no other text."
+            if keys
+            else "Output a single valid JSON document and no other text."
+        ),
     ),
     lambda rng, ctx: {"keys": list(rng.choice(JSON_KEY_SETS))} if rng.random() < 0.7 else {},
     conflicts={
@@ -604,10 +803,17 @@ def _json_body(response: str) -> str:
         "placeholders",
     },
     shapes_response=True,
-    held_out=lambda keys=None: (
-        f"Reply with nothing but a JSON object whose keys are {_quote_list(keys)}."
-        if keys
-        else "Reply with nothing but valid JSON."
+    held_out=(
+        lambda keys=None: (
+            f"Reply with nothing but a JSON object whose keys are {_quote_list(keys)}."
+            if keys
+            else "Reply with nothing but valid JSON."
+        ),
+        lambda keys=None: (
+            f"The response must be machine-readable JSON: one object that has {_quote_list(keys)} among its properties."
+            if keys
+            else "The response must be machine-readable JSON that parses without errors."
+        ),
     ),
     repair=_as_json,
 )
@@ -718,11 +924,16 @@ def repair_response(response: str, constraints: Sequence[Mapping[str, Any]]) -> 
     return None
 
 
-def constraint_instruction(constraint: Mapping[str, Any], held_out: bool = False) -> str:
-    """The sentence that asks for ``constraint`` in a prompt; ``held_out``: the held-out splits' wording."""
+def constraint_instruction(constraint: Mapping[str, Any], held_out: bool = False, variant: int = 0) -> str:
+    """The sentence that asks for ``constraint`` in a prompt: wording number ``variant`` of the training
+    wordings, or (``held_out``) of the held-out splits' ones (:meth:`ConstraintKind.wordings`)."""
     spec = validate_constraint(constraint)
     kind = CONSTRAINTS.get(spec.pop("kind"))
-    return (kind.held_out_instruction if held_out else kind.instruction)(**spec)
+    wordings = kind.wordings(held_out)
+    if not 0 <= variant < len(wordings):
+        split = "held-out" if held_out else "training"
+        raise ValueError(f"constraint '{kind.name}' has {len(wordings)} {split} wordings, no number {variant}")
+    return wordings[variant](**spec)
 
 
 def compatible(kinds: Sequence[str], candidate: str) -> bool:

@@ -1,10 +1,10 @@
 """The prompt generator of the built-in task suite: topic x task template x constraints (x tags).
 
 Prompts are drawn deterministically from ``(variant, seed, split)`` (fewer records give a prefix of more).
-Topics are split train / validation / test (70 / 15 / 15 %) by a fixed hash, and each constraint has one
-wording in train and another in validation and test, so the test split measures following the request on
-unseen topics. Variants: ``constraints`` (1-3 compatible constraints per prompt) and ``tagged`` (a
-``<brevity n><structure m>`` prefix, MOSLIM's tagged prompts, plus at most one constraint).
+Topics are split train / validation / test (70 / 15 / 15 %) by a fixed hash; each constraint is asked for in
+one of its kind's training wordings in train, one of its held-out wordings (no phrase shared) in validation
+and test, so the test split measures following the request on unseen topics in unseen words. Variants:
+``constraints`` (1-3 constraints per prompt), ``tagged`` (``<brevity n><structure m>``, plus <= 1 constraint).
 
 Notes: docs/papers.md#datapromptspy.
 """
@@ -55,7 +55,15 @@ def _sample_tags(rng: random.Random) -> dict[str, int | None]:
     return {name: (rng.choice(LEVELS) if name in chosen else None) for name in names}
 
 
-def _draw(rng: random.Random, topics: list[str], variant: Variant, held_out: bool) -> dict[str, Any]:
+def _request(wording_rng: random.Random, constraint: dict[str, Any], held_out: bool) -> str:
+    """The constraint asked for in one of its kind's wordings (training or held-out), drawn from ``wording_rng``."""
+    variants = len(CONSTRAINTS.get(constraint["kind"]).wordings(held_out))
+    return constraint_instruction(constraint, held_out=held_out, variant=wording_rng.randrange(variants))
+
+
+def _draw(
+    rng: random.Random, wording_rng: random.Random, topics: list[str], variant: Variant, held_out: bool
+) -> dict[str, Any]:
     topic = rng.choice(topics)
     task = rng.choice(sorted(TASK_TEMPLATES))
     tagged = variant == "tagged"
@@ -65,7 +73,7 @@ def _draw(rng: random.Random, topics: list[str], variant: Variant, held_out: boo
     else:
         tags = dict.fromkeys(sorted(DIMENSIONS))
         constraints = _sample_constraints(rng, TOPICS[topic], rng.choice((1, 1, 2, 2, 3)), tagged=False)
-    requests = [constraint_instruction(c, held_out=held_out) for c in constraints]
+    requests = [_request(wording_rng, c, held_out) for c in constraints]
     text = " ".join([TASK_TEMPLATES[task].format(topic=topic), *requests])
     prefix = format_tags({name: level for name, level in tags.items() if level is not None})
     return {
@@ -79,13 +87,15 @@ def _draw(rng: random.Random, topics: list[str], variant: Variant, held_out: boo
 
 def iter_prompts(split: str, *, seed: int = 0, variant: Variant = "constraints") -> Iterator[dict[str, Any]]:
     """Distinct prompt records of ``split``, in a fixed order for ``(variant, seed, split)``; endless
-    until the space of prompts is exhausted (far beyond any size used here)."""
+    until the space of prompts is exhausted (far beyond any size used here). The wordings are drawn from
+    a stream of their own, so topics, tasks and constraints are those the same seed gave with one wording."""
     topics = split_topics(split)
     rng = random.Random(f"moalign-tasks/{variant}/{seed}/{split}")
+    wording_rng = random.Random(f"moalign-wordings/{variant}/{seed}/{split}")
     seen: set[str] = set()
     misses = 0
     while misses < 1000:
-        record = _draw(rng, topics, variant, held_out=split != "train")
+        record = _draw(rng, wording_rng, topics, variant, held_out=split != "train")
         if record["prompt"] in seen:
             misses += 1
             continue

@@ -2,7 +2,8 @@
 
 Writes ``metrics.json`` (the settings; per model the judge reward, win rate against the reference and reward
 difference with bootstrap intervals, length statistics, BLEU-1/2/4 and perplexity where the set has references,
-controllability when asked for) and ``samples.jsonl`` (every model's response and scores, per prompt).
+constraint satisfaction overall and per kind where the prompts carry constraints, controllability when asked
+for) and ``samples.jsonl`` (every model's response and scores, per prompt).
 The judge is any scorer of the reward layer; by default the run's objectives aggregated.
 
 Notes: docs/papers.md#evalevaluatepy (the files' contents).
@@ -23,6 +24,7 @@ from moalign.atomic import atomic_write_json, atomic_write_lines
 from moalign.config.base import StrictModel
 from moalign.config.plugins import PluginSpec, plugin_spec
 from moalign.data.adapters import DatasetSpec, describe
+from moalign.data.satisfaction import record_results, satisfaction_rates
 from moalign.errors import UserError
 from moalign.eval.controllability import ControllabilityConfig, controllability
 from moalign.eval.generations import GenerationCache, GenerationRun, cached_generate
@@ -229,6 +231,7 @@ def evaluate(
     keys = [k for k in dict.fromkeys(k for r in records for k in r) if k != "prompt"]
     columns = {k: [r.get(k) for r in records] for k in keys}
 
+    constrained = any(r.get("constraints") for r in records)
     ref_label = "reference"
     labels = {ref_label: reference, **{k: v for k, v in candidates.items() if k != ref_label}}
     if len(labels) != len(candidates) + 1:
@@ -277,6 +280,7 @@ def evaluate(
             "truncated": sum(g.num_tokens >= sampling.max_new_tokens for g in run.responses),
             "bleu": None,
             "perplexity": None,
+            "constraints": satisfaction_rates(record_results(records, texts)) if constrained else None,
             "generation": {
                 "cached": run.cached,
                 "generated_tokens": run.generated_tokens,
@@ -395,6 +399,7 @@ def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
             "perplexity": m.get("perplexity"),
             "length/tokens/mean": m["length"]["tokens"]["mean"],
             "repetition": m.get("repetition"),
+            **{f"constraints/{k}": (m.get("constraints") or {}).get(k) for k in ("prompt_level", "constraint_level")},
             **{f"reward/{k}/mean": v for k, v in m["objectives"].items()},
         }
         out.update({f"eval/{label}/{k}": v for k, v in values.items() if v is not None})

@@ -1,18 +1,19 @@
 """``report.html``: one self-contained page built from a run directory alone.
 
-Sources, all optional: every evaluation's ``metrics.json`` + ``samples.jsonl`` (at the run root, as
-``moalign eval --output DIR`` writes them, or in stage directories ``NN-eval/``), the training metrics
-``metrics.jsonl``, the stages' ``stage.json`` (their cost) and ``pareto.json`` (a sweep's or
-``moalign pareto``'s fronts). Plots are embedded PNGs, so the page needs no network. Sections (each
-always present, with a note when it has no data): results table, win rate, objectives,
-controllability, per-stage contribution, response lengths, training data (best-of-n level histograms),
-reward model heads (``rm_eval.json``), learning and training curves, Pareto fronts, cost, responses.
+Sources, all optional: every evaluation's ``metrics.json`` + ``samples.jsonl`` (at the run root, as ``moalign
+eval --output DIR`` writes them, or in stage directories ``NN-eval/``), the training metrics ``metrics.jsonl``,
+the stages' ``stage.json`` (their cost) and ``pareto.json`` (a sweep's or ``moalign pareto``'s fronts). Plots
+are embedded PNGs, so the page needs no network. Sections (each always present, with a note when it has no
+data): results table, win rate, objectives, constraints (per kind; the task suite's train and held-out
+wordings), controllability, per-stage contribution, response lengths, training data (best-of-n level
+histograms), reward model heads (``rm_eval.json``), learning and training curves, Pareto fronts, cost, responses.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import random
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 from moalign.atomic import atomic_write_text, read_jsonl
 from moalign.cost import stage_records, total_cost
+from moalign.data.constraints import CONSTRAINTS, constraint_instruction
 from moalign.errors import UserError
 from moalign.eval.evaluate import EVAL_KIND, METRICS_FILE, SAMPLES_FILE
 from moalign.report import plots
@@ -35,6 +37,7 @@ SECTIONS = (
     ("results", "Results"),
     ("win-rate", "Win rate against the reference"),
     ("objectives", "Per-objective scores"),
+    ("constraints", "Constraints: satisfaction per kind, and their wordings"),
     ("controllability", "Controllability"),
     ("contribution", "Per-stage contribution"),
     ("lengths", "Response lengths"),
@@ -47,6 +50,10 @@ SECTIONS = (
 )
 """Section ids and titles, in page order."""
 MAX_RESPONSES = 40
+TASK_SUITE = "builtin:ifeval-lite"
+"""Evaluations on this dataset (or its tagged variant) asked for constraints in the registry's wordings."""
+EXAMPLE_KEYWORDS = ("tides", "moon", "coast")
+"""The topic keywords the wordings table's example parameters are drawn for."""
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -195,6 +202,69 @@ def objectives_section(ev: Evaluation) -> str:
     rows = [[escape(label), *(fmt(m["objectives"].get(n)) for n in names)] for label, m in models.items()]
     chart = plots.radar(names, {label: [m["objectives"].get(n) for n in names] for label, m in models.items()})
     return _table(["Model", *names], rows) + _img(chart, "per-objective scores")
+
+
+def constraints_section(ev: Evaluation) -> str:
+    """Each model's constraint satisfaction per kind (``models.LABEL.constraints`` of ``metrics.json``): the
+    number of constraints of the kind and the share each model satisfied, then all constraints and prompts."""
+    rates = {label: m.get("constraints") for label, m in ev.metrics["models"].items()}
+    if not all(rates.values()):
+        return '<p class="note">No constraint results in this evaluation (no constraints in its prompts).</p>'
+    first = next(iter(rates.values()))
+
+    def row(name: str, n: int, value: Callable[[Mapping[str, Any]], Any]) -> list[str]:
+        return [name, str(n), *(fmt(value(r), 1, 100, "%") for r in rates.values())]
+
+    rows = [
+        row(escape(k), first["per_kind"][k]["n"], lambda r, k=k: r["per_kind"][k]["satisfied"])
+        for k in sorted(first["per_kind"])
+    ]
+    rows.append(row("<b>all constraints</b>", first["constraints"], lambda r: r["constraint_level"]))
+    rows.append(row("<b>prompts with every constraint met</b>", first["prompts"], lambda r: r["prompt_level"]))
+    split = str(ev.metrics["split"])
+    about = f"Share of constraints satisfied, {escape(split)} split"
+    if str(ev.metrics["dataset"]).startswith(TASK_SUITE):
+        side = "training" if split == "train" else "held-out"
+        about += f"; its prompts ask in the {side} wordings (listed below)"
+    return f"<p>{about}.</p>" + _table(["Kind", "N", *map(escape, rates)], rows)
+
+
+def wording_rows(keywords: Sequence[str] = EXAMPLE_KEYWORDS) -> list[tuple[str, dict[str, Any], list[str], list[str]]]:
+    """Per constraint kind: example parameters (of a few draws of its sampler seeded by its name, the first with
+    the most parameters) and its training and held-out wordings rendered with them."""
+    rows = []
+    for name in CONSTRAINTS.names():
+        kind = CONSTRAINTS.get(name)
+        draws = [kind.sample(random.Random(f"report/{name}/{i}"), {"keywords": tuple(keywords)}) for i in range(8)]
+        constraint = {"kind": name, **max(draws, key=len)}
+        texts = [
+            [constraint_instruction(constraint, held_out, i) for i in range(len(kind.wordings(held_out)))]
+            for held_out in (False, True)
+        ]
+        rows.append((name, {k: v for k, v in constraint.items() if k != "kind"}, texts[0], texts[1]))
+    return rows
+
+
+def wordings_section() -> str:
+    """The task suite's wordings of every constraint kind, training and held-out side by side."""
+
+    def cell(texts: Sequence[str]) -> str:
+        return "<br>".join(f"{i + 1}. {escape(t)}" for i, t in enumerate(texts))
+
+    rows = [
+        [escape(name), escape(json.dumps(params)), cell(train), cell(held)]
+        for name, params, train, held in wording_rows()
+    ]
+    note = (
+        f"<p>How the task suite ({escape(TASK_SUITE)}) asks for each constraint: a train prompt in one of the "
+        "training wordings, a validation or test prompt in one of the held-out wordings, which share no phrase "
+        "with them (example parameters).</p>"
+    )
+    return (
+        "<h3>Wordings</h3>"
+        + note
+        + _table(["Kind", "Example parameters", "Training wordings", "Held-out wordings"], rows, numeric_from=4)
+    )
 
 
 def controllability_section(ev: Evaluation) -> str:
@@ -384,6 +454,7 @@ def render_report(
         "results": results_section,
         "win-rate": lambda ev: _img(plots.win_rate_bars(ev.metrics["models"]), "win rate"),
         "objectives": objectives_section,
+        "constraints": constraints_section,
         "controllability": controllability_section,
         "contribution": contribution_section,
         "lengths": lengths_section,
@@ -393,6 +464,8 @@ def render_report(
         heading = len(evaluations) > 1 and key != "results"
         parts = [(f"<h3>{escape(ev.name)}</h3>" if heading else "") + build(ev) for ev in evaluations]
         bodies[key] = "".join(parts) or none
+    if any(str(ev.metrics["dataset"]).startswith(TASK_SUITE) for ev in evaluations):
+        bodies["constraints"] += wordings_section()
     curves = [(plots.training_curves(training, held_out=True), "learning curves on held-out prompts")]
     curves.append((plots.training_curves(training), "training curves"))
     bodies["training"] = "".join(f"<p>{escape(alt.capitalize())}:</p>" + _img(png, alt) for png, alt in curves if png)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import torch
 from pydantic import Field
 
+from moalign.budget import Budget
 from moalign.config.base import StrictModel
 from moalign.cost import count_tokens
 from moalign.data.adapters import DatasetSpec
@@ -241,6 +242,20 @@ def online_prompt_records(
     needed = config.per_device_train_batch_size * world_size()
     require_steps(len(records), needed, config.max_steps, 1.0, config.dataset)
     return records
+
+
+def online_budget(config: OnlineStageConfig) -> Budget:
+    """Generated tokens of a stage on this loop: ``num_generations`` completions of ``max_completion_length``
+    for each prompt of a step; its first step trains the samples of one batch of prompts."""
+    prompts = config.per_device_train_batch_size * config.gradient_accumulation_steps
+    first_step = config.per_device_train_batch_size * config.num_generations
+    sequences = prompts * config.num_generations
+    return Budget(config.max_steps, sequences, config.max_completion_length, "generated tokens", first_step=first_step)
+
+
+def check_online_data(config: OnlineStageConfig, tag_dimensions: TagDimensions) -> None:
+    """What :func:`train_online` checks of the stage's prompt records before loading a model, without a run."""
+    online_prompt_records(config, None, tag_dimensions)
 
 
 def train_online(

@@ -84,7 +84,8 @@ def eval_budget(config: EvalStageConfig) -> Budget:
 
 @register_stage("eval", EvalStageConfig, consumes=("prompts", "preferences"), budget=eval_budget)
 def run(ctx: StageContext, config: EvalStageConfig) -> StageResult:
-    """Evaluate and write the stage's outputs (see the module docstring)."""
+    """Evaluate the candidate models against the reference, write ``metrics.json`` and ``samples.jsonl`` into
+    the stage directory and log the headline numbers as ``eval/<model>/<metric>``; hands on no new model."""
     from moalign.data.specs import resolve_stage_refs
     from moalign.rewards import MultiObjectiveReward
 

@@ -86,10 +86,9 @@ def finish_stage_model(ctx: StageContext, config: Any, output: Path) -> None:
 
 def require_trained(ctx: StageContext, config: Any, trained: int) -> None:
     """A :class:`UserError` (the stage is not recorded as finished) if it trained fewer tokens than its
-    first step needs (:func:`moalign.plan.first_step_tokens`)."""
-    from moalign.plan import first_step_tokens
-
-    needed = first_step_tokens(config)
+    first step needs (:attr:`moalign.budget.Budget.first_step` of the budget its stage declares)."""
+    estimate = STAGES.get(ctx.stage_type).budget
+    needed = estimate(config).first_step if estimate is not None else 0
     if trained < needed:
         raise UserError(
             f"trained {trained} tokens, fewer than the {needed} its first step needs: not recorded as finished",

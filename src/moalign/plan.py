@@ -1,9 +1,9 @@
 """The dry run: what ``moalign run RECIPE --dry-run`` checks and reports, without loading a model.
 
 For a validated recipe it (1) checks every dataset a stage names (a few rows through its adapter, the first
-records of a ``builtin:`` spec, local files whole through :func:`stage_data_checks`); (2) builds the stage
-graph, every ``stage:TYPE[/FILE]`` reference naming an earlier stage; (3) estimates each stage's token
-budget, ``steps x sequences per step x tokens per sequence``, an upper bound at the maximum lengths.
+records of a ``builtin:`` spec, local files whole through the stage's declared data check); (2) builds the
+stage graph, every ``stage:TYPE[/FILE]`` reference naming an earlier stage; (3) estimates each stage's token
+budget with its declared estimator (:mod:`moalign.budget`), an upper bound at the maximum lengths.
 Every problem is collected; :func:`dry_run` raises one :class:`UserError` listing them all.
 
 Notes: docs/papers.md#planpy.
@@ -11,14 +11,14 @@ Notes: docs/papers.md#planpy.
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from moalign.budget import Budget
+from moalign.budget import sliced_size as sliced_size  # re-exported: the dry run's split sizes (tests/test_plan.py)
 from moalign.data.adapters import AdapterSpec, adapt_rows, load_rows
 from moalign.data.specs import STAGE_PREFIX, names_local_file
 from moalign.errors import UserError, exception_summary
@@ -34,20 +34,6 @@ class DatasetCheck:
     key: str
     spec: str
     detail: str
-
-
-@dataclass
-class Budget:
-    """``steps`` x ``sequences`` per step x ``tokens`` per sequence (None: unknown)."""
-
-    steps: int | None
-    sequences: int
-    tokens: int
-    what: str
-
-    @property
-    def total(self) -> int | None:
-        return None if self.steps is None else self.steps * self.sequences * self.tokens
 
 
 @dataclass
@@ -160,29 +146,10 @@ def local_files_only(config: Any) -> bool:
     return all(isinstance(s, str) and not s.startswith(STAGE_PREFIX) and Path(s).expanduser().is_file() for s in specs)
 
 
-def stage_data_checks() -> dict[str, Callable[[Any, Any], int]]:
-    """Per stage type: ``check(config, tag_dimensions) -> training records``, the checks the stage itself runs
-    on its whole dataset before loading a model (prompt lengths aside: they need the tokenizer)."""
-    from moalign.data.specs import train_eval_datasets
-    from moalign.stages.dpo import preference_records
-    from moalign.stages.sft import sft_records
-    from moalign.training.online import online_prompt_records
-    from moalign.training.trl_online import prompt_records, prompts_per_step
-
-    def trainer(normalise: Any, per_step: Callable[[Any], int] = lambda config: 1) -> Callable[[Any, Any], int]:
-        return lambda config, dims: len(train_eval_datasets(config, None, normalise, dims, per_step(config))[0])
-
-    def online(config: Any, dims: Any) -> int:
-        return len(online_prompt_records(config, None, dims))
-
-    online_trl = trainer(prompt_records, prompts_per_step)
-    checks = {"sft": trainer(sft_records), "dpo": trainer(preference_records), "grpo": online_trl}
-    return {**checks, "rloo": online_trl, "ppo": online, "rwr": online, "online_dpo": online}
-
-
 def check_stage_data(stage_type: str, config: Any, tag_dimensions: Any, problems: list[str], name: str) -> None:
-    """Read a stage's local data files whole and run its own checks on them; a failure joins ``problems``."""
-    check = stage_data_checks().get(stage_type)
+    """Read a stage's local data files whole and run the checks it declares (:attr:`StageDef.data_check`) on
+    them; a failure joins ``problems``."""
+    check = STAGES.get(stage_type).data_check
     if check is None or not local_files_only(config):
         return
     try:
@@ -216,127 +183,10 @@ def unresolved(references: list[str], earlier: list[str]) -> list[str]:
 # -- budgets ---------------------------------------------------------------------------------------
 
 
-def source_rows(value: Any, num_samples: int | None = None) -> int | None:
-    """Records a stage reads, where known: ``num_samples``, else from the adapters' recorded split sizes."""
-    if num_samples is not None:
-        return num_samples
-    specs = value if isinstance(value, list) else [value]
-    if not all(isinstance(s, AdapterSpec) for s in specs):
-        return None
-    total = 0
-    for spec in specs:
-        size = sliced_size(spec.resolved_split, spec.definition.sizes)
-        if size is None or spec.path is not None:
-            return None
-        total += min(size, spec.sample or size) * spec.definition.records_per_row
-    return total
-
-
-def sliced_size(split: str, sizes: dict[str, int]) -> int | None:
-    """Rows of ``split`` (``name`` or ``name[a:b]`` with row or percent bounds) from known split sizes."""
-    match = re.fullmatch(r"([\w.-]+)(?:\[(-?\d*%?):(-?\d*%?)\])?", split)
-    if match is None or match.group(1) not in sizes:
-        return None
-    size = sizes[match.group(1)]
-
-    def bound(text: str | None, default: int) -> int:
-        if not text:
-            return default
-        value = round(size * int(text[:-1]) / 100) if text.endswith("%") else int(text)
-        return max(0, min(size, value + size if value < 0 else value))
-
-    return max(0, bound(match.group(3), size) - bound(match.group(2), 0))
-
-
-def _steps(max_steps: int, rows: int | None, epochs: float, per_step: int) -> int | None:
-    if max_steps > 0:
-        return max_steps
-    return None if rows is None else math.ceil(rows * epochs / per_step)
-
-
-def trainer_budget(stage_type: str, config: Any) -> Budget:
-    rows = source_rows(config.dataset, config.num_samples)
-    if rows is not None and config.eval_dataset is None:
-        rows = round(rows * (1 - config.validation_fraction))
-    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
-    pair = 2 if stage_type == "dpo" else 1
-    steps = _steps(config.max_steps, rows, config.num_train_epochs, per_step)
-    return Budget(steps, per_step * pair, config.max_length or 0, "trained tokens (max_length each)")
-
-
-def trl_online_budget(stage_type: str, config: Any) -> Budget:
-    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps  # completions
-    rows = source_rows(config.dataset, config.num_samples)
-    completions = None if rows is None else rows * config.num_generations
-    steps = _steps(config.max_steps, completions, config.num_train_epochs, per_step)
-    return Budget(steps, per_step, config.max_completion_length, "generated tokens")
-
-
-def own_online_budget(stage_type: str, config: Any) -> Budget:
-    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps * config.num_generations
-    return Budget(config.max_steps, per_step, config.max_completion_length, "generated tokens")
-
-
-def reward_model_budget(stage_type: str, config: Any) -> Budget:
-    rows = source_rows(config.dataset, config.max_samples)
-    if rows is not None and config.eval_dataset is None:
-        rows = round(rows * (1 - config.validation_fraction))
-    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
-    steps = _steps(config.max_steps, rows, config.num_train_epochs, per_step)
-    return Budget(steps, per_step, config.max_length, "scored tokens (max_length each)")
-
-
-def eval_budget(stage_type: str, config: Any) -> Budget:
-    models = max(1, len(config.models)) + 1  # candidates and the reference
-    return Budget(1, config.num_samples * models, config.max_new_tokens, "generated tokens")
-
-
-def best_of_n_budget(stage_type: str, config: Any) -> Budget:
-    return Budget(1, config.num_prompts * config.num_generations, config.max_new_tokens, "generated tokens")
-
-
-def _estimators() -> list[tuple[type, Callable[[str, Any], Budget]]]:
-    from moalign.rm.config import RewardModelConfig
-    from moalign.stages.best_of_n import BestOfNConfig
-    from moalign.stages.evaluate import EvalStageConfig
-    from moalign.training.args import TrainerStageConfig
-    from moalign.training.online import OnlineStageConfig
-    from moalign.training.trl_online import TRLOnlineStageConfig
-
-    # the more specific config family first (TRL's online configs are trainer configs too)
-    return [
-        (TRLOnlineStageConfig, trl_online_budget),
-        (TrainerStageConfig, trainer_budget),
-        (OnlineStageConfig, own_online_budget),
-        (RewardModelConfig, reward_model_budget),
-        (EvalStageConfig, eval_budget),
-        (BestOfNConfig, best_of_n_budget),
-    ]
-
-
 def stage_budget(stage_type: str, config: Any) -> Budget | None:
-    """The token budget of one stage, or None for a stage type without an estimate."""
-    for cls, estimate in _estimators():
-        if isinstance(config, cls):
-            return estimate(stage_type, config)
-    return None
-
-
-def first_step_tokens(config: Any) -> int:
-    """The fewest tokens a stage's first training step trains, one per sequence it must take (0 for a stage
-    that trains nothing or whose trained tokens are not counted): a TRL online step's completions, a step of
-    the project's loop's samples, one record for TRL's SFT and DPO (they train a shorter last batch)."""
-    from moalign.training.args import TrainerStageConfig
-    from moalign.training.online import OnlineStageConfig
-    from moalign.training.trl_online import TRLOnlineStageConfig, prompts_per_step
-
-    if isinstance(config, TRLOnlineStageConfig):
-        return prompts_per_step(config) * config.num_generations
-    if isinstance(config, TrainerStageConfig):
-        return 1
-    if isinstance(config, OnlineStageConfig):
-        return config.per_device_train_batch_size * config.num_generations
-    return 0
+    """The token budget of one stage (:attr:`StageDef.budget`), or None for a stage type without an estimate."""
+    estimate = STAGES.get(stage_type).budget
+    return None if estimate is None else estimate(config)
 
 
 # -- the plan ------------------------------------------------------------------------------------------

@@ -41,8 +41,8 @@ DEFAULT_TAG_DIMENSIONS: dict[str, IntensityRange] = {
     "brevity": IntensityRange(1, 5),
     "structure": IntensityRange(1, 5),
 }
-"""Seed 002's three dimensions (helpfulness and honesty 1-5; harmless 1-2, see the module note) and the
-built-in task suite's two controllable ones (brevity and structure 1-5, :mod:`moalign.data.dimensions`)."""
+"""Seed 002's three dimensions (helpfulness and honesty 1-5; harmless 1-2, its reward-model classes in table 5)
+and the built-in task suite's two controllable ones (brevity and structure 1-5, :mod:`moalign.data.dimensions`)."""
 
 
 class TagError(UserError):

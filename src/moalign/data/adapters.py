@@ -46,7 +46,8 @@ class TagSampling(StrictModel):
 
 
 class AdapterSpec(StrictModel):
-    """A dataset read through a registered adapter (see the module docstring)."""
+    """A dataset read through a registered adapter into standard records (``sft``, ``preferences``, ``ratings``
+    or ``prompts``), in place of a string ``dataset``."""
 
     adapter: str
     path: str | None = None

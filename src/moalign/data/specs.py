@@ -74,7 +74,8 @@ def resolve_stage_refs(value: Any, ctx: StageOutputs | None) -> Any:
 
 
 def load_dataset_spec(spec: DatasetSpec, *, split: str = "train", ctx: DataContext | None = None) -> Dataset:
-    """Load a dataset spec (see module docstring) as a ``datasets.Dataset``."""
+    """Load a dataset spec (``builtin:NAME``, a local file, ``stage:TYPE/FILE``, a hub id, or adapter spec(s))
+    as a ``datasets.Dataset``."""
     from datasets import Dataset
 
     if not isinstance(spec, str):

@@ -109,7 +109,8 @@ def controllability(
     progress: bool = True,
     bf16: bool | None = None,
 ) -> dict[str, Any]:
-    """Sweeps and pair combinations for model ``spec`` (see the module docstring), generated in one pass.
+    """Sweeps (each dimension at each intensity, figure 5) and pairs (two dimensions at their lowest and
+    highest intensities, figure 6) for model ``spec``, generated in one pass.
 
     Returns ``{"sweeps": {dim: {"points": [...], "spearman": rho}}, "pairs": [{"dimensions": [d1, d2],
     "combinations": [{"tags": {d1: lo, d2: hi}, "scores": {d: mean for every swept d}}, ...]}]}``.

@@ -219,8 +219,9 @@ def evaluate(
     cache: GenerationCache | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate ``candidates`` (``{label: model spec}``) against the ``reference`` model spec and write
-    ``metrics.json`` and ``samples.jsonl`` into ``output_dir`` (see the module docstring); returns the metrics."""
+    """Evaluate ``candidates`` (``{label: model spec}``) against the ``reference`` model spec; write into
+    ``output_dir`` ``metrics.json`` (the settings; per model the judge reward, win rate against the reference,
+    lengths and text metrics) and ``samples.jsonl`` (every response and its scores); returns the metrics."""
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if records is None:

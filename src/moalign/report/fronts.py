@@ -69,7 +69,9 @@ def _producing_runs(spec: str, method: Method) -> None:
 
 
 def collect_methods(source: str | Path) -> list[Method]:
-    """The methods one source directory holds (see the module docstring); none if it has no evaluation."""
+    """The methods one source directory holds: a sweep root's runs as one method, else the candidates of its
+    latest evaluation as one plus a ``NAME:LABEL tags`` method per candidate with controllability pairs; none
+    if it has no evaluation."""
     root = Path(source)
     if not root.is_dir():
         raise UserError("directory not found", source=str(root))

@@ -447,7 +447,7 @@ def render_report(
     stages: Sequence[Mapping[str, Any]] = (),
     root: Path | None = None,
 ) -> str:
-    """The whole page as a string (see the module docstring)."""
+    """The whole self-contained ``report.html`` as a string: every section, each with a note where it has no data."""
     none = '<p class="note">No evaluation in this run.</p>'
     bodies: dict[str, str] = {}
     each = {

@@ -41,7 +41,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def summary_rows(run_root: str | Path) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the summary table (see the module docstring)."""
+    """Header and rows of the summary table: per stage its wall time and, per model of the last ``eval``
+    stage, win rate, objective means, mean length, repeated-trigram share and controllability."""
     root = Path(run_root)
     summary = json.loads((root / "summary.json").read_text())
     metrics = latest_eval_metrics(root) or {"models": {}, "objectives": []}

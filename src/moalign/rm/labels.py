@@ -77,7 +77,7 @@ _HARMLESS = Bins(edges=[0.5], low=0, high=1)
 """UltraSafety: 0 (harmful) -> 1, 1 (harmless) -> 2."""
 
 DATATYPES: dict[str, dict[str, Bins]] = {
-    # seed 002, appendix B, table 5 (see the module docstring for how we read DataType 1)
+    # seed 002, appendix B, table 5; DataType 1 as we read it (docs/papers.md#rmlabelspy)
     "datatype1": {
         "helpfulness": Bins(edges=[2], low=1, high=5, drop=[3]),
         "honesty": Bins(edges=[2], low=1, high=5, drop=[3]),

@@ -1,9 +1,9 @@
-"""Training of the multi-head reward model: a compact accelerate loop.
+"""Training of the multi-head reward model on the project's accelerate loop (:mod:`moalign.training.loop`).
 
-The loop knows the model only through ``forward -> {dimension: logits}`` and a loss from
-:mod:`moalign.losses.multihead`. It validates every ``eval_steps`` optimiser steps (and at the end),
-keeps the weights of the best validation result in memory (only the trainable ones change) and
-writes that best model. accelerate provides bf16 autocast, gradient accumulation and devices.
+A step is ``gradient_accumulation_steps`` batches of an endless, resumable pass over the shuffled data; the
+loss is one of :mod:`moalign.losses.multihead` on ``forward -> {dimension: logits}``. It validates every
+``eval_steps`` optimiser steps (and at the end), keeps the weights of the best validation result in memory
+(only the trainable ones change) and writes that best model.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from moalign.rm.evaluation import head_metrics, write_report
 from moalign.rm.labels import resolve_bins
 from moalign.rm.model import MultiHeadRewardModel
 from moalign.training.args import stage_accelerator
+from moalign.training.loop import LoopSettings, TrainingLoop
 
 LOSSES = {"per_head": multihead_cross_entropy, "joint_softmax": joint_softmax_cross_entropy}
 BEST_WEIGHTS = "best.safetensors"
@@ -75,6 +76,27 @@ def label_tensor(examples: list[RatedExample], dimensions: dict[str, int]) -> to
         [[-100 if e.labels.get(d) is None else e.labels[d] - 1 for d in dimensions] for e in examples],
         dtype=torch.long,
     )
+
+
+@dataclass
+class LoaderPosition:
+    """Where an endless pass over a shuffled ``DataLoader`` stands: the generator state its current epoch's
+    order is drawn from, and the batches of that epoch already taken."""
+
+    epoch_start: torch.Tensor
+    consumed: int = 0
+
+
+def endless_batches(
+    loader: torch.utils.data.DataLoader, generator: torch.Generator, position: LoaderPosition
+) -> Iterator[Any]:
+    """The loader's batches, epoch after epoch, from ``position`` (kept up to date as batches are taken)."""
+    while True:
+        generator.set_state(position.epoch_start)  # the epoch's order is drawn from this state when the loader starts
+        for batch in itertools.islice(loader, position.consumed, None):  # a resumed epoch skips the batches taken
+            position.consumed += 1
+            yield batch
+        position.consumed, position.epoch_start = 0, generator.get_state()  # the next epoch draws a new order
 
 
 def _better(metric: str, new: float, old: float | None) -> bool:
@@ -130,16 +152,9 @@ def train_reward_model(
     training continues from the latest complete one.
     """
     from safetensors.torch import load_file, save_file
-    from transformers import get_scheduler, set_seed
+    from transformers import set_seed
 
-    from moalign.training.checkpoint import (
-        checkpoint_state,
-        generator_from_text,
-        generator_text,
-        latest_complete_checkpoint,
-        rotate_checkpoints,
-        save_checkpoint,
-    )
+    from moalign.training.checkpoint import checkpoint_state, generator_from_text, generator_text
 
     log = log or (lambda metrics, step: None)
     bins = resolve_bins(config.dimensions, config.bins)
@@ -170,13 +185,20 @@ def train_reward_model(
     )
     steps_per_epoch = max(1, math.ceil(len(loader) / config.gradient_accumulation_steps))
     total_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.num_train_epochs)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = get_scheduler(
-        "linear", optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps), num_training_steps=total_steps
+    settings = LoopSettings(
+        max_steps=total_steps,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_steps=int(config.warmup_ratio * total_steps),
+        max_grad_norm=config.max_grad_norm,
+        logging_steps=config.logging_steps,
+        eval_steps=config.eval_steps,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None,
     )
-    prepared, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    rm: MultiHeadRewardModel = accelerator.unwrap_model(prepared)
+    loop = TrainingLoop(accelerator, model, settings)
+    rm: MultiHeadRewardModel = accelerator.unwrap_model(loop.model)
     loss_fn = LOSSES[config.loss]
 
     history: list[dict[str, Any]] = []
@@ -184,6 +206,35 @@ def train_reward_model(
     best_state: dict[str, torch.Tensor] | None = None
     best: dict[str, Any] = {}
     best_step = 0
+    running, seen = 0.0, 0
+    position = LoaderPosition(generator.get_state())
+    start = 0
+    latest = loop.resume()
+    if latest is not None:
+        state = checkpoint_state(latest)
+        start, running, seen = state["step"], state["running"], state["seen"]
+        position = LoaderPosition(generator_from_text(state["epoch_rng"]), state["consumed"])
+        history, best, best_step = state["history"], state["best"], state["best_step"]
+        best_metric = state["best_metric"]
+        if (latest / BEST_WEIGHTS).exists():
+            best_state = load_file(latest / BEST_WEIGHTS)
+    stream = endless_batches(loader, generator, position)
+
+    def batch_loss(batch: list[RatedExample]) -> tuple[torch.Tensor, dict[str, float]]:
+        nonlocal running, seen
+        enc = rm.encode([e.prompt for e in batch], [e.response for e in batch])
+        labels = label_tensor(batch, dimensions).to(accelerator.device)
+        with accelerator.autocast():
+            logits = loop.model(**{k: v.to(accelerator.device) for k, v in enc.items()})
+        loss = loss_fn(logits, labels)
+        running += loss.item()
+        seen += 1
+        return loss, {}
+
+    def log_loss(step: int, loss: torch.Tensor, metrics: dict[str, float]) -> None:
+        nonlocal running, seen
+        log({"train/loss": running / seen, "train/learning_rate": loop.learning_rate}, step)
+        running, seen = 0.0, 0
 
     def evaluate(step: int) -> None:
         nonlocal best_metric, best_state, best, best_step
@@ -200,64 +251,27 @@ def train_reward_model(
             best_metric, best, best_step = value, metrics, step
             best_state = {n: p.detach().to("cpu", copy=True) for n, p in rm.named_parameters() if p.requires_grad}
 
-    step, running, seen, consumed = 0, 0.0, 0, 0
-    epoch_start = generator.get_state()
-    latest = latest_complete_checkpoint(Path(checkpoint_dir)) if checkpoint_dir is not None else None
-    if latest is not None:
-        accelerator.load_state(str(latest))
-        state = checkpoint_state(latest)
-        step, running, seen, consumed = state["step"], state["running"], state["seen"], state["consumed"]
-        epoch_start = generator_from_text(state["epoch_rng"])
-        history, best, best_step = state["history"], state["best"], state["best_step"]
-        best_metric = state["best_metric"]
-        if (latest / BEST_WEIGHTS).exists():
-            best_state = load_file(latest / BEST_WEIGHTS)
+    def loop_state(step: int) -> dict[str, Any]:
+        state = {"step": step, "running": running, "seen": seen, "consumed": position.consumed}
+        state.update(epoch_rng=generator_text(position.epoch_start), history=history, best=best)
+        state.update(best_step=best_step, best_metric=best_metric)
+        return {**state, **(checkpoint_extra() if checkpoint_extra is not None else {})}
 
-    def save(tmp: Path) -> None:
-        accelerator.save_state(str(tmp))
+    def write_best(directory: Path) -> None:
         if best_state is not None:
-            save_file(best_state, tmp / BEST_WEIGHTS)
+            save_file(best_state, directory / BEST_WEIGHTS)
 
-    prepared.train()
-    while step < total_steps:
-        generator.set_state(epoch_start)  # the epoch's order is drawn from this state when the loader starts
-        batches = itertools.islice(loader, consumed, None)  # a resumed epoch skips the batches already trained
-        for batch in batches:
-            consumed += 1
-            with accelerator.accumulate(prepared):
-                enc = rm.encode([e.prompt for e in batch], [e.response for e in batch])
-                labels = label_tensor(batch, dimensions).to(accelerator.device)
-                with accelerator.autocast():
-                    logits = prepared(**{k: v.to(accelerator.device) for k, v in enc.items()})
-                loss = loss_fn(logits, labels)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            running += loss.item()
-            seen += 1
-            if not accelerator.sync_gradients:
-                continue
-            step += 1
-            if step % config.logging_steps == 0 or step == total_steps:
-                log({"train/loss": running / seen, "train/learning_rate": scheduler.get_last_lr()[0]}, step)
-                running, seen = 0.0, 0
-            if step % config.eval_steps == 0 or step == total_steps:
-                evaluate(step)
-            if step >= total_steps:
-                break
-            if checkpoint_dir is not None and config.save_steps is not None and step % config.save_steps == 0:
-                loop = {"step": step, "running": running, "seen": seen, "consumed": consumed}
-                loop.update(epoch_rng=generator_text(epoch_start), history=history, best=best)
-                loop.update(best_step=best_step, best_metric=best_metric)
-                loop.update(checkpoint_extra() if checkpoint_extra is not None else {})
-                save_checkpoint(Path(checkpoint_dir), step, save, loop)
-                rotate_checkpoints(Path(checkpoint_dir), config.save_total_limit, protect=[best_step])
-        else:
-            consumed, epoch_start = 0, generator.get_state()  # the epoch ended: the next draws a new order
-
+    loop.model.train()
+    step = loop.run(
+        lambda _: itertools.islice(stream, config.gradient_accumulation_steps),
+        batch_loss,
+        start=start,
+        log=log_loss,
+        evaluate=evaluate,
+        state=loop_state,
+        write=write_best,
+        protect=lambda: [best_step],
+    )
     if best_state is not None:
         current = dict(rm.named_parameters())
         with torch.no_grad():

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from moalign.budget import Budget
 from moalign.config.base import StrictModel
 from moalign.data.specs import STAGE_PREFIX
 from moalign.errors import UserError
@@ -82,6 +83,11 @@ class StageResult:
 
 
 StageRun = Callable[[StageContext, Any], StageResult]
+BudgetEstimate = Callable[[Any], Budget]
+"""``estimate(config) -> Budget``: a stage's token budget from its config alone."""
+DataCheck = Callable[[Any, "TagDimensions"], None]
+"""``check(config, tag_dimensions)``: the checks a stage runs on its whole dataset before loading a model,
+without a run (the dry run's, on local files); a :class:`UserError` names the problem."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,10 @@ class StageDef:
     """The adapter record kinds its ``dataset`` may give (None: any, or no dataset)."""
     scores_samples: bool = False
     """It scores samples with the recipe's objectives (so it resolves their ``stage:`` references)."""
+    budget: BudgetEstimate | None = None
+    """Its token budget (None: no estimate)."""
+    data_check: DataCheck | None = None
+    """What it checks of its data before loading a model (None: nothing beyond reading it)."""
 
 
 STAGES: Registry[StageDef] = Registry("stage")
@@ -106,12 +116,16 @@ def register_stage(
     *,
     consumes: tuple[str, ...] | None = None,
     scores_samples: bool = False,
+    budget: BudgetEstimate | None = None,
+    data_check: DataCheck | None = None,
 ) -> Callable[[StageRun], StageRun]:
-    """Register ``run(ctx, config) -> StageResult`` as the stage ``name`` with its typed config, the record
-    kinds it reads (:attr:`StageDef.consumes`) and whether it scores samples (:attr:`StageDef.scores_samples`)."""
+    """Register ``run(ctx, config) -> StageResult`` as the stage ``name`` with its typed config and what it
+    declares about itself: the record kinds it reads, whether it scores samples, its token budget and its
+    data check (the :class:`StageDef` fields of those names)."""
 
     def decorator(run: StageRun) -> StageRun:
-        STAGES.add(name, StageDef(name, config_cls, run, consumes=consumes, scores_samples=scores_samples))
+        declared = {"consumes": consumes, "scores_samples": scores_samples, "budget": budget, "data_check": data_check}
+        STAGES.add(name, StageDef(name, config_cls, run, **declared))
         return run
 
     return decorator

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from moalign.atomic import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from moalign.budget import sampling_budget
 from moalign.config.base import StrictModel
 from moalign.config.plugins import PluginSpec, plugin_spec
 from moalign.data.constraints import check_constraints, parse_constraints, repair_response
@@ -409,7 +410,7 @@ def repair_pairs(
     ]
 
 
-@register_stage("best_of_n", BestOfNConfig)
+@register_stage("best_of_n", BestOfNConfig, budget=sampling_budget)
 def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     """Sample, score and write the best-of-n sets (see the module docstring)."""
     from tqdm.auto import tqdm

@@ -10,14 +10,18 @@ token is scored; the loss is the same :func:`~moalign.losses.preference.dpo_loss
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from moalign.data.specs import record_chat, require_prompt, require_prompts_fit, train_eval_datasets
 from moalign.errors import UserError
 from moalign.stages.base import StageContext, StageResult, register_stage
-from moalign.training.args import TrainerStageConfig, trainer_kwargs
+from moalign.training.args import TrainerStageConfig, trainer_budget, trainer_kwargs
+
+if TYPE_CHECKING:
+    from moalign.tags import TagDimensions
 
 
 class DPOStageConfig(TrainerStageConfig):
@@ -113,7 +117,19 @@ def dpo_trainer(
     )
 
 
-@register_stage("dpo", DPOStageConfig, consumes=("preferences",))
+def check_dpo_data(config: DPOStageConfig, tag_dimensions: TagDimensions) -> None:
+    """What :func:`run_dpo` checks of its whole dataset before loading a model (prompt lengths aside: they
+    need the tokenizer), without a run."""
+    train_eval_datasets(config, None, preference_records, tag_dimensions)
+
+
+@register_stage(
+    "dpo",
+    DPOStageConfig,
+    consumes=("preferences",),
+    budget=partial(trainer_budget, sequences_per_record=2),  # chosen and rejected
+    data_check=check_dpo_data,
+)
 def run_dpo(ctx: StageContext, config: DPOStageConfig) -> StageResult:
     """Train with DPO against the starting checkpoint; hand on the final checkpoint."""
     from moalign.training.callbacks import trainer_callbacks

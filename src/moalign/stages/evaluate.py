@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import Field
 
+from moalign.budget import Budget
 from moalign.errors import UserError
 from moalign.eval.evaluate import EvalSettings, evaluate, flat_metrics, judge_reward, load_eval_records
 from moalign.eval.generations import GenerationCache
@@ -75,9 +76,16 @@ def add_evaluation_to_cards(metrics: dict[str, Any], candidates: dict[str, str],
             write_card(path, with_evaluation(card, section))
 
 
-@register_stage("eval", EvalStageConfig, consumes=("prompts", "preferences"))
+def eval_budget(config: EvalStageConfig) -> Budget:
+    """Tokens generated: ``num_samples`` answers of at most ``max_new_tokens`` from each candidate and the reference."""
+    models = max(1, len(config.models)) + 1
+    return Budget(1, config.num_samples * models, config.max_new_tokens, "generated tokens")
+
+
+@register_stage("eval", EvalStageConfig, consumes=("prompts", "preferences"), budget=eval_budget)
 def run(ctx: StageContext, config: EvalStageConfig) -> StageResult:
-    """Evaluate and write the stage's outputs (see the module docstring)."""
+    """Evaluate the candidate models against the reference, write ``metrics.json`` and ``samples.jsonl`` into
+    the stage directory and log the headline numbers as ``eval/<model>/<metric>``; hands on no new model."""
     from moalign.data.specs import resolve_stage_refs
     from moalign.rewards import MultiObjectiveReward
 

@@ -17,7 +17,13 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from moalign.stages.base import StageContext, StageResult, register_stage, training_reward
-from moalign.training.trl_online import TRLOnlineStageConfig, online_trainer_kwargs, run_trl_online
+from moalign.training.trl_online import (
+    TRLOnlineStageConfig,
+    check_trl_online_data,
+    online_trainer_kwargs,
+    run_trl_online,
+    trl_online_budget,
+)
 
 Advantage = Literal["group", "leave_one_out"]
 
@@ -63,7 +69,14 @@ def grpo_trainer_class(config: GRPOStageConfig) -> Any:
     return fence.SharedPromptGRPOTrainer if config.shared_prompt else GRPOTrainer
 
 
-@register_stage("grpo", GRPOStageConfig, consumes=("prompts",), scores_samples=True)
+@register_stage(
+    "grpo",
+    GRPOStageConfig,
+    consumes=("prompts",),
+    scores_samples=True,
+    budget=trl_online_budget,
+    data_check=check_trl_online_data,
+)
 def run_grpo(ctx: StageContext, config: GRPOStageConfig) -> StageResult:
     """Train with GRPO on the recipe's prompts and reward; hand on the final checkpoint."""
     from moalign.training.checkpoint import save_trainer_model

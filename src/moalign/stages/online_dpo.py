@@ -18,7 +18,14 @@ from pydantic import Field
 
 from moalign.losses.preference import best_worst_pairs, dpo_loss
 from moalign.stages.base import StageContext, StageResult, register_stage, training_reward
-from moalign.training.online import OnlineStageConfig, ScoredRollout, sample_token_logps, train_online
+from moalign.training.online import (
+    OnlineStageConfig,
+    ScoredRollout,
+    check_online_data,
+    online_budget,
+    sample_token_logps,
+    train_online,
+)
 
 
 class OnlineDPOStageConfig(OnlineStageConfig):
@@ -55,7 +62,14 @@ def online_dpo_step_loss(config: OnlineDPOStageConfig):
     return step_loss
 
 
-@register_stage("online_dpo", OnlineDPOStageConfig, consumes=("prompts",), scores_samples=True)
+@register_stage(
+    "online_dpo",
+    OnlineDPOStageConfig,
+    consumes=("prompts",),
+    scores_samples=True,
+    budget=online_budget,
+    data_check=check_online_data,
+)
 def run_online_dpo(ctx: StageContext, config: OnlineDPOStageConfig) -> StageResult:
     """Train with online DPO against the starting checkpoint; hand on the final checkpoint."""
     path = train_online(ctx, config, online_dpo_step_loss(config), reference=True, make_reward=training_reward(ctx))

@@ -27,7 +27,7 @@ from moalign.losses.ppo import (
 )
 from moalign.stages.base import StageContext, StageResult, register_stage, training_reward
 from moalign.training.logprobs import token_logps
-from moalign.training.online import OnlineStageConfig, ScoredRollout, train_online
+from moalign.training.online import OnlineStageConfig, ScoredRollout, check_online_data, online_budget, train_online
 
 
 class PPOStageConfig(OnlineStageConfig):
@@ -109,7 +109,14 @@ def ppo_step_loss(config: PPOStageConfig):
     return step_loss
 
 
-@register_stage("ppo", PPOStageConfig, consumes=("prompts",), scores_samples=True)
+@register_stage(
+    "ppo",
+    PPOStageConfig,
+    consumes=("prompts",),
+    scores_samples=True,
+    budget=online_budget,
+    data_check=check_online_data,
+)
 def run_ppo(ctx: StageContext, config: PPOStageConfig) -> StageResult:
     """Train with PPO against the starting checkpoint; hand on the final checkpoint (the LM, no value head)."""
     path = train_online(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+from moalign.budget import Budget, source_rows, training_steps
 from moalign.data.adapters import AdapterSpec, DatasetSpec
 from moalign.data.specs import STAGE_PREFIX, stage_output
 from moalign.rm.config import RewardModelConfig
@@ -33,7 +34,18 @@ def _source(spec: DatasetSpec | None, ctx: StageContext, name: str = "train") ->
     return str(stage_output(spec, ctx))
 
 
-@register_stage("reward_model", RewardModelConfig, consumes=("ratings",))
+def reward_model_budget(config: RewardModelConfig) -> Budget:
+    """Tokens the reward model scores in training: ``per_device_train_batch_size`` x
+    ``gradient_accumulation_steps`` rated responses of ``max_length`` a step."""
+    rows = source_rows(config.dataset, config.max_samples)
+    if rows is not None and config.eval_dataset is None:
+        rows = round(rows * (1 - config.validation_fraction))
+    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
+    steps = training_steps(config.max_steps, rows, config.num_train_epochs, per_step)
+    return Budget(steps, per_step, config.max_length, "scored tokens (max_length each)")
+
+
+@register_stage("reward_model", RewardModelConfig, consumes=("ratings",), budget=reward_model_budget)
 def run_reward_model(ctx: StageContext, config: RewardModelConfig) -> StageResult:
     from moalign.rm.training import train_reward_model
 

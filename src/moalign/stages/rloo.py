@@ -14,7 +14,13 @@ from typing import Any
 from pydantic import Field
 
 from moalign.stages.base import StageContext, StageResult, register_stage, training_reward
-from moalign.training.trl_online import TRLOnlineStageConfig, online_trainer_kwargs, run_trl_online
+from moalign.training.trl_online import (
+    TRLOnlineStageConfig,
+    check_trl_online_data,
+    online_trainer_kwargs,
+    run_trl_online,
+    trl_online_budget,
+)
 
 
 class RLOOStageConfig(TRLOnlineStageConfig):
@@ -36,7 +42,14 @@ def rloo_trainer_class(config: RLOOStageConfig) -> Any:
     return SharedPromptRLOOTrainer if config.shared_prompt else RLOOTrainer
 
 
-@register_stage("rloo", RLOOStageConfig, consumes=("prompts",), scores_samples=True)
+@register_stage(
+    "rloo",
+    RLOOStageConfig,
+    consumes=("prompts",),
+    scores_samples=True,
+    budget=trl_online_budget,
+    data_check=check_trl_online_data,
+)
 def run_rloo(ctx: StageContext, config: RLOOStageConfig) -> StageResult:
     """Train with RLOO on the recipe's prompts and reward; hand on the final checkpoint."""
     from trl import RLOOConfig

@@ -13,7 +13,7 @@ import torch
 from moalign.losses.policy import Baseline, reward_weighted_nll
 from moalign.stages.base import StageContext, StageResult, register_stage, training_reward
 from moalign.training.logprobs import prompt_completion_logps
-from moalign.training.online import OnlineStageConfig, train_online
+from moalign.training.online import OnlineStageConfig, check_online_data, online_budget, train_online
 from moalign.training.rollout import Rollout
 
 
@@ -38,7 +38,14 @@ def rwr_step_loss(config: RWRStageConfig):
     return step_loss
 
 
-@register_stage("rwr", RWRStageConfig, consumes=("prompts",), scores_samples=True)
+@register_stage(
+    "rwr",
+    RWRStageConfig,
+    consumes=("prompts",),
+    scores_samples=True,
+    budget=online_budget,
+    data_check=check_online_data,
+)
 def run_rwr(ctx: StageContext, config: RWRStageConfig) -> StageResult:
     """Train with reward-weighted likelihood; hand on the final checkpoint."""
     path = train_online(ctx, config, rwr_step_loss(config), make_reward=training_reward(ctx))

@@ -7,7 +7,7 @@ end-of-turn token are trained. The trainer is :class:`moalign.training.trl_fence
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -15,7 +15,10 @@ from moalign.config.base import StrictModel
 from moalign.data.specs import record_chat, require_prompt, require_prompts_fit, train_eval_datasets
 from moalign.errors import UserError
 from moalign.stages.base import StageContext, StageResult, register_stage
-from moalign.training.args import TrainerStageConfig, trainer_kwargs
+from moalign.training.args import TrainerStageConfig, trainer_budget, trainer_kwargs
+
+if TYPE_CHECKING:
+    from moalign.tags import TagDimensions
 
 
 class LengthPenaltyConfig(StrictModel):
@@ -73,7 +76,13 @@ def sft_records(dataset: Any, source: str) -> Any:
     return dataset.map(convert, with_indices=True, remove_columns=dataset.column_names)
 
 
-@register_stage("sft", SFTStageConfig, consumes=("sft",))
+def check_sft_data(config: SFTStageConfig, tag_dimensions: TagDimensions) -> None:
+    """What :func:`run_sft` checks of its whole dataset before loading a model (prompt lengths aside: they
+    need the tokenizer), without a run."""
+    train_eval_datasets(config, None, sft_records, tag_dimensions)
+
+
+@register_stage("sft", SFTStageConfig, consumes=("sft",), budget=trainer_budget, data_check=check_sft_data)
 def run_sft(ctx: StageContext, config: SFTStageConfig) -> StageResult:
     """Train with completion-only SFT (+ optional length penalty); hand on the final checkpoint."""
     from trl import SFTConfig

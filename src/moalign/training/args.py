@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from moalign.budget import Budget, source_rows, training_steps
 from moalign.config.base import StrictModel
 from moalign.data.adapters import DatasetSpec
 from moalign.precision import accelerator_available, resolve_bf16
@@ -87,6 +88,19 @@ class TrainerStageConfig(StrictModel):
                 "the best checkpoint is chosen among the validated ones"
             )
         return self
+
+
+def trainer_budget(config: TrainerStageConfig, sequences_per_record: int = 1) -> Budget:
+    """Trained tokens of a trainer-backed stage: ``per_device_train_batch_size`` x ``gradient_accumulation_steps``
+    records a step, each ``sequences_per_record`` sequences (DPO: chosen and rejected) of ``max_length``. Its
+    first step trains at least one record (TRL's trainers take a shorter last batch)."""
+    rows = source_rows(config.dataset, config.num_samples)
+    if rows is not None and config.eval_dataset is None:
+        rows = round(rows * (1 - config.validation_fraction))
+    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
+    steps = training_steps(config.max_steps, rows, config.num_train_epochs, per_step)
+    sequences = per_step * sequences_per_record
+    return Budget(steps, sequences, config.max_length or 0, "trained tokens (max_length each)", first_step=1)
 
 
 def stage_accelerator(*, bf16: bool, gradient_accumulation_steps: int = 1) -> Any:

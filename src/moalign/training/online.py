@@ -2,20 +2,21 @@
 
 Each step: take a batch of prompts, sample ``num_generations`` completions per prompt with the current
 policy, score them with the recipe's multi-objective reward, and minimise a stage-specific loss on
-the samples. accelerate handles devices, mixed precision and gradient accumulation; the loop knows
-nothing about the model beyond ``generate`` and a forward pass.
+the samples, one optimisation step of :mod:`moalign.training.loop` (accelerate: devices, mixed precision,
+gradient accumulation, checkpoints). It knows nothing about the model beyond ``generate`` and a forward pass.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 from pydantic import Field
 
+from moalign.budget import Budget
 from moalign.config.base import StrictModel
 from moalign.cost import count_tokens
 from moalign.data.adapters import DatasetSpec
@@ -25,7 +26,7 @@ from moalign.generation import SamplingConfig
 from moalign.losses.ppo import kl_estimate
 from moalign.precision import resolve_bf16
 from moalign.training.args import LoraSpec, stage_accelerator
-from moalign.training.checkpoint import generator_from_text, generator_text
+from moalign.training.checkpoint import checkpoint_state, generator_from_text, generator_text
 from moalign.training.context import Reward, RewardFactory, TrainingStage
 from moalign.training.logprobs import (
     join_prompt_completion,
@@ -35,6 +36,7 @@ from moalign.training.logprobs import (
     takes_packed_rows,
     token_logps,
 )
+from moalign.training.loop import LoopSettings, TrainingLoop
 from moalign.training.rollout import Rollout, sample_rollout
 
 if TYPE_CHECKING:
@@ -170,6 +172,15 @@ def sample_token_logps(model: Any, samples: ScoredRollout) -> torch.Tensor:
     return scatter_packed(logps, packed, order, columns, samples.input_ids.shape[1] - 1)
 
 
+@dataclass
+class _StepRecord:
+    """What the loop logs of the current step beside its loss: when it started, generation figures, the KL."""
+
+    started: float = 0.0
+    generation: dict[str, float] = field(default_factory=dict)
+    safety: dict[str, float] = field(default_factory=dict)
+
+
 def clipped_ratio(completion_ids: list[list[int]], max_length: int, eos_ids: set[int]) -> float:
     """Share of completions that hit ``max_length`` without an end-of-turn token (truncated)."""
     clipped = [len(c) >= max_length and (not c or c[-1] not in eos_ids) for c in completion_ids]
@@ -233,6 +244,20 @@ def online_prompt_records(
     return records
 
 
+def online_budget(config: OnlineStageConfig) -> Budget:
+    """Generated tokens of a stage on this loop: ``num_generations`` completions of ``max_completion_length``
+    for each prompt of a step; its first step trains the samples of one batch of prompts."""
+    prompts = config.per_device_train_batch_size * config.gradient_accumulation_steps
+    first_step = config.per_device_train_batch_size * config.num_generations
+    sequences = prompts * config.num_generations
+    return Budget(config.max_steps, sequences, config.max_completion_length, "generated tokens", first_step=first_step)
+
+
+def check_online_data(config: OnlineStageConfig, tag_dimensions: TagDimensions) -> None:
+    """What :func:`train_online` checks of the stage's prompt records before loading a model, without a run."""
+    online_prompt_records(config, None, tag_dimensions)
+
+
 def train_online(
     ctx: TrainingStage,
     config: OnlineStageConfig,
@@ -255,16 +280,8 @@ def train_online(
     LM alone generates and is saved. Each rollout is used for ``epochs`` passes of ``minibatches``
     shuffled minibatches, one optimizer step each; the learning-rate schedule advances once per step.
     """
-    from transformers import get_scheduler
-
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.models.saving import save_final_model
-    from moalign.training.checkpoint import (
-        checkpoint_state,
-        latest_complete_checkpoint,
-        rotate_checkpoints,
-        save_checkpoint,
-    )
 
     if config.kl_bound is not None and not reference:
         raise UserError(f"stage {ctx.stage_type} keeps no reference model: kl_bound does not apply")
@@ -281,11 +298,20 @@ def train_online(
     ref_model = None
     if reference and config.peft is None:
         ref_model = load_causal_lm(ctx.model).to(accelerator.device).eval().requires_grad_(False)
-    model = wrap_policy(lm) if wrap_policy is not None else lm
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = get_scheduler(config.lr_scheduler_type, optimizer, config.warmup_steps, config.max_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    settings = LoopSettings(
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_steps,
+        max_grad_norm=config.max_grad_norm,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        checkpoint_dir=ctx.checkpoint_dir,
+    )
+    loop = TrainingLoop(accelerator, wrap_policy(lm) if wrap_policy is not None else lm, settings)
+    model = loop.model
     policy = accelerator.unwrap_model(model)
     policy = policy.policy if wrap_policy is not None else policy
     eos = policy.generation_config.eos_token_id
@@ -297,18 +323,20 @@ def train_online(
     batches = prompt_batches(shard, config.per_device_train_batch_size, ctx.seed)
     shuffle = torch.Generator().manual_seed(ctx.seed)
     start = 0
-    latest = latest_complete_checkpoint(ctx.checkpoint_dir)
+    latest = loop.resume()
     if latest is not None:
-        accelerator.load_state(str(latest))
         start = restore_loop_state(checkpoint_state(latest), reward, shuffle)
         for _ in range(start):
             next(batches)
-    from tqdm.auto import tqdm
+    current = _StepRecord()
 
-    for step in tqdm(range(start + 1, config.max_steps + 1), desc=f"{ctx.stage_type}", unit="step"):
+    def step_batches(n: int) -> Iterator[ScoredRollout]:
+        """Sample and score step ``n``'s rollout, then yield its minibatches for each epoch."""
+        nonlocal step
+        step = n
         rows = next(batches)
         columns = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}
-        t0 = time.perf_counter()
+        current.started = time.perf_counter()
         rollout = sample_rollout(
             policy,
             tokenizer,
@@ -319,7 +347,14 @@ def train_online(
             batch_size=config.generation_batch_size,
             bf16=bf16,
         )
-        t_gen = time.perf_counter() - t0
+        t_gen = time.perf_counter() - current.started
+        lengths = [len(c) for c in rollout.completion_ids]
+        current.generation = {
+            "gen/tokens_per_s": rollout.num_tokens / max(t_gen, 1e-9),
+            "gen/mean_length": sum(lengths) / len(lengths),
+            "gen/clipped_ratio": clipped_ratio(rollout.completion_ids, config.max_completion_length, eos_ids),
+            "time/generation_s": t_gen,
+        }
         rewards = torch.tensor(reward(rollout.prompts, rollout.completions, **rollout.columns), dtype=torch.float32)
         ids, attn, comp = join_prompt_completion(rollout.prompt_ids, rollout.completion_ids, 0)
         samples = ScoredRollout(
@@ -329,7 +364,7 @@ def train_online(
             attention_mask=attn.to(accelerator.device),
             completion_mask=comp.to(accelerator.device),
         )
-        safety: dict[str, float] = {}
+        current.safety = {}
         if reference or epochs > 1 or prepare is not None:
             with torch.no_grad(), accelerator.autocast():
                 samples.old_logps = sample_token_logps(policy, samples)
@@ -344,48 +379,42 @@ def train_online(
         if samples.ref_logps is not None and samples.old_logps is not None:
             kl = kl_estimate(samples.old_logps, samples.ref_logps, "k1")  # KL(pi || pi_ref) per token
             mask = samples.token_mask.to(kl.dtype)
-            safety["kl"] = ((kl * mask).sum() / mask.sum().clamp(min=1)).item()
-            safety["kl/sequence"] = (kl * mask).sum(-1).mean().item()
+            current.safety["kl"] = ((kl * mask).sum() / mask.sum().clamp(min=1)).item()
+            current.safety["kl/sequence"] = (kl * mask).sum(-1).mean().item()
         model.train()
-        metrics: dict[str, float] = {}
-        n = len(samples.completions)
+        n_samples = len(samples.completions)
         for _ in range(epochs):
-            order = torch.randperm(n, generator=shuffle).tolist() if minibatches > 1 else list(range(n))
+            order = torch.randperm(n_samples, generator=shuffle).tolist() if minibatches > 1 else list(range(n_samples))
             for chunk in range(minibatches):
-                part = samples if minibatches == 1 else samples.rows(order[chunk::minibatches])
-                assert part.rewards is not None
-                with accelerator.accumulate(model):
-                    with accelerator.autocast():
-                        loss, metrics = step_loss(model, part, part.rewards)
-                    accelerator.backward(loss)
-                    count_tokens(trained=int(part.attention_mask.sum()))
-                    if accelerator.sync_gradients and config.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(params, config.max_grad_norm)
-                    optimizer.step()
-                    optimizer.zero_grad()
-        scheduler.step()
-        if step % config.logging_steps == 0 or step == config.max_steps:
-            lengths = [len(c) for c in rollout.completion_ids]
-            ctx.log(
-                {
-                    "train/loss": loss.item(),
-                    "train/learning_rate": scheduler.get_last_lr()[0],
-                    "gen/tokens_per_s": rollout.num_tokens / max(t_gen, 1e-9),
-                    "gen/mean_length": sum(lengths) / len(lengths),
-                    "gen/clipped_ratio": clipped_ratio(rollout.completion_ids, config.max_completion_length, eos_ids),
-                    "time/generation_s": t_gen,
-                    "time/step_s": time.perf_counter() - t0,
-                    **safety,
-                    **metrics,
-                },
-                step=step,
-            )
-        if config.kl_bound is not None and safety.get("kl", 0.0) > config.kl_bound:
-            ctx.log({"safety/kl_stop": safety["kl"]}, step=step)
-            break
-        if config.save_steps is not None and step % config.save_steps == 0 and step < config.max_steps:
-            state = loop_state(step, reward, shuffle, ctx.run.metrics_size())
-            save_checkpoint(ctx.checkpoint_dir, step, lambda tmp: accelerator.save_state(str(tmp)), state)
-            rotate_checkpoints(ctx.checkpoint_dir, config.save_total_limit)
+                yield samples if minibatches == 1 else samples.rows(order[chunk::minibatches])
+
+    def part_loss(part: ScoredRollout) -> tuple[torch.Tensor, dict[str, float]]:
+        assert part.rewards is not None and part.attention_mask is not None
+        with accelerator.autocast():
+            loss, metrics = step_loss(model, part, part.rewards)
+        count_tokens(trained=int(part.attention_mask.sum()))
+        return loss, metrics
+
+    def log(n: int, loss: torch.Tensor, metrics: dict[str, float]) -> None:
+        timing = {"time/step_s": time.perf_counter() - current.started}
+        record = {"train/loss": loss.item(), "train/learning_rate": loop.learning_rate, **current.generation}
+        ctx.log({**record, **timing, **current.safety, **metrics}, step=n)
+
+    def kl_stop(n: int) -> bool:
+        kl = current.safety.get("kl", 0.0)
+        if config.kl_bound is None or kl <= config.kl_bound:
+            return False
+        ctx.log({"safety/kl_stop": kl}, step=n)
+        return True
+
+    loop.run(
+        step_batches,
+        part_loss,
+        start=start,
+        log=log,
+        stop=kl_stop,
+        state=lambda n: loop_state(n, reward, shuffle, ctx.run.metrics_size()),
+        desc=ctx.stage_type,
+    )
     reward.save_trained_statistics(ctx.dir)
     return str(save_final_model(policy, tokenizer, ctx.dir / "model"))

@@ -13,16 +13,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 from transformers import TrainerCallback
 
+from moalign.budget import Budget, source_rows, training_steps
 from moalign.cost import count_tokens
-from moalign.data.specs import record_chat, require_prompt
+from moalign.data.specs import record_chat, require_prompt, train_eval_datasets
 from moalign.errors import UserError
 from moalign.training.args import TrainerStageConfig, trainer_kwargs
 from moalign.training.context import Reward, RewardFactory, TrainingStage
+
+if TYPE_CHECKING:
+    from moalign.tags import TagDimensions
 
 TRL_ONLY_KWARGS = ("completion_ids", "trainer_state", "log_extra", "log_metric", "environments")
 """Keyword arguments TRL adds to every reward-function call that are not dataset columns."""
@@ -145,6 +149,23 @@ def prompts_per_step(config: TRLOnlineStageConfig) -> int:
     return completions // config.num_generations
 
 
+def trl_online_budget(config: TRLOnlineStageConfig) -> Budget:
+    """Generated tokens of a TRL online stage: ``per_device_train_batch_size`` x ``gradient_accumulation_steps``
+    completions of ``max_completion_length`` a step; its first step trains the completions of
+    :func:`prompts_per_step` prompts."""
+    per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps  # completions
+    rows = source_rows(config.dataset, config.num_samples)
+    completions = None if rows is None else rows * config.num_generations
+    steps = training_steps(config.max_steps, completions, config.num_train_epochs, per_step)
+    first_step = prompts_per_step(config) * config.num_generations
+    return Budget(steps, per_step, config.max_completion_length, "generated tokens", first_step=first_step)
+
+
+def check_trl_online_data(config: TRLOnlineStageConfig, tag_dimensions: TagDimensions) -> None:
+    """What :func:`run_trl_online` checks of the stage's whole dataset before loading a model, without a run."""
+    train_eval_datasets(config, None, prompt_records, tag_dimensions, prompts_per_step(config))
+
+
 def online_trainer_kwargs(config: TRLOnlineStageConfig, output_dir: Any, seed: int) -> dict[str, Any]:
     """The keys of ``GRPOConfig`` and ``RLOOConfig`` the online stages share, the trainer's keys included
     (the best checkpoint is the one with the highest held-out reward)."""
@@ -216,7 +237,6 @@ def run_trl_online(
     ``args`` is the TRL ``*Config`` built by the stage; ``make_reward(None)`` builds the stage's reward. The
     model, the reward bridge and the callbacks are the same for every online stage.
     """
-    from moalign.data.specs import train_eval_datasets
     from moalign.models import load_causal_lm, load_tokenizer
     from moalign.training.callbacks import trainer_callbacks
     from moalign.training.checkpoint import train_resuming

@@ -12,7 +12,6 @@ Reading notes: docs/papers.md#rmmodelpy.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +22,12 @@ from torch import nn
 
 from moalign.atomic import atomic_directory
 from moalign.errors import UserError
-from moalign.tags import strip_tags
+from moalign.tags import DIMENSION_NAME, strip_tags
 
 CONFIG_FILE = "reward_model.json"
 HEADS_FILE = "heads.safetensors"
 FORMAT_VERSION = 1
 
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
 @dataclass
@@ -76,8 +74,8 @@ def _check_dimensions(dimensions: dict[str, int]) -> None:
     if not dimensions:
         raise UserError("a reward model needs at least one dimension")
     for name, classes in dimensions.items():
-        if not _NAME.match(name):
-            raise UserError(f"dimension name '{name}': use letters, digits, '_' and '-', starting with a letter")
+        if not DIMENSION_NAME.match(name):
+            raise UserError(f"dimension name '{name}': use letters, digits, '_' and '-', starting with a letter or '_'")
         if int(classes) < 2:
             raise UserError(f"dimension '{name}': a head needs at least 2 classes, got {classes}")
 

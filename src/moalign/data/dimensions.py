@@ -57,7 +57,7 @@ def brevity_match(response: str, intensity: int) -> float:
 
 
 def structure_level(response: str) -> int:
-    """The structure level (1-5) of the response's layout (see the module table)."""
+    """The structure level (1-5) of the response's layout (the layouts of :data:`STRUCTURE_LEVELS`)."""
     headers = len(tf.header_lines(response, include_bold=True))
     items = len(tf.bullet_lines(response)) + len(tf.numbered_lines(response))
     if headers >= 2:

@@ -412,7 +412,8 @@ def repair_pairs(
 
 @register_stage("best_of_n", BestOfNConfig, budget=sampling_budget)
 def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
-    """Sample, score and write the best-of-n sets (see the module docstring)."""
+    """Sample ``num_generations`` responses per prompt (resumable, batch by batch), score them, augment them as
+    the switches ask, and write the SFT targets, preference pairs, rating labels and a summary."""
     from tqdm.auto import tqdm
     from transformers import set_seed
 

@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from moalign.budget import sliced_size
 from moalign.cli import app
 from moalign.config.yaml_source import YamlSource
 from moalign.errors import UserError
-from moalign.plan import dry_run, plan_recipe, sliced_size
+from moalign.plan import dry_run, plan_recipe
 from moalign.recipe import validate_recipe
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from moalign.budget import Budget
-from moalign.budget import sliced_size as sliced_size  # re-exported: the dry run's split sizes (tests/test_plan.py)
 from moalign.data.adapters import AdapterSpec, adapt_rows, load_rows
 from moalign.data.specs import STAGE_PREFIX, names_local_file
 from moalign.errors import UserError, exception_summary

@@ -165,8 +165,3 @@ def controllability(
             }
         )
     return {"num_prompts": len(texts), "sweeps": sweeps, "pairs": pair_results}
-
-
-def spearman_summary(result: Mapping[str, Any]) -> dict[str, float | None]:
-    """``{dimension: spearman}`` of a :func:`controllability` result."""
-    return {d: s["spearman"] for d, s in result.get("sweeps", {}).items()}

@@ -282,17 +282,15 @@ def _relay_sections(response: str, count: int) -> str:
     return "\n\n".join(f"## Part {k}\n\n{chunk}" for k, chunk in enumerate(_chunks(sents, count), start=1))
 
 
-def _first_sentences(response: str, fits: Callable[[list[str]], bool]) -> str:
-    """The longest run of ``response``'s first sentences (as one paragraph) that ``fits``; else ``response``."""
+def _first_sentences(response: str, check: Check, **params: Any) -> str:
+    """The longest run of ``response``'s first sentences, as one paragraph, that satisfies ``check(text,
+    **params)`` (its own kind's check); else ``response``."""
     sents = _plain_sentences(response)
     for n in range(len(sents) - 1, 0, -1):
-        if fits(sents[:n]):
-            return " ".join(sents[:n])
+        text = " ".join(sents[:n])
+        if check(text, **params)[0] == 1.0:
+            return text
     return response
-
-
-def _within(n: int, low: int | None, high: int | None) -> bool:
-    return (low is None or n >= low) and (high is None or n <= high)
 
 
 def _move_last_sentence(response: str, marker: str) -> str:
@@ -347,9 +345,7 @@ def _as_json(response: str, keys: list[str] | None = None) -> str:
             f"The response should run to {_bounds_text('words', min_words, max_words, 'or more')}."
         ),
     ),
-    repair=lambda response, min_words=None, max_words=None: _first_sentences(
-        response, lambda sents: _within(tf.word_count(" ".join(sents)), min_words, max_words)
-    ),
+    repair=lambda response, **bounds: _first_sentences(response, word_count, **bounds),
 )
 def word_count(response: str, min_words: int | None = None, max_words: int | None = None) -> tuple[float, str]:
     """Word count within ``[min_words, max_words]`` (either bound optional)."""
@@ -382,9 +378,7 @@ def word_count(response: str, min_words: int | None = None, max_words: int | Non
             f"Compose the response out of {_bounds_text('sentences', min_sentences, max_sentences, 'or more')}."
         ),
     ),
-    repair=lambda response, min_sentences=None, max_sentences=None: _first_sentences(
-        response, lambda sents: _within(len(sents), min_sentences, max_sentences)
-    ),
+    repair=lambda response, **bounds: _first_sentences(response, sentence_count, **bounds),
 )
 def sentence_count(
     response: str, min_sentences: int | None = None, max_sentences: int | None = None

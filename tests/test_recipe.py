@@ -13,6 +13,13 @@ def write(tmp_path, text: str):
     return path
 
 
+def recipe_error(path) -> str:
+    """The message of the :class:`RecipeError` that loading ``path`` raises."""
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    return str(info.value)
+
+
 def test_valid_recipe_resolves_defaults(tmp_path):
     path = write(
         tmp_path,
@@ -42,26 +49,20 @@ def test_typo_in_key_names_file_line_path_and_suggestion(tmp_path):
               lerning_rate: 1.0e-5
         """,
     )
-    with pytest.raises(RecipeError) as info:
-        load_recipe(path)
-    msg = str(info.value)
+    msg = recipe_error(path)
     assert f"{path}:5: stages[0].test_echo.lerning_rate: unknown key (did you mean 'learning_rate'?)" in msg
 
 
 def test_wrong_type_names_key_path_expected_and_value(tmp_path):
     path = write(tmp_path, "name: demo\nseed: many\nstages:\n  - test_echo: {per_device_train_batch_size: two}\n")
-    with pytest.raises(RecipeError) as info:
-        load_recipe(path)
-    msg = str(info.value)
+    msg = recipe_error(path)
     assert f"{path}:2: seed: Input should be a valid integer" in msg and "(got 'many')" in msg
     assert f"{path}:4: stages[0].test_echo.per_device_train_batch_size: Input should be a valid integer" in msg
 
 
 def test_unknown_stage_and_top_level_key(tmp_path):
     path = write(tmp_path, "name: demo\nmodle: x\nstages:\n  - test_ecko: {}\n")
-    with pytest.raises(RecipeError) as info:
-        load_recipe(path)
-    msg = str(info.value)
+    msg = recipe_error(path)
     assert "modle: unknown key (did you mean 'model'?)" in msg
     assert "stages[0].test_ecko: unknown stage 'test_ecko' (did you mean 'test_echo'?)" in msg
 

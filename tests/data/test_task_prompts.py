@@ -94,3 +94,25 @@ def test_tagged_variant_has_tag_prefix_matching_columns_and_no_shape_constraints
         assert len(r["constraints"]) <= 1
         assert not any(CONSTRAINTS.get(c["kind"]).shapes_response for c in r["constraints"])
     assert seen_levels == {1, 2, 3, 4, 5}
+
+
+def test_reconstrained_keeps_topic_and_task_and_asks_other_constraints_in_training_wordings():
+    from moalign.data.constraints import constraint_instruction
+    from moalign.data.topics import TASK_TEMPLATES
+
+    record = P.generate_prompts("train", 1)[0]
+    among = ("lowercase", "no_commas", "word_count")
+    news = [P.reconstrained(record, f"k/{i}", among) for i in range(40)]
+    assert all(n["topic"] == record["topic"] and n["task"] == record["task"] for n in news)
+    assert {c["kind"] for n in news for c in n["constraints"]} == set(among)
+    assert {len(n["constraints"]) for n in news} <= {1, 2, 3}
+    for n in news:
+        asked = n["prompt"].removeprefix(TASK_TEMPLATES[record["task"]].format(topic=record["topic"]) + " ")
+        training = [
+            {constraint_instruction(c, False, v) for v in range(len(CONSTRAINTS.get(c["kind"]).wordings()))}
+            for c in n["constraints"]
+        ]
+        assert any(asked.startswith(w) for w in training[0])  # each request in one of its training wordings
+        assert all(any(w in asked for w in ws) for ws in training)
+    assert P.reconstrained(record, "k/0", among) == news[0]  # deterministic for a key
+    assert P.reconstrained({"prompt": "From a file."}, "k/0") is None

@@ -329,3 +329,23 @@ def test_switches_that_act_on_another_are_refused_without_it():
         with pytest.raises(ValueError, match=f"{switch} needs relabel_tags: true"):
             B.BestOfNConfig(**{switch: True})
         assert getattr(B.BestOfNConfig(relabel_tags=True, **{switch: True}), switch)
+
+
+def test_reconstrained_targets_are_the_sample_or_its_repair_meeting_every_new_constraint():
+    from moalign.data.constraints import check_constraints
+    from moalign.data.prompts import generate_prompts
+
+    record = generate_prompts("train", 1)[0]
+    text = "Tides rise twice a day. The moon pulls the sea, and the sun pulls less. Coasts flood at spring tides."
+    out = B.reconstrained_targets(record, text, "0/a/1", 30)
+    assert 15 <= len(out) < 30  # prompts the text cannot be repaired for (too few sentences, words) left out
+    for new, target in out:
+        assert {c["kind"] for c in new["constraints"]} <= set(B.REPAIRABLE)
+        assert all(r.satisfied for r in check_constraints(target, new["constraints"]))
+        met = all(r.satisfied for r in check_constraints(text, new["constraints"]))
+        assert (target == text) == met  # the sample itself where it already meets them
+    edits = {"lowercase": text.lower(), "uppercase": text.upper(), "no_commas": text.replace(",", "")}
+    simple = [(n["constraints"][0]["kind"], t) for n, t in out if len(n["constraints"]) == 1]
+    simple = [(kind, t) for kind, t in simple if kind in edits]
+    assert simple and all(t == edits[kind] for kind, t in simple)
+    assert B.reconstrained_targets({"prompt": "From a file."}, text, "k", 3) == []

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from moalign.data.constraints import CONSTRAINTS, compatible, constraint_instruction
@@ -38,9 +38,20 @@ def split_topics(split: str) -> list[str]:
     return [t for t in TOPICS if topic_split(t) == split]
 
 
-def _sample_constraints(rng: random.Random, keywords: tuple[str, ...], count: int, *, tagged: bool) -> list[dict]:
+def _sample_constraints(
+    rng: random.Random,
+    keywords: tuple[str, ...],
+    count: int,
+    *,
+    tagged: bool,
+    among: Sequence[str] | None = None,
+) -> list[dict]:
     kinds: list[str] = []
-    names = [k for k in CONSTRAINTS.names() if not (tagged and CONSTRAINTS.get(k).shapes_response)]
+    names = [
+        k
+        for k in (CONSTRAINTS.names() if among is None else among)
+        if not (tagged and CONSTRAINTS.get(k).shapes_response)
+    ]
     while len(kinds) < count:
         options = [k for k in names if compatible(kinds, k)]
         if not options:
@@ -83,6 +94,20 @@ def _draw(
         "constraints": constraints,
         **{tag_column(name): level for name, level in tags.items()},
     }
+
+
+def reconstrained(record: Mapping[str, Any], key: str, among: Sequence[str] | None = None) -> dict[str, Any] | None:
+    """``record``'s topic and task asked with other constraints (1-3, as the suite draws them, of the kinds
+    ``among``; None: any), each in one of its kind's training wordings, drawn deterministically from ``key``;
+    None where the record has no suite topic and task (a prompt read from a file)."""
+    topic, task = record.get("topic"), record.get("task")
+    if topic not in TOPICS or task not in TASK_TEMPLATES:
+        return None
+    rng = random.Random(f"moalign-reconstrained/{key}")
+    constraints = _sample_constraints(rng, TOPICS[topic], rng.choice((1, 1, 2, 2, 3)), tagged=False, among=among)
+    requests = [_request(rng, c, held_out=False) for c in constraints]
+    text = " ".join([TASK_TEMPLATES[task].format(topic=topic), *requests])
+    return {"prompt": text, "topic": topic, "task": task, "constraints": constraints}
 
 
 def iter_prompts(split: str, *, seed: int = 0, variant: Variant = "constraints") -> Iterator[dict[str, Any]]:

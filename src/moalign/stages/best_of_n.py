@@ -26,7 +26,7 @@ from moalign.atomic import append_jsonl, atomic_write_json, atomic_write_text, r
 from moalign.budget import sampling_budget
 from moalign.config.base import StrictModel
 from moalign.config.plugins import PluginSpec, plugin_spec
-from moalign.data.constraints import check_constraints, parse_constraints, repair_response
+from moalign.data.constraints import CONSTRAINTS, check_constraints, parse_constraints, repair_response
 from moalign.data.dimensions import (
     DIMENSIONS,
     LEVELS,
@@ -37,6 +37,7 @@ from moalign.data.dimensions import (
     spread_tags,
 )
 from moalign.data.pairs import PreferencePair, best_index, best_worst_pair, farthest_index, level_distance
+from moalign.data.prompts import reconstrained
 from moalign.data.ratings import bin_score, rating_record, rebin_level
 from moalign.data.satisfaction import satisfaction_rates
 from moalign.data.sources import load_records
@@ -118,6 +119,14 @@ class BestOfNConfig(StrictModel):
     candidate marked ``"augmented": "repair"``. Augmentation: the words are the model's, the edit is a rule's;
     it gives format constraints the base model rarely meets targets, and pairs of one response with and
     without the requested form (each repaired text against its sample, before the prompt's best/worst pair)."""
+    reconstrained_targets: int = Field(0, ge=0)
+    """Each finished sample of a suite prompt (one with a topic and a task) also becomes the target of this many
+    other prompts: its topic and task asked with other constraints of the kinds a rule can repair, in training
+    wordings (:func:`moalign.data.prompts.reconstrained`): the sample as drawn where it meets them, else its
+    repaired text. SFT rows only, marked ``"augmented": "reconstrained"``, ``score`` None (the recipe's reward
+    did not rank them); no pairs, so DPO's budget stays on the sampled prompts' contrasts. Augmentation: the
+    words are the model's, the request was written after them; it gives every constraint kind many targets
+    whatever the few prompts drawn happened to ask."""
     targets_per_prompt: int = Field(1, ge=1)
     """SFT targets per untagged prompt: its best eligible candidates with distinct texts, best first."""
     pairs_per_prompt: int = Field(1, ge=1)
@@ -410,6 +419,28 @@ def repair_pairs(
     ]
 
 
+REPAIRABLE = tuple(k for k in CONSTRAINTS.names() if CONSTRAINTS.get(k).repair is not None)
+"""The constraint kinds a rule can make a response meet (:attr:`~moalign.data.constraints.ConstraintKind.repair`)."""
+
+
+def reconstrained_targets(
+    record: Mapping[str, Any], text: str, key: str, count: int
+) -> list[tuple[dict[str, Any], str]]:
+    """``count`` other prompts for ``record``'s topic and task (:func:`moalign.data.prompts.reconstrained`, kinds
+    of :data:`REPAIRABLE`, drawn from ``key``), each with the target ``text`` becomes for it: ``text`` where it
+    meets the new constraints, else its repair (prompts it cannot be repaired for are left out)."""
+    out = []
+    for t in range(count):
+        new = reconstrained(record, f"{key}/{t}", REPAIRABLE)
+        if new is None:
+            return []
+        met = all(r.satisfied for r in check_constraints(text, new["constraints"]))
+        target = text if met else repair_response(text, new["constraints"])
+        if target is not None:
+            out.append((new, target))
+    return out
+
+
 @register_stage("best_of_n", BestOfNConfig, budget=sampling_budget)
 def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     """Sample ``num_generations`` responses per prompt (resumable, batch by batch), score them, augment them as
@@ -575,6 +606,21 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
             )
         offset += len(gens)
 
+    reconstrained_rows = 0
+    for i, record in enumerate(records):
+        for j, (g, origin) in enumerate(zip(generations[i], origins[i], strict=True)):
+            if config.reconstrained_targets == 0 or origin.kind is not None or g.num_tokens >= config.max_new_tokens:
+                continue
+            key = f"{ctx.seed}/{record.get('id')}/{j}"
+            for t, (new, target) in enumerate(reconstrained_targets(record, g.text, key, config.reconstrained_targets)):
+                messages = [{"role": "user", "content": new["prompt"]}, {"role": "assistant", "content": target}]
+                row_id = f"{record.get('id')}#{j}c{t}"
+                sft.append(
+                    {"id": row_id, "prompt": new["prompt"], "completion": target, "messages": messages, "score": None}
+                    | {"augmented": "reconstrained"}
+                )
+                reconstrained_rows += 1
+
     out = ctx.dir
     atomic_write_text(out / "samples.jsonl", _jsonl(samples))
     atomic_write_text(out / "sft.jsonl", _jsonl(sft))
@@ -596,6 +642,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
         ),
         "data/eligible_targets": targets,
         "data/sft": len(sft),
+        "data/reconstrained": reconstrained_rows,
         "data/pairs": len(pairs),
         "data/ratings": len(ratings),
         "reward/total/mean": _mean(totals),

@@ -72,6 +72,14 @@ def _request(wording_rng: random.Random, constraint: dict[str, Any], held_out: b
     return constraint_instruction(constraint, held_out=held_out, variant=wording_rng.randrange(variants))
 
 
+def _task_text(
+    wording_rng: random.Random, topic: str, task: str, constraints: list[dict[str, Any]], held_out: bool
+) -> str:
+    """The task sentence for ``topic`` followed by each constraint's request (:func:`_request`)."""
+    requests = [_request(wording_rng, c, held_out) for c in constraints]
+    return " ".join([TASK_TEMPLATES[task].format(topic=topic), *requests])
+
+
 def _draw(
     rng: random.Random, wording_rng: random.Random, topics: list[str], variant: Variant, held_out: bool
 ) -> dict[str, Any]:
@@ -84,8 +92,7 @@ def _draw(
     else:
         tags = dict.fromkeys(sorted(DIMENSIONS))
         constraints = _sample_constraints(rng, TOPICS[topic], rng.choice((1, 1, 2, 2, 3)), tagged=False)
-    requests = [_request(wording_rng, c, held_out) for c in constraints]
-    text = " ".join([TASK_TEMPLATES[task].format(topic=topic), *requests])
+    text = _task_text(wording_rng, topic, task, constraints, held_out)
     prefix = format_tags({name: level for name, level in tags.items() if level is not None})
     return {
         "prompt": f"{prefix} {text}" if prefix else text,
@@ -105,8 +112,7 @@ def reconstrained(record: Mapping[str, Any], key: str, among: Sequence[str] | No
         return None
     rng = random.Random(f"moalign-reconstrained/{key}")
     constraints = _sample_constraints(rng, TOPICS[topic], rng.choice((1, 1, 2, 2, 3)), tagged=False, among=among)
-    requests = [_request(rng, c, held_out=False) for c in constraints]
-    text = " ".join([TASK_TEMPLATES[task].format(topic=topic), *requests])
+    text = _task_text(rng, topic, task, constraints, held_out=False)
     return {"prompt": text, "topic": topic, "task": task, "constraints": constraints}
 
 

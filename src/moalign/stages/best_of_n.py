@@ -419,6 +419,13 @@ def repair_pairs(
     ]
 
 
+def sft_row(row_id: Any, prompt: str, completion: str, score: float | None, augmented: str | None) -> dict[str, Any]:
+    """One ``sft.jsonl`` row: the prompt and completion as such and as a chat, the score, the augmentation mark."""
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
+    row = {"id": row_id, "prompt": prompt, "completion": completion, "messages": messages, "score": score}
+    return row | ({"augmented": augmented} if augmented else {})
+
+
 REPAIRABLE = tuple(k for k in CONSTRAINTS.names() if CONSTRAINTS.get(k).repair is not None)
 """The constraint kinds a rule can make a response meet (:attr:`~moalign.data.constraints.ConstraintKind.repair`)."""
 
@@ -570,16 +577,8 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
             numbered = relabel or config.targets_per_prompt > 1  # several targets of one prompt
             for j in chosen:
                 prompt = prompts[j]
-                sft.append(
-                    {
-                        "id": f"{record.get('id')}#{j}" if numbered else record.get("id"),
-                        "prompt": prompt,
-                        "completion": texts[j],
-                        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": texts[j]}],
-                        "score": _finite(group[j]),
-                        **({"augmented": origins[i][j].kind} if origins[i][j].kind else {}),
-                    }
-                )
+                row_id = f"{record.get('id')}#{j}" if numbered else record.get("id")
+                sft.append(sft_row(row_id, prompt, texts[j], _finite(group[j]), origins[i][j].kind))
         if relabel:
             levels = [parse_tags(p)[1] for p in relabelled]
             k, mirror = config.pairs_per_prompt, config.mirror_pairs
@@ -606,20 +605,13 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
             )
         offset += len(gens)
 
-    reconstrained_rows = 0
     for i, record in enumerate(records):
         for j, (g, origin) in enumerate(zip(generations[i], origins[i], strict=True)):
-            if config.reconstrained_targets == 0 or origin.kind is not None or g.num_tokens >= config.max_new_tokens:
+            if origin.kind is not None or g.num_tokens >= config.max_new_tokens:
                 continue
             key = f"{ctx.seed}/{record.get('id')}/{j}"
             for t, (new, target) in enumerate(reconstrained_targets(record, g.text, key, config.reconstrained_targets)):
-                messages = [{"role": "user", "content": new["prompt"]}, {"role": "assistant", "content": target}]
-                row_id = f"{record.get('id')}#{j}c{t}"
-                sft.append(
-                    {"id": row_id, "prompt": new["prompt"], "completion": target, "messages": messages, "score": None}
-                    | {"augmented": "reconstrained"}
-                )
-                reconstrained_rows += 1
+                sft.append(sft_row(f"{record.get('id')}#{j}c{t}", new["prompt"], target, None, "reconstrained"))
 
     out = ctx.dir
     atomic_write_text(out / "samples.jsonl", _jsonl(samples))
@@ -642,7 +634,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
         ),
         "data/eligible_targets": targets,
         "data/sft": len(sft),
-        "data/reconstrained": reconstrained_rows,
+        "data/reconstrained": sum(r.get("augmented") == "reconstrained" for r in sft),
         "data/pairs": len(pairs),
         "data/ratings": len(ratings),
         "reward/total/mean": _mean(totals),

@@ -47,6 +47,11 @@ def test_pair_combinations_score_every_swept_dimension(monkeypatch, tmp_path):
             # helpfulness is measured as the word count, whichever pair is steered
             expected = 12 if combo["tags"].get("brevity") == 1 else 2
             assert combo["scores"]["helpfulness"] == expected
+    # every response comes back with the levels measured in it (helpfulness: the word count)
+    assert len(result["samples"]) == 2 * 3 * 2 + 3 * 4 * 2
+    for sample in result["samples"]:
+        assert sample["levels"]["helpfulness"] == len(sample["response"].split())
+        assert parse_tags(sample["prompt"])[1] == sample["tags"]
     # steering structure alone leaves the untagged brevity at the short answer's level
     structure_pair = result["pairs"][2]["combinations"]
     assert {c["scores"]["brevity"] for c in structure_pair} == {

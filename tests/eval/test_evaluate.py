@@ -226,6 +226,16 @@ def test_controllability_sweeps_only_the_models_asked_for(tiny_llama_dir, prompt
     )
     metrics = evaluate({"tiny": spec}, spec, settings, tmp_path / "out", cache=None, progress=False)
     assert set(metrics["controllability"]) == {"tiny"}
+    # every sweep response on disk, with its tags and levels, for the swept model only
+    swept_rows = read_jsonl(tmp_path / "out" / "controllability.jsonl")
+    assert len(swept_rows) == 4 and {r["model"] for r in swept_rows} == {"tiny"}
+    assert [(r["group"], r["tags"]) for r in swept_rows] == [
+        ("sweep:brevity", {"brevity": 1}),
+        ("sweep:brevity", {"brevity": 5}),
+        ("sweep:structure", {"structure": 1}),
+        ("sweep:structure", {"structure": 5}),
+    ]
+    assert all(r["prompt"].startswith("<") and set(r["levels"]) == {"brevity", "structure"} for r in swept_rows)
     # the sweeps' prompts from their own dataset: the tagged suite's first test prompt, its tags removed
     own = control.model_copy(update={"dataset": "builtin:ifeval-lite-tagged", "split": "test"})
     cache = GenerationCache(tmp_path / "cache")

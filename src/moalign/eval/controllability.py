@@ -113,7 +113,9 @@ def controllability(
     highest intensities, figure 6) for model ``spec``, generated in one pass.
 
     Returns ``{"sweeps": {dim: {"points": [...], "spearman": rho}}, "pairs": [{"dimensions": [d1, d2],
-    "combinations": [{"tags": {d1: lo, d2: hi}, "scores": {d: mean for every swept d}}, ...]}]}``.
+    "combinations": [{"tags": {d1: lo, d2: hi}, "scores": {d: mean for every swept d}}, ...]}], "samples":
+    [{"group", "tags", "prompt", "response", "levels"}, ...]}`` (``samples``: every generated response with
+    the levels measured in it, in job order).
     """
     dims = dict(DEFAULT_TAG_DIMENSIONS if tag_dimensions is None else tag_dimensions)
     reward = level_reward(config.dimensions, dims, config.measure)
@@ -164,4 +166,8 @@ def controllability(
                 ],
             }
         )
-    return {"num_prompts": len(texts), "sweeps": sweeps, "pairs": pair_results}
+    samples = [
+        {"group": g, "tags": tags, "prompt": p, "response": r.text, "levels": {d: levels[d][i] for d in levels}}
+        for i, ((g, tags, _), p, r) in enumerate(zip(jobs, tagged, run.responses, strict=True))
+    ]
+    return {"num_prompts": len(texts), "sweeps": sweeps, "pairs": pair_results, "samples": samples}

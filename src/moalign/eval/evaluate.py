@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.jsonl"
+CONTROL_SAMPLES_FILE = "controllability.jsonl"
+"""Every controllability response of every swept model, with its tags and measured levels."""
 EVAL_KIND = "moalign-eval"
 """``metrics.json["kind"]``: how reports recognise an evaluation's metrics file."""
 REFERENCE_COLUMNS = ("reference", "completion", "chosen", "response", "output")
@@ -357,7 +359,16 @@ def evaluate(
                 progress=progress,
                 bf16=settings.bf16,
             )
+        control_samples = {spec: result.pop("samples") for spec, result in control_by_spec.items()}
         metrics["controllability"] = {label: control_by_spec[labels[label]] for label in swept}
+        atomic_write_lines(
+            out_dir / CONTROL_SAMPLES_FILE,
+            (
+                json.dumps({"model": label, **s}, ensure_ascii=False) + "\n"
+                for label in swept
+                for s in control_samples[labels[label]]
+            ),
+        )
 
     samples = (
         {

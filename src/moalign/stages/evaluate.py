@@ -2,9 +2,10 @@
 
 Keys: ``models`` (default: the model this stage receives), ``reference`` (default: the recipe's start model),
 ``dataset``, ``split``, ``num_samples``, ``decoding`` (greedy | sampled | beam), ``judge`` (a scorer spec;
-default: the recipe's objectives aggregated) and ``controllability``. It writes ``metrics.json`` and
-``samples.jsonl`` into its stage directory, logs the headline numbers as ``eval/<model>/<metric>`` and hands
-on no new model; the pipeline then rebuilds the run's ``report.html``.
+default: the recipe's objectives aggregated) and ``controllability``. It writes ``metrics.json``,
+``samples.jsonl`` (and the swept responses, ``controllability.jsonl``) into its stage directory, logs the
+headline numbers as ``eval/<model>/<metric>`` and hands on no new model; the pipeline then rebuilds the
+run's ``report.html``.
 
 Notes: docs/papers.md#stagesevaluatepy (an example stage).
 """

@@ -169,3 +169,28 @@ def test_sequence_normalisation_sums_each_response_s_token_losses(tiny_llama_dir
         sequence.args.gradient_accumulation_steps = 2
         got = sequence.compute_loss(sequence.model, batch, num_items_in_batch=torch.tensor(2 * tokens))
         assert got == pytest.approx(per_response.sum().item() / 4, rel=1e-4)
+
+
+def test_group_by_length_batches_rows_of_similar_length(tiny_llama_dir, tmp_path, monkeypatch):
+    from moalign.training.trl_fence import LengthPenaltySFTTrainer
+
+    path = tmp_path / "mixed.jsonl"
+    rows = [{"prompt": "Say hi", "response": "hi " * (1 if i % 2 else 40)} for i in range(64)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    seen: list[list[int]] = []
+    original = LengthPenaltySFTTrainer.compute_loss
+
+    def recording(self, model, inputs, *args, **kwargs):
+        seen.append(inputs["attention_mask"].sum(dim=1).tolist())
+        return original(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(LengthPenaltySFTTrainer, "compute_loss", recording)
+    padding = {}
+    for grouped in (False, True):
+        seen.clear()
+        cfg = {"dataset": str(path), "max_steps": 6, "per_device_train_batch_size": 4, "group_by_length": grouped}
+        run_stage(tmp_path / str(grouped), tiny_llama_dir, cfg)
+        assert len(seen) == 6
+        padding[grouped] = sum(max(lengths) * len(lengths) - sum(lengths) for lengths in seen)
+    # transformers' length-grouped sampler sorts each mega-batch of random rows: short rows batch together
+    assert padding[True] < padding[False] / 2

@@ -40,6 +40,9 @@ class LengthPenaltyConfig(StrictModel):
 class SFTStageConfig(TrainerStageConfig):
     learning_rate: float = Field(2e-5, gt=0.0)
     packing: bool = False
+    group_by_length: bool = False
+    """Batch rows of similar length together (transformers' ``train_sampling_strategy: group_by_length``):
+    less padding per step, each row still trained alone (unlike ``packing``)."""
     completion_only_loss: bool = True
     loss_normalization: Literal["token", "sequence"] = "token"
     """``token``: TRL's mean over every trained token of the batch; ``sequence``: seed 004 eq. 2, each
@@ -101,6 +104,7 @@ def run_sft(ctx: StageContext, config: SFTStageConfig) -> StageResult:
         include_num_input_tokens_seen="non_padding",  # trained tokens, for the cost table
         max_length=config.max_length,
         packing=config.packing,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         completion_only_loss=config.completion_only_loss,
     )
     trainer = LengthPenaltySFTTrainer(

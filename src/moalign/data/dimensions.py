@@ -86,11 +86,17 @@ BREVITY_INSTRUCTIONS: dict[int, str] = {
 STRUCTURE_INSTRUCTIONS: dict[int, str] = {
     1: "Write plain prose in a single paragraph, with no lists and no headers.",
     2: "Write prose in two or more paragraphs, with no lists and no headers.",
-    3: "Answer with a bulleted list of at least two items, without section headers.",
-    4: "Organise the answer in two or more sections, each with a Markdown header (##), and no lists.",
-    5: "Organise the answer in two or more sections with Markdown headers (##), including a bulleted list.",
+    3: 'Answer as a bulleted list of three or more points, one per line, each line starting with "- ", and no headers.',
+    4: 'Organise the answer in two or more sections, each opened by a header line such as "## Overview", and no lists.',
+    5: (
+        'Organise the answer in two or more sections, each opened by a header line such as "## Overview"; under '
+        'the last header, list the key points as bullets (lines starting with "- ").'
+    ),
 }
-"""The plain-language request for each structure level (the layouts of :data:`STRUCTURE_LEVELS`)."""
+"""The plain-language request for each structure level (the layouts of :data:`STRUCTURE_LEVELS`). The list
+and header requests show the lines they ask for, as :func:`layout_variants` writes them: asked for
+"Markdown headers (##)", the tuned 135M model answered with loops of empty "##" lines; shown a whole
+header line, it copies one. A list request asks for three points, a margin over the two the level needs."""
 
 
 def _check_level(intensity: Any) -> int:

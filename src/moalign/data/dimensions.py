@@ -76,12 +76,15 @@ def structure_match(response: str, intensity: int) -> float:
 
 BREVITY_INSTRUCTIONS: dict[int, str] = {
     5: "Answer in one short sentence (at most 15 words).",
-    4: "Answer in two or three sentences (16 to 30 words).",
-    3: "Answer in one short paragraph (30 to 60 words).",
-    2: "Answer in a long paragraph (60 to 100 words).",
-    1: "Give a detailed answer of more than 100 words.",
+    4: "Answer in exactly two short sentences (16 to 30 words in all).",
+    3: "Answer in one paragraph of three or four sentences (30 to 60 words).",
+    2: "Answer in one paragraph of five to seven sentences (60 to 100 words).",
+    1: "Give a detailed answer in two or more paragraphs (more than 100 words).",
 }
-"""The plain-language request for each brevity level (the bands of :data:`BREVITY_BANDS`)."""
+"""The plain-language request for each brevity level (the bands of :data:`BREVITY_BANDS`). Each names a count
+of sentences and paragraphs beside the words: a 135M model follows those counts, not word counts (a tuned
+SmolLM2, greedy, 16 train-split prompts x 5 levels: Spearman 0.69 asked for words alone, levels 1 and 2
+inverted; 0.78 with the counts, every level's mean above the one before)."""
 
 STRUCTURE_INSTRUCTIONS: dict[int, str] = {
     1: "Write plain prose in a single paragraph, with no lists and no headers.",

@@ -105,6 +105,11 @@ def test_sentence_prefixes_keep_the_longest_cut_of_each_other_brevity_level():
     assert [D.brevity_level(p) for p in prefixes] == [5, 4, 3]
     # a cut that changes the layout (two paragraphs -> one) is left out
     assert D.sentence_prefixes(first + "\n\n" + words(30) + ".") == []
+    # a response cut off mid-sentence also gives its longest finished prefix at its own level
+    cut = text + " " + words(5)
+    assert D.sentence_prefixes(cut) == prefixes
+    assert D.sentence_prefixes(cut, cut_off=True) == [*prefixes, text]
+    assert D.brevity_level(text) == D.brevity_level(cut) == 2
 
 
 def test_sentence_prefixes_never_end_on_a_header_or_a_colon_and_skip_code():

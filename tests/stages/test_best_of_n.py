@@ -273,6 +273,13 @@ def test_with_augmentations_adds_new_texts_marked_by_kind():
     assert out[:2] == gens and [c.kind for c in augmented] == [None, None, "sentence_prefix"]  # cut off, finished
     assert augmented[2].source == 0
     assert out[2].text == "One short answer." and out[2].num_tokens == 3
+    # cut off mid-sentence: its longest finished prefix at its own level (brevity 4) is a candidate too
+    finished = "One short answer. " + "word " * 20 + "end."
+    cut = B.CachedGeneration(finished + " And then", 30)
+    out, augmented = B.with_augmentations([cut], count, ["sentence_prefix"], {}, max_new_tokens=30)
+    assert [g.text for g in out[1:]] == ["One short answer.", finished]
+    out, augmented = B.with_augmentations([cut], count, ["sentence_prefix"], {}, max_new_tokens=31)
+    assert [g.text for g in out[1:]] == ["One short answer."]  # finished: no prefix at its own level
     prose = B.CachedGeneration("Tides rise. The moon pulls. The sun pulls less. Coasts flood.", 12)
     out, augmented = B.with_augmentations([prose], len, ["sentence_prefix", "layout"], {}, max_new_tokens=160)
     assert [c.kind for c in augmented] == [None] + ["layout"] * 4  # four sentences of level 5: no shorter prefix

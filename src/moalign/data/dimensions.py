@@ -209,12 +209,16 @@ def spread_tags(prompt: str, shift: int) -> str:
     return format_tags(moved, text) if moved != tags else prompt
 
 
-def sentence_prefixes(response: str) -> list[str]:
+def sentence_prefixes(response: str, cut_off: bool = False) -> list[str]:
     """The longest prefix of ``response`` at each brevity level other than the whole response's, cut where a
     sentence or a line ends, among the prefixes of the same structure level (augmentation for hindsight
     relabelling: a long answer's first sentences are an answer of a shorter level; cuts that change the
     layout would flood the data with single paragraphs). A cut never leaves a header or a line ending in
     ``:`` last; a response with a code block gives none. Shortest first.
+
+    ``cut_off``: the response stopped at the token budget, mid-sentence, so it is no answer itself; its
+    longest finished prefix at its own level is included too (the longest answers, level 1, are mostly
+    those a budget cut: 35 of 100 tagged samples at 160 tokens).
     """
     if tf.has_code_block(response):
         return []
@@ -231,7 +235,7 @@ def sentence_prefixes(response: str) -> list[str]:
         if tf.HEADER_RE.match(last) or tf.BOLD_LINE_RE.match(last):
             continue
         levels = _levels(prefix)
-        if levels[1] == whole[1] and levels != whole:
+        if levels[1] == whole[1] and (levels != whole or cut_off):
             best[levels] = prefix  # later cuts are longer: keep the longest of each level
     return sorted(best.values(), key=len)
 

@@ -103,7 +103,8 @@ class BestOfNConfig(StrictModel):
     """With ``relabel_tags``: each sample of a tagged prompt also contributes its sentence-end prefixes, one
     per level it passes through (:func:`moalign.data.dimensions.sentence_prefixes`), as extra candidates
     marked ``"augmented": "sentence_prefix"``. This is augmentation: the model wrote the words but did not
-    stop there; a truncated sample's prefixes are finished by construction."""
+    stop there; a truncated sample's prefixes are finished by construction, and its longest prefix at its
+    own level is one too (the longest answers are mostly the ones the budget cut)."""
     layout_variants: bool = False
     """With ``relabel_tags``: each sample of a tagged prompt that is prose of four sentences or more also
     contributes its sentences laid out at the other structure levels (one or two paragraphs, a list, sections
@@ -365,13 +366,13 @@ def _repaired(response: str, record: Mapping[str, Any]) -> list[str]:
     return [] if repaired is None else [repaired]
 
 
-AUGMENTATIONS: dict[str, tuple[Callable[[str, Mapping[str, Any]], list[str]], bool]] = {
-    "sentence_prefix": (lambda text, record: sentence_prefixes(text), True),
-    "layout": (lambda text, record: layout_variants(text), False),
-    "repair": (_repaired, False),
+AUGMENTATIONS: dict[str, tuple[Callable[[str, Mapping[str, Any], bool], list[str]], bool]] = {
+    "sentence_prefix": (lambda text, record, cut_off: sentence_prefixes(text, cut_off), True),
+    "layout": (lambda text, record, cut_off: layout_variants(text), False),
+    "repair": (lambda text, record, cut_off: _repaired(text, record), False),
 }
 """The augmentations of a prompt's samples, by the ``augmented`` mark their candidates carry:
-``(derive(text, record) -> texts, applies to a cut-off sample)``."""
+``(derive(text, record, cut_off) -> texts, applies to a cut-off sample)``."""
 
 
 @dataclass(frozen=True)
@@ -398,9 +399,10 @@ def with_augmentations(
     for kind in kinds:
         derive, from_cut_off = AUGMENTATIONS[kind]
         for i, g in enumerate(gens):
-            if g.num_tokens >= max_new_tokens and not from_cut_off:
+            cut_off = g.num_tokens >= max_new_tokens
+            if cut_off and not from_cut_off:
                 continue
-            for text in derive(g.text, record):
+            for text in derive(g.text, record, cut_off):
                 if text.strip() not in texts:
                     texts.add(text.strip())
                     extra.append((CachedGeneration(text=text, num_tokens=count_tokens(text)), Candidate(kind, i)))

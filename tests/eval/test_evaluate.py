@@ -236,6 +236,9 @@ def test_controllability_sweeps_only_the_models_asked_for(tiny_llama_dir, prompt
         ("sweep:structure", {"structure": 5}),
     ]
     assert all(r["prompt"].startswith("<") and set(r["levels"]) == {"brevity", "structure"} for r in swept_rows)
+    # evaluated again into the same directory without sweeps: no sweep file of the earlier run is left
+    evaluate({"tiny": spec}, spec, settings.model_copy(update={"controllability": None}), tmp_path / "out", cache=None)
+    assert not (tmp_path / "out" / "controllability.jsonl").exists()
     # the sweeps' prompts from their own dataset: the tagged suite's first test prompt, its tags removed
     own = control.model_copy(update={"dataset": "builtin:ifeval-lite-tagged", "split": "test"})
     cache = GenerationCache(tmp_path / "cache")

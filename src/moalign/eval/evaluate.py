@@ -383,6 +383,8 @@ def evaluate(
     )
     atomic_write_lines(out_dir / SAMPLES_FILE, (json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     atomic_write_json(out_dir / METRICS_FILE, metrics)
+    if settings.controllability is None:  # the sweeps an earlier evaluation left here are not this one's
+        (out_dir / CONTROL_SAMPLES_FILE).unlink(missing_ok=True)
     return metrics
 
 

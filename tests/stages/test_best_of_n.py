@@ -266,6 +266,23 @@ def test_level_histogram_counts_every_level_of_each_tagged_dimension():
     assert B.level_histogram(["no tags"]) == {}
 
 
+def test_balanced_copies_repeat_the_rows_of_rare_levels_up_to_the_cap():
+    rows = [{"brevity": 1}] * 3 + [{"brevity": 5}, {}]
+    assert B.balanced_copies(rows, {"brevity": 4}) == [1, 1, 1, 3, 1]  # level 5: 1 -> 3 rows, untagged once
+    assert B.balanced_copies(rows, {"brevity": 2}) == [1, 1, 1, 2, 1]  # capped
+    assert B.balanced_copies(rows, {"structure": 4}) == [1] * 5  # only the named dimensions
+    # a short level's rows get one more copy each in turn, the first first
+    assert B.balanced_copies([{"brevity": 2}] * 4 + [{"brevity": 4}] * 3, {"brevity": 4}) == [1] * 4 + [2, 1, 1]
+    # the dimensions in turn, each with its cap: brevity takes row 3 to 2 copies, structure to 3
+    both = [{"brevity": 1, "structure": 1}] * 3 + [{"brevity": 5, "structure": 5}]
+    assert B.balanced_copies(both, {"brevity": 2}) == [1, 1, 1, 2]
+    assert B.balanced_copies(both, {"brevity": 2, "structure": 4}) == [1, 1, 1, 3]
+    with pytest.raises(ValueError, match="balance_levels needs relabel_tags: true"):
+        B.BestOfNConfig(balance_levels={"brevity": 3})
+    with pytest.raises(ValueError, match="unknown dimension 'length'"):
+        B.BestOfNConfig(balance_levels={"length": 3}, relabel_tags=True)
+
+
 def test_with_augmentations_adds_new_texts_marked_by_kind():
     gens = [B.CachedGeneration("One short answer. " + "word " * 20 + "end.", 30), B.CachedGeneration("Two.", 2)]
     count = lambda text: len(text.split())  # noqa: E731

@@ -141,6 +141,24 @@ class BestOfNConfig(StrictModel):
     dimensions in turn (:func:`one_dimension_pairs`), instead of the samples whose levels differ most (which
     mostly contrast lengths, the dimension samples vary most in)."""
 
+    balance_levels: dict[str, int] | None = None
+    """With ``relabel_tags``: tag dimension -> the most times one tagged SFT row is written for it
+    (``{brevity: 4}``; None: each row once). The rows of levels that few samples reached are repeated (up
+    to that many times each) until every level of each named dimension has about as many rows as its most
+    frequent one (:func:`balanced_copies`; copies marked ``"repeat": n``). Sampled answers are mostly of a
+    few middle levels; without it SFT sees few rows of the others and learns to answer at a middle level
+    whatever the tag asks."""
+
+    @field_validator("balance_levels")
+    @classmethod
+    def _balanced_dimensions(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        for name, cap in (value or {}).items():
+            if name not in DIMENSIONS:
+                raise ValueError(f"balance_levels: unknown dimension {name!r} (known: {', '.join(DIMENSIONS)})")
+            if cap < 1:
+                raise ValueError(f"balance_levels: {name}: the most copies of a row must be >= 1, got {cap}")
+        return value
+
     @model_validator(mode="after")
     def _one_weight_per_source(self) -> BestOfNConfig:
         if self.dataset_weights is not None:
@@ -160,6 +178,7 @@ class BestOfNConfig(StrictModel):
             "layout_variants": ("relabel_tags",),
             "mirror_pairs": ("relabel_tags",),
             "one_dimension_pairs": ("relabel_tags", "mirror_pairs"),
+            "balance_levels": ("relabel_tags",),
         }
         for switch, bases in needs.items():
             missing = [b for b in bases if not getattr(self, b)]
@@ -358,6 +377,28 @@ def level_histogram(prompts: Sequence[str]) -> dict[str, int]:
         if any(d in t for t in tags)
         for level in LEVELS
     }
+
+
+def balanced_copies(levels: Sequence[Mapping[str, int]], max_copies: Mapping[str, int]) -> list[int]:
+    """How many times to write each tagged row so that, in each dimension of ``max_copies`` in turn, every
+    level present has about as many rows as its most frequent level (class-balanced oversampling by
+    repetition): the rows of a short level get one more copy each in turn, none more than the dimension's
+    ``max_copies``. ``levels[i]`` are row ``i``'s measured tags (``{}`` for an untagged row: one copy). A
+    dimension balanced later can unbalance an earlier one; a level no row has stays absent."""
+    copies = [1] * len(levels)
+    for dim, cap in max_copies.items():
+        members: dict[int, list[int]] = {}
+        for i, row in enumerate(levels):
+            if dim in row:
+                members.setdefault(row[dim], []).append(i)
+        counts = {level: sum(copies[i] for i in rows) for level, rows in members.items()}
+        for level, rows in sorted(members.items()):
+            count, target = counts[level], max(counts.values())
+            while count < target and (open_rows := [i for i in rows if copies[i] < cap]):
+                for i in sorted(open_rows, key=lambda i: (copies[i], i))[: target - count]:
+                    copies[i] += 1
+                    count += 1
+    return copies
 
 
 def _repaired(response: str, record: Mapping[str, Any]) -> list[str]:
@@ -614,6 +655,12 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
             key = f"{ctx.seed}/{record.get('id')}/{j}"
             for t, (new, target) in enumerate(reconstrained_targets(record, g.text, key, config.reconstrained_targets)):
                 sft.append(sft_row(f"{record.get('id')}#{j}c{t}", new["prompt"], target, None, "reconstrained"))
+
+    if config.balance_levels is not None:
+        copies = balanced_copies([parse_tags(r["prompt"])[1] for r in sft], config.balance_levels)
+        sft += [
+            r | {"id": f"{r['id']}r{c}", "repeat": c} for r, n in zip(sft, copies, strict=True) for c in range(1, n)
+        ]
 
     out = ctx.dir
     atomic_write_text(out / "samples.jsonl", _jsonl(samples))

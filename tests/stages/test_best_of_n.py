@@ -140,6 +140,28 @@ def test_relabelled_tags_match_what_each_sample_measures(tmp_path, tiny_llama_di
         assert tags == measured_tags(p["prompt"], p["chosen"]) != measured_tags(p["prompt"], p["rejected"])
 
 
+def test_balance_levels_writes_each_copy_after_the_rows_marked_with_its_number(tmp_path, tiny_llama_dir, monkeypatch):
+    """The stage writes ``balanced_copies``' counts (here 3 for each tagged row: a tiny model's samples all
+    measure one level, which needs none): the rows as before, then each tagged row's copies."""
+    monkeypatch.setattr(B, "balanced_copies", lambda levels, caps: [3 if tags else 1 for tags in levels])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: bon\nmodel: {tiny_llama_dir}\noutput_dir: {tmp_path / 'runs'}\nstages:\n"
+        "  - best_of_n: {dataset: [builtin:ifeval-lite, builtin:ifeval-lite-tagged], split: validation,\n"
+        "                num_prompts: 4, num_generations: 3, max_new_tokens: 6, relabel_tags: true,\n"
+        "                balance_levels: {brevity: 3}}\n"
+    )
+    run = run_recipe(load_recipe(recipe))
+    sft = read_jsonl(run.root / "01-best_of_n" / "sft.jsonl")
+    rows = [r for r in sft if "repeat" not in r]
+    tagged = [r for r in rows if r["prompt"].startswith("<")]
+    assert tagged and sft[: len(rows)] == rows
+    copies = sft[len(rows) :]
+    assert copies == [r | {"id": f"{r['id']}r{c}", "repeat": c} for r in tagged for c in (1, 2)]
+    summary = json.loads(run.summary_path.read_text())["stages"][0]["summary"]
+    assert summary["data/sft"] == len(rows) + 2 * len(tagged)
+
+
 def test_stage_is_deterministic_for_the_recipe_seed(tmp_path, tiny_llama_dir):
     texts = []
     for name in ("one", "two"):

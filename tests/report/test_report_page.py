@@ -203,7 +203,11 @@ def test_report_shows_data_levels_reward_heads_and_learning_curves(tmp_path):
         json.dumps({"stage": "01-best_of_n", "type": "best_of_n", "summary": summary})
     )
     (tmp_path / "04-reward_model").mkdir()
-    heads = {"brevity": {"support": 9, "intensity_accuracy": 0.8, "spearman": 0.9}, "structure": {"spearman": 0.1}}
+    blind_5 = [[5, 0, 0, 0, 0], [0, 5, 0, 0, 0], [0, 0, 5, 0, 0], [0, 0, 0, 5, 0], [0, 0, 0, 5, 0]]
+    heads = {
+        "brevity": {"support": 9, "intensity_accuracy": 0.8, "spearman": 0.9, "confusion_matrix": blind_5},
+        "structure": {"spearman": 0.1},
+    }
     (tmp_path / "04-reward_model" / "rm_eval.json").write_text(json.dumps({"heads": heads}))
     text = build_report(tmp_path).read_text()
     checker = check_html(text)
@@ -211,6 +215,7 @@ def test_report_shows_data_levels_reward_heads_and_learning_curves(tmp_path):
     assert '<td>brevity</td><td class="num">3</td><td class="num">0</td>' in text  # SFT rows per level 1, 2
     assert '<td>brevity</td><td class="num">9</td>' in text and "usable" in text
     assert text.count("too weak to steer") == 1  # structure's Spearman 0.1
+    assert "usable; level 5 recalled below chance (no reward for steering to it)" in text  # level 5 read as 4
 
 
 def test_learning_curves_average_each_evaluation_and_keep_rewards_and_accuracies():

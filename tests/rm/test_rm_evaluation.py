@@ -68,3 +68,15 @@ def test_head_spearman_ranks_expected_intensity_against_the_labels():
     reversed_head = head_metrics(probs, {"a": [3, 2, 1]}, {"a": 3})["heads"]["a"]
     assert reversed_head["spearman"] == pytest.approx(-1.0)
     assert head_metrics(probs, {"a": [2, None, None]}, {"a": 3})["heads"]["a"]["spearman"] is None
+
+
+def test_unrecognised_levels_are_those_recalled_below_chance_with_enough_samples():
+    from moalign.rm.evaluation import unrecognised_levels
+
+    # a brevity head's held-out confusion (rows: true levels 1-5): levels 4 and 5 always read as 3
+    confusion = [[35, 0, 0, 0, 0], [15, 14, 1, 0, 0], [2, 12, 10, 0, 0], [0, 1, 10, 0, 0], [0, 0, 10, 1, 0]]
+    assert unrecognised_levels(confusion) == [4, 5]
+    assert unrecognised_levels(confusion, min_support=12) == []  # 11 samples each: too few to tell
+    # recall 2/10 is chance for 5 classes (not below it); 1/10 is below
+    assert unrecognised_levels([[2, 8, 0, 0, 0], [1, 9, 0, 0, 0], *[[0] * 5] * 3]) == []
+    assert unrecognised_levels([[1, 9, 0, 0, 0], [1, 9, 0, 0, 0], *[[0] * 5] * 3]) == [1]

@@ -27,6 +27,7 @@ from moalign.eval.evaluate import EVAL_KIND, METRICS_FILE, SAMPLES_FILE
 from moalign.report import plots
 from moalign.report.fronts import PARETO_FILE
 from moalign.report.summary import contribution_rows
+from moalign.rm.evaluation import unrecognised_levels
 
 WEAK_HEAD_SPEARMAN = 0.5
 """A reward-model head whose expected intensity correlates less than this with the held-out labels is
@@ -315,7 +316,8 @@ def data_section(stages: Sequence[Mapping[str, Any]]) -> str:
 
 
 def reward_model_section(root: Path) -> str:
-    """Each reward model's heads on its held-out samples: accuracy, Spearman of expected intensity vs label."""
+    """Each reward model's heads on its held-out samples: accuracy, Spearman of expected intensity vs label,
+    and the levels each head does not recognise (:func:`~moalign.rm.evaluation.unrecognised_levels`)."""
     parts = []
     for path in sorted(root.glob("[0-9][0-9]-*/rm_eval.json")):
         heads = (_read_json(path) or {}).get("heads", {})
@@ -323,6 +325,12 @@ def reward_model_section(root: Path) -> str:
         for dim, h in heads.items():
             rho = h.get("spearman")
             weak = rho is None or rho < WEAK_HEAD_SPEARMAN
+            blind = unrecognised_levels(h.get("confusion_matrix") or [])
+            verdict = f"too weak to steer (Spearman < {WEAK_HEAD_SPEARMAN})" if weak else "usable"
+            if blind:
+                many = len(blind) > 1
+                named = f"level{'s' if many else ''} {', '.join(map(str, blind))}"
+                verdict += f"; {named} recalled below chance (no reward for steering to {'them' if many else 'it'})"
             rows.append(
                 [
                     escape(dim),
@@ -331,7 +339,7 @@ def reward_model_section(root: Path) -> str:
                     fmt(h.get("chance_intensity_accuracy")),
                     fmt(h.get("preference_accuracy")),
                     fmt(rho),
-                    f"too weak to steer (Spearman < {WEAK_HEAD_SPEARMAN})" if weak else "usable",
+                    verdict,
                 ]
             )
         header = ["Head", "Held-out", "Accuracy", "Chance", "Preference acc.", "Spearman", "Verdict"]

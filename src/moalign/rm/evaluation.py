@@ -32,6 +32,18 @@ def confusion_matrix(predicted: torch.Tensor, labels: torch.Tensor, classes: int
     return torch.bincount(flat, minlength=classes * classes).reshape(classes, classes)
 
 
+def unrecognised_levels(confusion: list[list[int]], min_support: int = 5) -> list[int]:
+    """Intensities (1-based) with at least ``min_support`` held-out samples whose recall (the share the head
+    predicts as that level, read off the ``[K, K]`` confusion matrix, rows true) is below chance ``1/K``:
+    levels a policy cannot be steered to by this head's target probability."""
+    classes = len(confusion)
+    return [
+        level
+        for level, row in enumerate(confusion, start=1)
+        if sum(row) >= min_support and row[level - 1] / sum(row) < 1 / classes
+    ]
+
+
 def intensity_accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of exact class matches over ``[N]`` intensities; NaN for an empty set."""
     return (predicted.long() == labels.long()).float().mean().item() if labels.numel() else float("nan")

@@ -73,7 +73,7 @@ def test_head_spearman_ranks_expected_intensity_against_the_labels():
 def test_unrecognised_levels_are_those_recalled_below_chance_with_enough_samples():
     from moalign.rm.evaluation import unrecognised_levels
 
-    # a brevity head's held-out confusion (rows: true levels 1-5): levels 4 and 5 always read as 3
+    # a brevity head's held-out confusion (rows: true levels 1-5): levels 4 and 5 never read as themselves
     confusion = [[35, 0, 0, 0, 0], [15, 14, 1, 0, 0], [2, 12, 10, 0, 0], [0, 1, 10, 0, 0], [0, 0, 10, 1, 0]]
     assert unrecognised_levels(confusion) == [4, 5]
     assert unrecognised_levels(confusion, min_support=12) == []  # 11 samples each: too few to tell

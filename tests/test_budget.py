@@ -45,6 +45,8 @@ def test_sampling_budget_is_one_pass_over_prompts_times_samples():
 
     budget = sampling_budget(BestOfN())
     assert (budget.steps, budget.sequences, budget.tokens, budget.total, budget.first_step) == (1, 24, 20, 480, 0)
+    BestOfN.extra_level_samples = {"brevity": {5: 2, 4: 1}, "structure": {1: 1}}
+    assert sampling_budget(BestOfN()).sequences == 8 * (3 + 4)  # as if every prompt had both tags
 
 
 def test_the_dry_run_uses_what_a_stage_declares(tmp_path):

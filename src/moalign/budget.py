@@ -73,5 +73,8 @@ def training_steps(max_steps: int, rows: int | None, epochs: float, per_step: in
 
 def sampling_budget(config: Any) -> Budget:
     """One pass sampling ``num_generations`` completions of at most ``max_new_tokens`` tokens for each of
-    ``num_prompts`` prompts (e.g. the ``best_of_n`` stage)."""
-    return Budget(1, config.num_prompts * config.num_generations, config.max_new_tokens, "generated tokens")
+    ``num_prompts`` prompts (e.g. the ``best_of_n`` stage), plus its ``extra_level_samples`` as if every
+    prompt were tagged in each of their dimensions."""
+    extra = sum(sum(counts.values()) for counts in (getattr(config, "extra_level_samples", None) or {}).values())
+    per_prompt = config.num_generations + extra
+    return Budget(1, config.num_prompts * per_prompt, config.max_new_tokens, "generated tokens")

@@ -95,6 +95,23 @@ def test_spread_tags_moves_each_dimension_by_its_own_stride():
     assert sorted(t["structure"] for t in levels) == [1, 2, 3, 4, 5]
 
 
+def test_spread_requests_add_the_extra_levels_after_the_spread():
+    base = [D.spread_tags("<brevity 2><structure 5> Hi", j) for j in range(5)]
+    requests = D.spread_requests("<brevity 2><structure 5> Hi", 5, {"brevity": {5: 2, 1: 1}})
+    assert requests[:5] == base
+    # shifts 5, 6, 7 move structure by 10, 12, 14 (5, 2, 4); brevity is set, levels in order
+    assert [parse_tags(r)[1] for r in requests[5:]] == [
+        {"brevity": 1, "structure": 5},
+        {"brevity": 5, "structure": 2},
+        {"brevity": 5, "structure": 4},
+    ]
+    assert all(parse_tags(r)[0] == "Hi" for r in requests)
+    # a prompt without the dimension's tag (or without tags) gets the spread only
+    assert D.spread_requests("<structure 3> Hi", 2, {"brevity": {5: 3}}) == ["<structure 3> Hi", "<structure 5> Hi"]
+    assert D.spread_requests("Hi", 2, {"brevity": {5: 3}}) == ["Hi", "Hi"]
+    assert D.spread_requests("<brevity 1> Hi", 3) == [D.spread_tags("<brevity 1> Hi", j) for j in range(3)]
+
+
 def test_sentence_prefixes_keep_the_longest_cut_of_each_other_brevity_level():
     first = "Tides are caused by the Moon."  # 6 words: brevity 5
     second = " " + words(12) + "."  # 18 words in all: brevity 4

@@ -140,6 +140,42 @@ def test_relabelled_tags_match_what_each_sample_measures(tmp_path, tiny_llama_di
         assert tags == measured_tags(p["prompt"], p["chosen"]) != measured_tags(p["prompt"], p["rejected"])
 
 
+def test_extra_level_samples_ask_for_their_level_and_line_up_with_their_prompt(tmp_path, tiny_llama_dir, monkeypatch):
+    """Each sample of a prompt is drawn from the request :func:`spread_requests` gives it (the spread, then
+    the extra levels of a dimension the prompt is tagged with), and lands under its own prompt."""
+    import moalign.generation as G
+
+    asked = []
+
+    def fake_generate(model, tokenizer, prompts, sampling, **kwargs):
+        start = len(asked)
+        asked.extend(prompts)
+        return [[G.Generation(k, f"answer {start + k}.", 2, [])] for k in range(len(prompts))]
+
+    monkeypatch.setattr(G, "generate", fake_generate)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: bon\nmodel: {tiny_llama_dir}\noutput_dir: {tmp_path / 'runs'}\nstages:\n"
+        "  - best_of_n: {dataset: [builtin:ifeval-lite, builtin:ifeval-lite-tagged], split: validation,\n"
+        "                num_prompts: 6, num_generations: 2, max_new_tokens: 6, batch_size: 4, spell_out_tags: true,\n"
+        "                spread_levels: true, extra_level_samples: {brevity: {5: 2}}}\n"
+    )
+    out = run_recipe(load_recipe(recipe)).root / "01-best_of_n"
+    samples = read_jsonl(out / "samples.jsonl")
+    by_prompt: dict[str, list[dict]] = {}
+    for s in samples:
+        by_prompt.setdefault(s["id"], []).append(s)
+    extra = 0
+    for rows in by_prompt.values():
+        prompt = rows[0]["prompt"]
+        requests = D.spread_requests(prompt, 2, {"brevity": {5: 2}})
+        assert [s["sample"] for s in rows] == list(range(len(requests)))
+        for s in rows:
+            assert asked[int(s["response"].split()[1][:-1])] == D.spell_out_tags(requests[s["sample"]])
+        extra += len(requests) - 2
+    assert extra > 0 and len(asked) == len(samples)  # some prompts carry a brevity tag
+
+
 def test_balance_levels_writes_each_copy_after_the_rows_marked_with_its_number(tmp_path, tiny_llama_dir, monkeypatch):
     """The stage writes ``balanced_copies``' counts (here 3 for each tagged row: a tiny model's samples all
     measure one level, which needs none): the rows as before, then each tagged row's copies."""
@@ -371,6 +407,12 @@ def test_switches_that_act_on_another_are_refused_without_it():
     assert B.BestOfNConfig(one_dimension_pairs=True, relabel_tags=True, mirror_pairs=True).one_dimension_pairs
     with pytest.raises(ValueError, match="spread_levels needs spell_out_tags: true"):
         B.BestOfNConfig(spread_levels=True)
+    with pytest.raises(ValueError, match="extra_level_samples needs spread_levels: true"):
+        B.BestOfNConfig(spell_out_tags=True, extra_level_samples={"brevity": {5: 2}})
+    with pytest.raises(ValueError, match="unknown dimension 'length'"):
+        B.BestOfNConfig(extra_level_samples={"length": {5: 2}})
+    with pytest.raises(ValueError, match="levels are 1-5 and counts >= 1, got 6: 2"):
+        B.BestOfNConfig(extra_level_samples={"brevity": {6: 2}})
     for switch in ("sentence_prefixes", "layout_variants", "mirror_pairs"):
         with pytest.raises(ValueError, match=f"{switch} needs relabel_tags: true"):
             B.BestOfNConfig(**{switch: True})

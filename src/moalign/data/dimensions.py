@@ -209,6 +209,23 @@ def spread_tags(prompt: str, shift: int) -> str:
     return format_tags(moved, text) if moved != tags else prompt
 
 
+def spread_requests(prompt: str, n: int, extra: Mapping[str, Mapping[int, int]] | None = None) -> list[str]:
+    """The prompts the samples of one prompt ask with: :func:`spread_tags` shifts ``0..n-1``, then for each
+    ``extra[dimension][level] = count`` that many more asking for ``level`` of a dimension the prompt is
+    tagged with (their other dimensions moved on as shifts ``n, n+1, ...`` move them). Levels a model seldom
+    reaches when asked once get more chances; a prompt without that dimension's tag gets no extra request."""
+    requests = [spread_tags(prompt, j) for j in range(n)]
+    text, tags = parse_tags(prompt)
+    for name, counts in (extra or {}).items():
+        if name not in tags:
+            continue
+        for level, count in sorted(counts.items()):
+            for _ in range(count):
+                moved = parse_tags(spread_tags(prompt, len(requests)))[1]
+                requests.append(format_tags({**moved, name: level}, text))
+    return requests
+
+
 def sentence_prefixes(response: str, cut_off: bool = False) -> list[str]:
     """The longest prefix of ``response`` at each brevity level other than the whole response's, cut where a
     sentence or a line ends, among the prefixes of the same structure level (augmentation for hindsight

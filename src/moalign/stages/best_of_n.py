@@ -34,7 +34,7 @@ from moalign.data.dimensions import (
     relabel_prompt,
     sentence_prefixes,
     spell_out_tags,
-    spread_tags,
+    spread_requests,
 )
 from moalign.data.pairs import PreferencePair, best_index, best_worst_pair, farthest_index, level_distance
 from moalign.data.prompts import reconstrained
@@ -99,6 +99,12 @@ class BestOfNConfig(StrictModel):
     """With ``spell_out_tags``: sample ``j`` of a tagged prompt asks for levels moved ``j`` steps on
     (:func:`moalign.data.dimensions.spread_tags`), so one prompt's samples cover different levels and the
     relabelled pairs contrast responses of one prompt that really differ in what the tags measure."""
+    extra_level_samples: dict[str, dict[int, int]] | None = None
+    """With ``spread_levels``: tag dimension -> {level: count}: each prompt tagged in that dimension is sampled
+    ``count`` more times asking for ``level`` (:func:`moalign.data.dimensions.spread_requests`), beyond its
+    ``num_generations``. For levels the model seldom reaches when asked once: asked for one short sentence,
+    SmolLM2 answered at most 15 words (or began with such a sentence) in 5 of 15 samples, so the shortest
+    level had few distinct targets."""
     sentence_prefixes: bool = False
     """With ``relabel_tags``: each sample of a tagged prompt also contributes its sentence-end prefixes, one
     per level it passes through (:func:`moalign.data.dimensions.sentence_prefixes`), as extra candidates
@@ -159,6 +165,19 @@ class BestOfNConfig(StrictModel):
                 raise ValueError(f"balance_levels: {name}: the most copies of a row must be >= 1, got {cap}")
         return value
 
+    @field_validator("extra_level_samples")
+    @classmethod
+    def _extra_levels(cls, value: dict[str, dict[int, int]] | None) -> dict[str, dict[int, int]] | None:
+        for name, counts in (value or {}).items():
+            if name not in DIMENSIONS:
+                raise ValueError(f"extra_level_samples: unknown dimension {name!r} (known: {', '.join(DIMENSIONS)})")
+            for level, count in counts.items():
+                if level not in LEVELS or count < 1:
+                    raise ValueError(
+                        f"extra_level_samples: {name}: levels are 1-5 and counts >= 1, got {level}: {count}"
+                    )
+        return value
+
     @model_validator(mode="after")
     def _one_weight_per_source(self) -> BestOfNConfig:
         if self.dataset_weights is not None:
@@ -174,6 +193,7 @@ class BestOfNConfig(StrictModel):
         """A switch that only acts on top of another one is refused without it (it would be ignored)."""
         needs = {
             "spread_levels": ("spell_out_tags",),
+            "extra_level_samples": ("spread_levels",),
             "sentence_prefixes": ("relabel_tags",),
             "layout_variants": ("relabel_tags",),
             "mirror_pairs": ("relabel_tags",),
@@ -511,7 +531,7 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
     spread = config.spread_levels and config.spell_out_tags
     # the model's input for each sample of each prompt (spread: one per sample; otherwise shared by all n)
     inputs = [
-        [spell_out_tags(spread_tags(r["prompt"], j)) for j in range(n)]
+        [spell_out_tags(p) for p in spread_requests(r["prompt"], n, config.extra_level_samples)]
         if spread
         else [spell_out_tags(r["prompt"]) if config.spell_out_tags else r["prompt"]]
         for r in records
@@ -527,13 +547,16 @@ def run(ctx: StageContext, config: BestOfNConfig) -> StageResult:
             flat,
             sampling,
             num_return_sequences=1 if spread else n,
-            batch_size=config.batch_size * (n if spread else 1),
+            batch_size=len(flat),
             progress=False,
             bf16=config.bf16,
         )
         bar.update(len(indices))
         gens = [[CachedGeneration(text=g.text, num_tokens=g.num_tokens) for g in row] for row in drawn]
-        return [sum(gens[k * n : (k + 1) * n], []) for k in range(len(indices))] if spread else gens
+        if not spread:
+            return gens
+        ends = list(itertools.accumulate(len(inputs[i]) for i in indices))
+        return [sum(gens[end - len(inputs[i]) : end], []) for i, end in zip(indices, ends, strict=True)]
 
     t0 = time.time()
     progress = ctx.dir / SAMPLED_SO_FAR

@@ -49,6 +49,12 @@ from moalign.stages.base import StageContext, StageResult, register_stage
 from moalign.tags import parse_tags
 
 
+def _check_dimension(key: str, name: str) -> None:
+    """Refuse a tag dimension the task suite does not measure, naming the config key."""
+    if name not in DIMENSIONS:
+        raise ValueError(f"{key}: unknown dimension {name!r} (known: {', '.join(DIMENSIONS)})")
+
+
 class BestOfNConfig(StrictModel):
     """Keys of the ``best_of_n`` stage (decoding keys named as in ``transformers.GenerationConfig``)."""
 
@@ -159,8 +165,7 @@ class BestOfNConfig(StrictModel):
     @classmethod
     def _balanced_dimensions(cls, value: dict[str, int] | None) -> dict[str, int] | None:
         for name, cap in (value or {}).items():
-            if name not in DIMENSIONS:
-                raise ValueError(f"balance_levels: unknown dimension {name!r} (known: {', '.join(DIMENSIONS)})")
+            _check_dimension("balance_levels", name)
             if cap < 1:
                 raise ValueError(f"balance_levels: {name}: the most copies of a row must be >= 1, got {cap}")
         return value
@@ -169,8 +174,7 @@ class BestOfNConfig(StrictModel):
     @classmethod
     def _extra_levels(cls, value: dict[str, dict[int, int]] | None) -> dict[str, dict[int, int]] | None:
         for name, counts in (value or {}).items():
-            if name not in DIMENSIONS:
-                raise ValueError(f"extra_level_samples: unknown dimension {name!r} (known: {', '.join(DIMENSIONS)})")
+            _check_dimension("extra_level_samples", name)
             for level, count in counts.items():
                 if level not in LEVELS or count < 1:
                     raise ValueError(

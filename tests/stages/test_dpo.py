@@ -6,7 +6,7 @@ import torch
 
 from moalign.config.yaml_source import YamlSource
 from moalign.errors import UserError
-from moalign.losses.preference import dpo_loss
+from moalign.losses.preference import chosen_nll, dpo_loss
 from moalign.models import load_causal_lm, load_tokenizer
 from moalign.pipeline import run_recipe
 from moalign.recipe import validate_recipe
@@ -170,8 +170,11 @@ def test_precomputed_reference_log_probs_give_the_inline_reference_loss(tiny_lla
     assert losses[True] == pytest.approx(losses[False], abs=1e-5)
 
 
-@pytest.mark.parametrize(("lora", "bf16"), [(False, False), (True, False), (False, True)])
-def test_shared_prompt_loss_and_gradients_equal_trl_forward(tiny_llama_dir, tmp_path, lora, bf16):
+@pytest.mark.parametrize(
+    ("lora", "bf16", "losses"),
+    [(False, False, None), (True, False, None), (False, True, None), (True, False, (["sigmoid", "sft"], [1.0, 0.7]))],
+)
+def test_shared_prompt_loss_and_gradients_equal_trl_forward(tiny_llama_dir, tmp_path, lora, bf16, losses):
     from datasets import Dataset
 
     from moalign.stages.dpo import DPOStageConfig, dpo_trainer
@@ -188,8 +191,10 @@ def test_shared_prompt_loss_and_gradients_equal_trl_forward(tiny_llama_dir, tmp_
             beta=0.5,
             shared_prompt=shared,
             peft=LoraSpec(r=4, target_modules="all-linear") if lora else None,
+            **({"loss_type": losses[0], "loss_weights": losses[1]} if losses else {}),
         )
         trainer = dpo_trainer(config, str(tiny_llama_dir), pairs, None, output_dir=tmp_path / f"{shared}", seed=0)
+        assert not shared or trainer._packs(trainer.model)  # the packed path, not TRL's fallback
         torch.manual_seed(1)
         with torch.no_grad():  # the same move of the trained weights away from the reference on both sides
             for p in trainer.model.parameters():
@@ -210,3 +215,42 @@ def test_shared_prompt_loss_and_gradients_equal_trl_forward(tiny_llama_dir, tmp_
     for name, grad in grads_trl.items():
         assert torch.allclose(grads_shared[name], grad, atol=atol), name
     assert metrics_shared == pytest.approx(metrics_trl, abs=10 * atol)
+
+
+def test_rpo_nll_is_the_mean_negative_log_probability_of_the_chosen_tokens():
+    # two chosen responses: 3 tokens summing to -6 nats, 1 token of -2 nats: 8 nats over 4 tokens
+    assert chosen_nll(torch.tensor([-6.0, -2.0]), torch.tensor([3, 1])).item() == pytest.approx(2.0)
+
+
+def test_rpo_adds_the_weighted_chosen_nll_to_the_dpo_loss(tiny_llama_dir, tmp_path):
+    from datasets import Dataset
+
+    from moalign.stages.dpo import DPOStageConfig, dpo_trainer
+
+    pairs = preference_records(Dataset.from_list(PAIRS), "test")
+    config = DPOStageConfig(
+        dataset="x", per_device_train_batch_size=4, max_steps=1, bf16=False, beta=0.5, precompute_ref_log_probs=False,
+        loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.5],
+    )
+    trainer = dpo_trainer(config, str(tiny_llama_dir), pairs, None, output_dir=tmp_path / "t", seed=0)
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.model.eval()
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, batch).item()
+        args = (batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+        chosen, _ = completion_logps(trainer.model, *args).chunk(2)
+        tokens = batch["completion_mask"].chunk(2)[0].sum()
+    # the policy is its reference: the DPO term is log 2; the NLL is the chosen tokens' mean
+    assert loss == pytest.approx(math.log(2.0) + 0.5 * (-chosen.sum() / tokens).item(), rel=1e-4)
+
+
+def test_loss_weights_need_one_weight_per_loss_type_and_known_losses():
+    from pydantic import ValidationError
+
+    from moalign.stages.dpo import DPOStageConfig
+
+    with pytest.raises(ValidationError, match="one weight per loss_type"):
+        DPOStageConfig(dataset="x", loss_type=["sigmoid", "sft"], loss_weights=[1.0])
+    with pytest.raises(ValidationError, match="sigmoid"):
+        DPOStageConfig(dataset="x", loss_type=["sigmoid", "nll"])
+    assert DPOStageConfig(dataset="x", loss_type="ipo").loss_types == ["ipo"]

@@ -26,6 +26,22 @@ def dpo_loss(
     return losses, chosen_rewards.detach(), rejected_rewards.detach()
 
 
+def chosen_nll(policy_chosen_logps: torch.Tensor, chosen_lengths: torch.Tensor) -> torch.Tensor:
+    """The NLL term that RPO adds to DPO (Pang et al. 2024, "Iterative Reasoning Preference Optimization",
+    eq. 1: ``L = L_DPO + alpha * L_NLL`` on the chosen response), a scalar.
+
+    Reading taken: TRL's ``loss_type: sft`` (what ``loss_type: [sigmoid, sft]`` with ``loss_weights: [1,
+    alpha]`` computes), the mean negative log-probability over all chosen tokens of the batch,
+
+        L_NLL = - sum_i log pi(y_w^i|x^i) / sum_i |y_w^i|
+
+    where the paper divides each sequence by its own length before averaging (the two agree when the
+    chosen responses have equal lengths). ``policy_chosen_logps``: ``[B]`` summed log-probabilities;
+    ``chosen_lengths``: ``[B]`` their token counts.
+    """
+    return -policy_chosen_logps.sum() / chosen_lengths.sum().clamp(min=1)
+
+
 def best_worst_pairs(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Online DPO's pair per prompt (seed 002 section 3.3; Guo et al. 2024): the best and the worst sample.
 

@@ -11,9 +11,9 @@ token is scored; the loss is the same :func:`~moalign.losses.preference.dpo_loss
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from moalign.data.specs import record_chat, require_prompt, require_prompts_fit, train_eval_datasets
 from moalign.errors import UserError
@@ -24,18 +24,43 @@ if TYPE_CHECKING:
     from moalign.tags import TagDimensions
 
 
+DPOLoss = Literal[
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+    "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+]
+"""TRL 1.16's DPO loss types."""
+
+
 class DPOStageConfig(TrainerStageConfig):
     """Defaults follow seed 004 section 4 (lr 5e-6, beta 0.1, linear schedule, 10 warmup steps)."""
 
     learning_rate: float = Field(5e-6, gt=0.0)
     warmup_steps: int = 10
     beta: float = Field(0.1, gt=0.0)
-    loss_type: str = "sigmoid"
+    loss_type: DPOLoss | list[DPOLoss] = "sigmoid"
+    """TRL's ``loss_type``; a list combines losses, each weighted by ``loss_weights``. ``[sigmoid, sft]`` is
+    RPO (DPO plus the chosen responses' NLL, :func:`moalign.losses.preference.chosen_nll`)."""
+    loss_weights: list[float] | None = None
+    """One weight per entry of ``loss_type`` (TRL's default: 1 each); RPO's ``alpha`` is the ``sft`` weight."""
     precompute_ref_log_probs: bool = False
     max_length: int | None = 512
     shared_prompt: bool = True
-    """Score each pair from one packed segment, its prompt computed once (sigmoid loss with SDPA or eager
-    attention; other settings fall back to TRL's two rows per pair). False: always TRL's forward."""
+    """Score each pair from one packed segment, its prompt computed once (sigmoid loss, alone or with ``sft``,
+    with SDPA or eager attention; other settings fall back to TRL's two rows per pair). False: always TRL's
+    forward."""
+
+    @property
+    def loss_types(self) -> list[str]:
+        return [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type)
+
+    @model_validator(mode="after")
+    def _weights_match_losses(self) -> DPOStageConfig:
+        if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_types):
+            raise ValueError(
+                f"loss_weights needs one weight per loss_type: {len(self.loss_weights)} weights for "
+                f"{self.loss_types}"
+            )
+        return self
 
 
 def preference_records(dataset: Any, source: str) -> Any:
@@ -100,7 +125,8 @@ def dpo_trainer(
         **trainer_kwargs(config, output_dir, seed=seed, has_eval=evaluation is not None),
         include_num_input_tokens_seen="non_padding",  # trained tokens, for the cost table
         beta=config.beta,
-        loss_type=[config.loss_type],
+        loss_type=config.loss_types,
+        loss_weights=config.loss_weights,
         precompute_ref_log_probs=config.precompute_ref_log_probs,
         max_length=config.max_length,
     )

@@ -27,7 +27,7 @@ from moalign import generation
 from moalign.losses.advantages import leave_one_out_advantages
 from moalign.losses.length_penalty import length_penalty, length_penalty_surrogate
 from moalign.losses.ppo import token_entropy
-from moalign.losses.preference import dpo_loss
+from moalign.losses.preference import chosen_nll, dpo_loss
 from moalign.training.logprobs import (
     PackedCompletions,
     pack_by_prompt,
@@ -63,8 +63,9 @@ def timed_reference_precompute(trainer_cls: type, record: dict[str, float]) -> I
 
 
 class SharedPromptDPOTrainer(DPOTrainer):
-    """``DPOTrainer`` whose sigmoid loss scores each pair from one packed segment: policy and reference
-    log-probabilities from :func:`~moalign.training.logprobs.sequence_logps`; everything else is TRL's.
+    """``DPOTrainer`` whose sigmoid loss (alone, or with TRL's ``sft`` term: RPO) scores each pair from one
+    packed segment: policy and reference log-probabilities from
+    :func:`~moalign.training.logprobs.sequence_logps`; everything else is TRL's.
 
     Logged metrics: TRL's rewards/*, logps/* and num_tokens (not entropy, logits/* or token accuracy,
     which would need the full-vocabulary logits of every position). ``packed_tokens`` counts the
@@ -75,7 +76,7 @@ class SharedPromptDPOTrainer(DPOTrainer):
 
     def _packs(self, model: Any) -> bool:
         return (
-            self.loss_types == ["sigmoid"]
+            self.loss_types in (["sigmoid"], ["sigmoid", "sft"])
             and self.ld_alpha is None
             and self.f_divergence_type == "reverse_kl"
             and not self.use_weighting
@@ -127,7 +128,11 @@ class SharedPromptDPOTrainer(DPOTrainer):
             ref_chosen, ref_rejected = self._reference_logps(reference, packed)
         losses, chosen_rewards, rejected_rewards = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.beta)
         self._log_pair_metrics(inputs, chosen, rejected, chosen_rewards, rejected_rewards)
-        return losses.mean() * self.loss_weights[0]
+        loss = losses.mean() * self.loss_weights[0]
+        if self.loss_types[1:] == ["sft"]:  # RPO: the chosen responses' NLL beside the DPO loss
+            lengths = torch.bincount(packed.sequences, minlength=packed.num_sequences)[0::2]
+            loss = loss + chosen_nll(chosen, lengths) * self.loss_weights[1]
+        return loss
 
     def _log_pair_metrics(self, inputs: dict[str, Any], *values: torch.Tensor) -> None:
         """TRL's DPO metrics that need no logits, gathered across processes as TRL gathers them."""

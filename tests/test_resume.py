@@ -56,12 +56,16 @@ def test_resume_skips_finished_stages_and_reruns_the_interrupted_one(tmp_path, m
         run_recipe(recipe)
     root = tmp_path / "runs" / "exp"
     assert not (root / "02-test_flaky" / "stage.json").exists()
+    first = json.loads((root / "01-test_flaky" / "stage.json").read_text())
+    (root / "01-test_flaky" / "stage.json").write_text(json.dumps({**first, "wall_time_s": 1000.0}))
     monkeypatch.delenv(FAIL_ENV)
     run = run_recipe(recipe, resume=True)
     assert [(root / f"0{i}-test_flaky" / "runs.txt").read_text() for i in (1, 2, 3)] == ["x", "xx", "x"]
     summary = json.loads(run.summary_path.read_text())
     assert summary["final_model"] == "base+1+2+3"
     assert [s["summary"]["runs"] for s in summary["stages"]] == [1, 2, 1]
+    # the run's time counts the stage the first command finished (1000 s), not only the resuming command's
+    assert 1000.0 <= summary["wall_time_s"] < 1100.0
     # the interrupted stage's metrics are logged once, not once per attempt
     steps = [(m["stage"], m["step"]) for m in run.metrics() if "train/loss" in m]
     assert steps == [(f"0{i}-test_flaky", s) for i in (1, 2, 3) for s in (1, 2, 3)]

@@ -157,11 +157,13 @@ def _run_locked(run: RunDir, recipe: Recipe, *, overwrite: bool, resume: bool) -
     model = recipe.model
     stages: list[dict[str, Any]] = []
     t_run = time.time()
+    earlier = 0.0  # the wall time of the stages an earlier command finished (a resumed run)
     for index, spec in enumerate(recipe.stages, start=1):
         ctx = StageContext(recipe=recipe, run=run, index=index, stage_type=spec.type, model=model, seed=recipe.seed)
         finished = run.stage_record(index, spec.type) if resume else None
         if finished is not None:
             stages.append(finished)
+            earlier += finished.get("wall_time_s") or 0.0
             model = run.model_spec(finished["output_model"]) or model
             continue
         if resume and is_main_process():
@@ -197,7 +199,6 @@ def _run_locked(run: RunDir, recipe: Recipe, *, overwrite: bool, resume: bool) -
         model = result.model or model
     if is_main_process():
         final = run.portable(model)
-        run.write_summary(
-            {"name": recipe.name, "final_model": final, "wall_time_s": round(time.time() - t_run, 3), "stages": stages}
-        )
+        wall = round(earlier + time.time() - t_run, 3)
+        run.write_summary({"name": recipe.name, "final_model": final, "wall_time_s": wall, "stages": stages})
     return run

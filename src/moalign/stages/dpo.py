@@ -11,7 +11,7 @@ token is scored; the loss is the same :func:`~moalign.losses.preference.dpo_loss
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
@@ -24,10 +24,10 @@ if TYPE_CHECKING:
     from moalign.tags import TagDimensions
 
 
-DPOLoss = Literal[
+DPO_LOSSES = (
     "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
     "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
-]
+)  # fmt: skip
 """TRL 1.16's DPO loss types."""
 
 
@@ -37,7 +37,7 @@ class DPOStageConfig(TrainerStageConfig):
     learning_rate: float = Field(5e-6, gt=0.0)
     warmup_steps: int = 10
     beta: float = Field(0.1, gt=0.0)
-    loss_type: DPOLoss | list[DPOLoss] = "sigmoid"
+    loss_type: str | list[str] = "sigmoid"
     """TRL's ``loss_type``; a list combines losses, each weighted by ``loss_weights``. ``[sigmoid, sft]`` is
     RPO (DPO plus the chosen responses' NLL, :func:`moalign.losses.preference.chosen_nll`)."""
     loss_weights: list[float] | None = None
@@ -54,7 +54,10 @@ class DPOStageConfig(TrainerStageConfig):
         return [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type)
 
     @model_validator(mode="after")
-    def _weights_match_losses(self) -> DPOStageConfig:
+    def _known_losses_one_weight_each(self) -> DPOStageConfig:
+        unknown = [name for name in self.loss_types if name not in DPO_LOSSES]
+        if unknown:
+            raise ValueError(f"loss_type: unknown {unknown} (known: {', '.join(DPO_LOSSES)})")
         if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_types):
             raise ValueError(
                 f"loss_weights needs one weight per loss_type: {len(self.loss_weights)} weights for "
